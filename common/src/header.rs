@@ -1,0 +1,151 @@
+//! The archive header, `sparsebak/archive.json` on the destination.
+//!
+//! It pins what every chunk in the archive was written with. Readers refuse a
+//! header whose `format_version` they do not know, so a future format (for
+//! example with encryption) cannot be misread as this one.
+
+use crate::units::ChunkSize;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Value of the `format` field: identifies the file.
+pub const FORMAT_NAME: &str = "sparsebak-archive";
+/// Archive format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// zstd frames (default).
+    Zstd,
+    /// zlib streams (RFC 1950), as sparsebak 0.2 wrote.
+    Zlib,
+}
+
+/// Compression settings for new chunks. Chunks record their own codec, so a
+/// reader never needs this to decode; it only steers writers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    pub codec: Codec,
+    pub level: i32,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression { codec: Codec::Zstd, level: 3 }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    /// `zstd`, `zstd:LEVEL` (1..=19), `zlib`, `zlib:LEVEL` (0..=9).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, level) = match s.split_once(':') {
+            Some((n, l)) => (n, Some(l)),
+            None => (s, None),
+        };
+        let (codec, range, default) = match name {
+            "zstd" => (Codec::Zstd, 1..=19, 3),
+            "zlib" => (Codec::Zlib, 0..=9, 4),
+            _ => return Err(format!("unknown compression {s:?}: use zstd[:1-19] or zlib[:0-9]")),
+        };
+        let level = match level {
+            None => default,
+            Some(l) => l
+                .parse::<i32>()
+                .ok()
+                .filter(|l| range.contains(l))
+                .ok_or_else(|| {
+                    format!("bad compression level in {s:?}: {name} takes {}..={}", range.start(), range.end())
+                })?,
+        };
+        Ok(Compression { codec, level })
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = match self.codec {
+            Codec::Zstd => "zstd",
+            Codec::Zlib => "zlib",
+        };
+        write!(f, "{n}:{}", self.level)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveHeader {
+    pub format: String,
+    pub format_version: u32,
+    pub uuid: String,
+    pub chunk_size: ChunkSize,
+    pub compression: Compression,
+    /// Hash over stored chunk files and chunk contents. Only "sha256".
+    pub hash: String,
+    /// Chunk and metadata encryption. Only "none" in format 1; a later
+    /// version adds authenticated encryption and bumps `format_version`.
+    pub encryption: String,
+    pub created_utc: String,
+}
+
+impl ArchiveHeader {
+    pub fn new(uuid: String, chunk_size: ChunkSize, compression: Compression, created_utc: String) -> Self {
+        ArchiveHeader {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            uuid,
+            chunk_size,
+            compression,
+            hash: "sha256".into(),
+            encryption: "none".into(),
+            created_utc,
+        }
+    }
+
+    /// Parse and check that this code can read the archive.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let h: ArchiveHeader =
+            serde_json::from_slice(bytes).map_err(|e| format!("archive header is not valid: {e}"))?;
+        if h.format != FORMAT_NAME {
+            return Err(format!("archive header names format {:?}, not {FORMAT_NAME}", h.format));
+        }
+        if h.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "archive format version {} is not supported (this sparsebak reads version {FORMAT_VERSION})",
+                h.format_version
+            ));
+        }
+        if h.hash != "sha256" || h.encryption != "none" {
+            return Err(format!("archive uses hash {:?} / encryption {:?}, which this sparsebak cannot read", h.hash, h.encryption));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_parse() {
+        assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::default());
+        assert_eq!("zlib:4".parse::<Compression>().unwrap(), Compression { codec: Codec::Zlib, level: 4 });
+        assert!("zlib:10".parse::<Compression>().is_err());
+        assert!("zstd:".parse::<Compression>().is_err());
+        assert!("lz4:1".parse::<Compression>().is_err());
+    }
+
+    #[test]
+    fn header_round_trip_and_version_check() {
+        let h = ArchiveHeader::new("u".into(), ChunkSize::from_factor(1).unwrap(), Compression::default(), "t".into());
+        let j = serde_json::to_vec(&h).unwrap();
+        assert_eq!(ArchiveHeader::parse(&j).unwrap(), h);
+        let mut h2 = h.clone();
+        h2.format_version = 2;
+        let e = ArchiveHeader::parse(&serde_json::to_vec(&h2).unwrap()).unwrap_err();
+        assert!(e.contains("version 2"), "{e}");
+        let mut bad: serde_json::Value = serde_json::to_value(&h).unwrap();
+        bad["chunk_size"] = 1000.into();
+        assert!(ArchiveHeader::parse(&serde_json::to_vec(&bad).unwrap()).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! What `sparsebak` (dom0) and `sparsebak-agent` (the archive side) must agree on.
+//!
+//! * [`names`]: validated volume and session names, and the chunk file layout.
+//! * [`units`]: typed byte offsets, chunk indices and chunk sizes.
+//! * [`header`]: the archive header stored at the archive root.
+//! * [`proto`]: the framed request/response protocol spoken over a byte pipe.
+//!
+//! The agent depends on this crate and nothing else of dom0, so everything here
+//! is small, dependency-light and free of I/O policy.
+
+pub mod header;
+pub mod names;
+pub mod proto;
+pub mod units;
+
+/// Directory under the destination path that holds the archive.
+pub const ARCHIVE_DIR: &str = "sparsebak";
+/// Archive header file name, inside [`ARCHIVE_DIR`].
+pub const HEADER_FILE: &str = "archive.json";
+/// Lock file the agent holds while it writes, inside [`ARCHIVE_DIR`].
+pub const LOCK_FILE: &str = ".lock";
+/// Per-volume info file name, inside a volume directory.
+pub const VOLUME_FILE: &str = "volume.json";
+/// Per-session info file name, inside a session directory.
+pub const SESSION_INFO_FILE: &str = "info.json";
+/// Per-session manifest file name, inside a session directory.
+pub const MANIFEST_FILE: &str = "manifest";

@@ -1,0 +1,128 @@
+//! The archive side of sparsebak: one request loop over a byte pipe.
+//!
+//! The agent trusts dom0 for *what* to store but still checks every name and
+//! path against the layout, because a bug or a hand-edited config on the dom0
+//! side must never write outside the archive. It runs no shell commands.
+
+pub mod archive;
+pub mod error;
+pub mod fsutil;
+pub mod mount;
+pub mod read;
+pub mod store;
+
+use archive::Archive;
+use error::{AgentError, Result};
+use sparsebak_common::proto::{recv_msg, send_msg, ErrorKind, FrameReader, Request, Response, PROTOCOL_VERSION};
+use std::io::{BufReader, BufWriter, Read, Write};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn err_response(e: &AgentError) -> Response {
+    Response::Error { kind: e.kind, message: e.message.clone() }
+}
+
+/// Serve requests until `Bye` or EOF. Errors in a data stream are answered
+/// and then end the session (the stream cannot be resynchronised cheaply);
+/// other errors are answered and the loop continues.
+pub fn serve<R: Read, W: Write>(input: R, output: W) -> std::result::Result<(), String> {
+    let mut r = BufReader::with_capacity(1 << 20, input);
+    let mut w = BufWriter::with_capacity(1 << 20, output);
+    let mut archive: Option<Archive> = None;
+    let io_err = |e: std::io::Error| format!("pipe to sparsebak failed: {e}");
+    loop {
+        let req: Request = match recv_msg(&mut r).map_err(io_err)? {
+            None => return Ok(()),
+            Some(q) => q,
+        };
+        let (resp, fatal) = match handle(&mut archive, req, &mut r, &mut w) {
+            Ok(Some(resp)) => (resp, None),
+            Ok(None) => return Ok(()),
+            Err((e, fatal)) => (err_response(&e), fatal.then_some(e)),
+        };
+        send_msg(&mut w, &resp).map_err(io_err)?;
+        if let Some(e) = fatal {
+            return Err(e.message);
+        }
+    }
+}
+
+type Handled = std::result::Result<Option<Response>, (AgentError, bool)>;
+
+fn handle<R: Read, W: Write>(archive: &mut Option<Archive>, req: Request, r: &mut R, w: &mut W) -> Handled {
+    let soft = |e: AgentError| (e, false);
+    let need = |a: &Option<Archive>| -> Result<()> {
+        a.as_ref().map(|_| ()).ok_or_else(|| AgentError::invalid("no archive is open"))
+    };
+    match req {
+        Request::Hello { protocol } => {
+            if protocol != PROTOCOL_VERSION {
+                let e = AgentError::new(
+                    ErrorKind::Invalid,
+                    format!("protocol version {protocol} is not supported (agent {VERSION} speaks {PROTOCOL_VERSION}); install matching versions"),
+                );
+                return Err((e, true));
+            }
+            Ok(Some(Response::Hello { protocol: PROTOCOL_VERSION, agent_version: VERSION.into() }))
+        }
+        Request::Open { dest_path, mountpoint, write } => {
+            let dest = mount::clean_abs_path(&dest_path, "archive path").map_err(soft)?;
+            let mp = mount::clean_abs_path(&mountpoint, "mountpoint").map_err(soft)?;
+            mount::check_dest(&dest, &mp).map_err(soft)?;
+            let (free, total) = mount::space(&mp).map_err(soft)?;
+            let a = Archive::open(&dest, write).map_err(soft)?;
+            let header = a.header.as_ref().map(|h| serde_json::to_string(h).expect("header serialises"));
+            *archive = Some(a);
+            Ok(Some(Response::Opened { header, free_bytes: free, total_bytes: total }))
+        }
+        Request::InitArchive { header } => {
+            need(archive).map_err(soft)?;
+            archive.as_mut().unwrap().init(&header).map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::ListVolumes => {
+            need(archive).map_err(soft)?;
+            let names = archive.as_ref().unwrap().list_volumes().map_err(soft)?;
+            Ok(Some(Response::Volumes { names }))
+        }
+        Request::ListSessions { vol } => {
+            need(archive).map_err(soft)?;
+            let vol = store::parse_vol(&vol).map_err(soft)?;
+            let (c, t) = archive.as_ref().unwrap().list_sessions(&vol).map_err(soft)?;
+            Ok(Some(Response::Sessions { committed: c.into_iter().map(String::from).collect(), in_progress: t }))
+        }
+        Request::PutSession { vol, session, expect_last } => {
+            let mut stream = FrameReader::new(r);
+            let res = need(archive).and_then(|_| {
+                store::put_session(archive.as_ref().unwrap(), &vol, &session, expect_last.as_deref(), &mut stream)
+            });
+            match res {
+                Ok(s) => {
+                    stream.drain().map_err(|e| (AgentError::io("reading the session stream", e), true))?;
+                    Ok(Some(Response::Stored { files: s.files, bytes: s.bytes }))
+                }
+                Err(e) => Err((e, true)),
+            }
+        }
+        Request::Commit { vol, session, volume_info } => {
+            need(archive).map_err(soft)?;
+            store::commit(archive.as_ref().unwrap(), &vol, &session, &volume_info).map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::ReadFiles { vol } => {
+            need(archive).map_err(|e| (e, true))?;
+            read::read_files(archive.as_ref().unwrap(), &vol, r, w).map_err(|e| (e, true))?;
+            Ok(Some(Response::Ok))
+        }
+        Request::DeleteVolume { vol } => {
+            need(archive).map_err(soft)?;
+            let vol = store::parse_vol(&vol).map_err(soft)?;
+            archive.as_ref().unwrap().delete_volume(&vol).map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::Bye => {
+            send_msg(w, &Response::Ok).map_err(|e| (AgentError::io("pipe", e), true))?;
+            Ok(None)
+        }
+    }
+}

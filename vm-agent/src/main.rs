@@ -1,0 +1,33 @@
+//! `sparsebak-agent`: serves one archive session over stdin/stdout.
+//! Run by `sparsebak` directly (internal:), through ssh, or through the
+//! qrexec service `qubes.SparsebakStore`. It never runs a shell command.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--version") | Some("version") => {
+            println!("sparsebak-agent {}", sparsebak_agent::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Some("--help") | Some("-h") => {
+            println!("sparsebak-agent: speaks the sparsebak protocol on stdin/stdout. Started by sparsebak; not for interactive use.");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) if other.starts_with('-') => {
+            eprintln!("sparsebak-agent: unknown option {other:?}");
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match sparsebak_agent::serve(stdin, stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sparsebak-agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

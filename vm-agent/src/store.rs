@@ -1,0 +1,193 @@
+//! Receiving a session: a tar stream is unpacked into `<vol>/S_…-tmp/`, every
+//! member checked against the layout, and only `Commit` makes it visible.
+//!
+//! Accepted members, in this order: chunk files `<9hex>/x<16hex>` (regular
+//! files, at most the header's stored-chunk limit), then `manifest`, then
+//! `info.json`. Anything else (absolute paths, `..`, links, devices,
+//! directories, duplicates, a fan-out dir that doesn't match the address) is
+//! refused and the temporary directory removed.
+
+use crate::archive::Archive;
+use crate::error::{AgentError, IoContext, Result};
+use crate::fsutil::{fsync_dir, syncfs, write_atomic};
+use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
+use sparsebak_common::proto::ErrorKind;
+use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Largest session info file accepted.
+const MAX_INFO: u64 = 1024 * 1024;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(PartialEq, PartialOrd)]
+enum Phase {
+    Chunks,
+    Manifest,
+    Info,
+}
+
+pub fn parse_vol(v: &str) -> Result<VolName> {
+    VolName::new(v).map_err(|e| AgentError::invalid(e.to_string()))
+}
+
+pub fn parse_session(s: &str) -> Result<SessionName> {
+    SessionName::new(s).map_err(|e| AgentError::invalid(e.to_string()))
+}
+
+/// Prepare the volume for a new session: drop stale temporary sessions, set
+/// aside orphans (committed here after dom0's last known session, by a send
+/// that died between the two commits), and check for rollback.
+fn prepare_volume(a: &Archive, vol: &VolName, session: &SessionName, expect_last: Option<&SessionName>) -> Result<PathBuf> {
+    let vdir = a.vol_dir(vol);
+    fs::create_dir_all(&vdir).ctx(format_args!("cannot create {}", vdir.display()))?;
+    let (committed, stale) = a.list_sessions(vol)?;
+    for t in stale {
+        let p = vdir.join(&t);
+        fs::remove_dir_all(&p).ctx(format_args!("cannot remove stale {}", p.display()))?;
+    }
+    match expect_last {
+        None if !committed.is_empty() => {
+            return Err(AgentError::new(
+                ErrorKind::Mismatch,
+                format!(
+                    "the archive already holds {} session(s) of volume {vol} that this sparsebak does not know about; \
+                     refusing to mix them (delete the volume from the archive first, or use another archive)",
+                    committed.len()
+                ),
+            ))
+        }
+        Some(last) if !committed.contains(last) => {
+            return Err(AgentError::new(
+                ErrorKind::Mismatch,
+                format!(
+                    "session {last} of volume {vol} is missing from the archive: the destination was rolled back, \
+                     altered, or is not this sparsebak's archive"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    for orphan in committed.iter().filter(|s| Some(*s) > expect_last) {
+        let from = vdir.join(orphan.as_str());
+        let to = vdir.join(format!("{orphan}-orphan"));
+        eprintln!("sparsebak-agent: setting aside {orphan} of {vol}: it was never committed by dom0 (kept as {})", to.display());
+        fs::rename(&from, &to).ctx(format_args!("cannot set aside {}", from.display()))?;
+    }
+    if committed.iter().any(|s| s >= session && Some(s) <= expect_last) {
+        return Err(AgentError::invalid(format!("session {session} of {vol} is not newer than the archive's last session")));
+    }
+    let tmp = vdir.join(session.tmp_dir_name());
+    fs::create_dir(&tmp).ctx(format_args!("cannot create {}", tmp.display()))?;
+    Ok(tmp)
+}
+
+/// Receive a session's tar stream into its temporary directory.
+pub fn put_session<R: Read>(
+    a: &Archive,
+    vol: &str,
+    session: &str,
+    expect_last: Option<&str>,
+    stream: R,
+) -> Result<StoreStats> {
+    a.require_write()?;
+    let vol = parse_vol(vol)?;
+    let session = parse_session(session)?;
+    let expect_last = expect_last.map(parse_session).transpose()?;
+    let max_chunk = a.header()?.chunk_size.max_stored();
+    let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref())?;
+    let res = unpack(&tmp, stream, max_chunk).map_err(|e| AgentError {
+        kind: e.kind,
+        message: format!("storing {session} of {vol}: {}", e.message),
+    });
+    if res.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> {
+    let mut ar = tar::Archive::new(stream);
+    let mut stats = StoreStats::default();
+    let mut phase = Phase::Chunks;
+    let mut last_addr = None;
+    let entries = ar.entries().ctx("cannot read the session's tar stream")?;
+    for entry in entries {
+        let mut entry = entry.ctx("malformed tar stream")?;
+        let name = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| AgentError::invalid("tar member name is not UTF-8"))?;
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            return Err(AgentError::invalid(format!("tar member {name:?} is not a regular file ({kind:?})")));
+        }
+        let size = entry.header().size().ctx("bad tar header")?;
+        let (next, limit) = match name.as_str() {
+            MANIFEST_FILE => (Phase::Manifest, u64::MAX),
+            SESSION_INFO_FILE => (Phase::Info, MAX_INFO),
+            _ => {
+                let addr = parse_chunk_rel_path(&name).map_err(|e| AgentError::invalid(format!("tar member refused: {e}")))?;
+                if last_addr.is_some_and(|l| addr <= l) {
+                    return Err(AgentError::invalid(format!("tar member {name:?} is out of address order or repeated")));
+                }
+                last_addr = Some(addr);
+                (Phase::Chunks, max_chunk)
+            }
+        };
+        if next < phase || (next == phase && next != Phase::Chunks) {
+            return Err(AgentError::invalid(format!("tar member {name:?} is out of order")));
+        }
+        phase = next;
+        if size > limit {
+            return Err(AgentError::invalid(format!("tar member {name:?} is {size} bytes, over the limit of {limit}")));
+        }
+        let path = tmp.join(&name);
+        if let Some(dir) = path.parent() {
+            match fs::create_dir(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(AgentError::io(format_args!("cannot create {}", dir.display()), e))
+                }
+                _ => {}
+            }
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ctx(format_args!("cannot create {}", path.display()))?;
+        let n = io::copy(&mut entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
+        stats.files += 1;
+        stats.bytes += n;
+    }
+    if phase != Phase::Info {
+        return Err(AgentError::invalid("the session's tar stream ended before its manifest and info.json"));
+    }
+    Ok(stats)
+}
+
+/// Make a received session durable, then visible, then record the volume info.
+pub fn commit(a: &Archive, vol: &str, session: &str, volume_info: &str) -> Result<()> {
+    a.require_write()?;
+    let vol = parse_vol(vol)?;
+    let session = parse_session(session)?;
+    let vdir = a.vol_dir(&vol);
+    let tmp = vdir.join(session.tmp_dir_name());
+    for f in [MANIFEST_FILE, SESSION_INFO_FILE] {
+        if !tmp.join(f).is_file() {
+            return Err(AgentError::new(
+                ErrorKind::NotFound,
+                format!("cannot commit {session} of {vol}: {} is missing", tmp.join(f).display()),
+            ));
+        }
+    }
+    syncfs(&tmp)?;
+    let fin = vdir.join(session.as_str());
+    fs::rename(&tmp, &fin).ctx(format_args!("cannot commit {}", fin.display()))?;
+    fsync_dir(&vdir)?;
+    write_atomic(&vdir.join(VOLUME_FILE), volume_info.as_bytes())
+}
