@@ -32,7 +32,10 @@ pub struct Compression {
 
 impl Default for Compression {
     fn default() -> Self {
-        Compression { codec: Codec::Zstd, level: 3 }
+        Compression {
+            codec: Codec::Zstd,
+            level: 3,
+        }
     }
 }
 
@@ -47,7 +50,11 @@ impl std::str::FromStr for Compression {
         let (codec, range, default) = match name {
             "zstd" => (Codec::Zstd, 1..=19, 3),
             "zlib" => (Codec::Zlib, 0..=9, 4),
-            _ => return Err(format!("unknown compression {s:?}: use zstd[:1-19] or zlib[:0-9]")),
+            _ => {
+                return Err(format!(
+                    "unknown compression {s:?}: use zstd[:1-19] or zlib[:0-9]"
+                ))
+            }
         };
         let level = match level {
             None => default,
@@ -56,7 +63,11 @@ impl std::str::FromStr for Compression {
                 .ok()
                 .filter(|l| range.contains(l))
                 .ok_or_else(|| {
-                    format!("bad compression level in {s:?}: {name} takes {}..={}", range.start(), range.end())
+                    format!(
+                        "bad compression level in {s:?}: {name} takes {}..={}",
+                        range.start(),
+                        range.end()
+                    )
                 })?,
         };
         Ok(Compression { codec, level })
@@ -89,7 +100,12 @@ pub struct ArchiveHeader {
 }
 
 impl ArchiveHeader {
-    pub fn new(uuid: String, chunk_size: ChunkSize, compression: Compression, created_utc: String) -> Self {
+    pub fn new(
+        uuid: String,
+        chunk_size: ChunkSize,
+        compression: Compression,
+        created_utc: String,
+    ) -> Self {
         ArchiveHeader {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
@@ -104,10 +120,13 @@ impl ArchiveHeader {
 
     /// Parse and check that this code can read the archive.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let h: ArchiveHeader =
-            serde_json::from_slice(bytes).map_err(|e| format!("archive header is not valid: {e}"))?;
+        let h: ArchiveHeader = serde_json::from_slice(bytes)
+            .map_err(|e| format!("archive header is not valid: {e}"))?;
         if h.format != FORMAT_NAME {
-            return Err(format!("archive header names format {:?}, not {FORMAT_NAME}", h.format));
+            return Err(format!(
+                "archive header names format {:?}, not {FORMAT_NAME}",
+                h.format
+            ));
         }
         if h.format_version != FORMAT_VERSION {
             return Err(format!(
@@ -116,7 +135,10 @@ impl ArchiveHeader {
             ));
         }
         if h.hash != "sha256" || h.encryption != "none" {
-            return Err(format!("archive uses hash {:?} / encryption {:?}, which this sparsebak cannot read", h.hash, h.encryption));
+            return Err(format!(
+                "archive uses hash {:?} / encryption {:?}, which this sparsebak cannot read",
+                h.hash, h.encryption
+            ));
         }
         Ok(h)
     }
@@ -128,8 +150,17 @@ mod tests {
 
     #[test]
     fn compression_parse() {
-        assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::default());
-        assert_eq!("zlib:4".parse::<Compression>().unwrap(), Compression { codec: Codec::Zlib, level: 4 });
+        assert_eq!(
+            "zstd".parse::<Compression>().unwrap(),
+            Compression::default()
+        );
+        assert_eq!(
+            "zlib:4".parse::<Compression>().unwrap(),
+            Compression {
+                codec: Codec::Zlib,
+                level: 4
+            }
+        );
         assert!("zlib:10".parse::<Compression>().is_err());
         assert!("zstd:".parse::<Compression>().is_err());
         assert!("lz4:1".parse::<Compression>().is_err());
@@ -137,7 +168,12 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_version_check() {
-        let h = ArchiveHeader::new("u".into(), ChunkSize::from_factor(1).unwrap(), Compression::default(), "t".into());
+        let h = ArchiveHeader::new(
+            "u".into(),
+            ChunkSize::from_factor(1).unwrap(),
+            Compression::default(),
+            "t".into(),
+        );
         let j = serde_json::to_vec(&h).unwrap();
         assert_eq!(ArchiveHeader::parse(&j).unwrap(), h);
         let mut h2 = h.clone();

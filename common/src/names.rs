@@ -129,7 +129,14 @@ fn parse_timestamp(ts: &str) -> Option<[u32; 6]> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| ts[r].parse::<u32>().ok();
-    let t = [n(0..4)?, n(4..6)?, n(6..8)?, n(9..11)?, n(11..13)?, n(13..15)?];
+    let t = [
+        n(0..4)?,
+        n(4..6)?,
+        n(6..8)?,
+        n(9..11)?,
+        n(11..13)?,
+        n(13..15)?,
+    ];
     let ok = (1970..=9999).contains(&t[0])
         && (1..=12).contains(&t[1])
         && (1..=31).contains(&t[2])
@@ -175,7 +182,11 @@ pub fn chunk_rel_path(addr: ByteOffset) -> String {
 /// Parse `x<16hex>` (lowercase only).
 pub fn parse_chunk_file_name(name: &str) -> Option<ByteOffset> {
     let hex = name.strip_prefix('x')?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 16
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     u64::from_str_radix(hex, 16).ok().map(ByteOffset)
@@ -203,8 +214,21 @@ mod tests {
             assert!(VolName::new(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", ".", "..", "a/b", "/abs", "a b", "a;rm", "$(x)", "`x`", "-rf", "a\nb",
-            &"a".repeat(113), "v.tick", "v.tock", "é",
+            "",
+            ".",
+            "..",
+            "a/b",
+            "/abs",
+            "a b",
+            "a;rm",
+            "$(x)",
+            "`x`",
+            "-rf",
+            "a\nb",
+            &"a".repeat(113),
+            "v.tick",
+            "v.tock",
+            "é",
         ] {
             assert!(VolName::new(bad).is_err(), "{bad:?}");
         }
@@ -217,8 +241,13 @@ mod tests {
         assert_eq!(s.tmp_dir_name(), "S_20260102-030405-tmp");
         assert_eq!(SessionName::from_timestamp("20260102-030405").unwrap(), s);
         for bad in [
-            "S_2026010-030405", "S_20261302-030405", "20260102-030405", "S_20260102_030405",
-            "S_20260102-030405-tmp", "S_../../etc", "S_2026010a-030405",
+            "S_2026010-030405",
+            "S_20261302-030405",
+            "20260102-030405",
+            "S_20260102_030405",
+            "S_20260102-030405-tmp",
+            "S_../../etc",
+            "S_2026010a-030405",
         ] {
             assert!(SessionName::new(bad).is_err(), "{bad}");
         }
@@ -230,7 +259,10 @@ mod tests {
             let p = chunk_rel_path(ByteOffset(a));
             assert_eq!(parse_chunk_rel_path(&p).unwrap(), ByteOffset(a));
         }
-        assert_eq!(chunk_rel_path(ByteOffset(0x30000)), "000000000/x0000000000030000");
+        assert_eq!(
+            chunk_rel_path(ByteOffset(0x30000)),
+            "000000000/x0000000000030000"
+        );
         for bad in [
             "000000000/x00000000000300000",
             "000000001/x0000000000030000",

@@ -35,25 +35,47 @@ pub const FILE_REFUSED: u8 = 2;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Hello { protocol: u32 },
+    Hello {
+        protocol: u32,
+    },
     /// Open the archive under `dest_path`, which must lie on the file system
     /// mounted at `mountpoint`. `write` takes the archive lock.
-    Open { dest_path: String, mountpoint: String, write: bool },
+    Open {
+        dest_path: String,
+        mountpoint: String,
+        write: bool,
+    },
     /// Create the archive with this header (JSON text). Fails if one exists.
-    InitArchive { header: String },
+    InitArchive {
+        header: String,
+    },
     ListVolumes,
-    ListSessions { vol: String },
+    ListSessions {
+        vol: String,
+    },
     /// Start a session; a data stream with a tar archive follows. Members are
     /// chunk files `<9hex>/x<16hex>`, then `manifest`, then `info.json`.
     /// `expect_last` is dom0's newest committed session for the volume.
-    PutSession { vol: String, session: String, expect_last: Option<String> },
+    PutSession {
+        vol: String,
+        session: String,
+        expect_last: Option<String>,
+    },
     /// Make the session durable and visible, then write `volume.json`.
-    Commit { vol: String, session: String, volume_info: String },
+    Commit {
+        vol: String,
+        session: String,
+        volume_info: String,
+    },
     /// A stream of path frames follows (`S_…/<9hex>/x<16hex>`, relative to the
     /// volume dir); each is answered by one reply frame, in order.
-    ReadFiles { vol: String },
+    ReadFiles {
+        vol: String,
+    },
     /// Remove a volume's data from the archive.
-    DeleteVolume { vol: String },
+    DeleteVolume {
+        vol: String,
+    },
     Bye,
 }
 
@@ -82,12 +104,30 @@ pub enum ErrorKind {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Response {
     Ok,
-    Hello { protocol: u32, agent_version: String },
-    Opened { header: Option<String>, free_bytes: u64, total_bytes: u64 },
-    Volumes { names: Vec<String> },
-    Sessions { committed: Vec<String>, in_progress: Vec<String> },
-    Stored { files: u64, bytes: u64 },
-    Error { kind: ErrorKind, message: String },
+    Hello {
+        protocol: u32,
+        agent_version: String,
+    },
+    Opened {
+        header: Option<String>,
+        free_bytes: u64,
+        total_bytes: u64,
+    },
+    Volumes {
+        names: Vec<String>,
+    },
+    Sessions {
+        committed: Vec<String>,
+        in_progress: Vec<String>,
+    },
+    Stored {
+        files: u64,
+        bytes: u64,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// Write one frame.
@@ -105,7 +145,12 @@ pub fn read_frame<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>>
     while got < 4 {
         match r.read(&mut len[got..]) {
             Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe closed inside a frame length")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "pipe closed inside a frame length",
+                ))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -121,7 +166,10 @@ pub fn read_frame<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>>
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(io::ErrorKind::UnexpectedEof, format!("pipe closed inside a frame of {len} bytes"))
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("pipe closed inside a frame of {len} bytes"),
+            )
         } else {
             e
         }
@@ -140,9 +188,12 @@ pub fn send_msg<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
 pub fn recv_msg<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<T>> {
     match read_frame(r, MAX_MESSAGE)? {
         None => Ok(None),
-        Some(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("malformed message: {e}"))),
+        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed message: {e}"),
+            )
+        }),
     }
 }
 
@@ -155,7 +206,10 @@ pub struct FrameWriter<W: Write> {
 
 impl<W: Write> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
-        FrameWriter { inner, buf: Vec::with_capacity(DATA_FRAME) }
+        FrameWriter {
+            inner,
+            buf: Vec::with_capacity(DATA_FRAME),
+        }
     }
     fn flush_frame(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
@@ -199,7 +253,12 @@ pub struct FrameReader<R: Read> {
 
 impl<R: Read> FrameReader<R> {
     pub fn new(inner: R) -> Self {
-        FrameReader { inner, cur: Vec::new(), pos: 0, done: false }
+        FrameReader {
+            inner,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        }
     }
     /// Consume whatever is left of the stream (after an early error), so the
     /// pipe is positioned at the next control message.
@@ -224,7 +283,10 @@ impl<R: Read> Read for FrameReader<R> {
             }
             match read_frame(&mut self.inner, MAX_FRAME)? {
                 None => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe closed inside a data stream"))
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "pipe closed inside a data stream",
+                    ))
                 }
                 Some(f) if f.is_empty() => self.done = true,
                 Some(f) => {
@@ -248,8 +310,16 @@ mod tests {
     fn messages_round_trip() {
         let reqs = vec![
             Request::Hello { protocol: 1 },
-            Request::Open { dest_path: "/m/x".into(), mountpoint: "/m".into(), write: true },
-            Request::PutSession { vol: "v".into(), session: "S_20260101-000000".into(), expect_last: None },
+            Request::Open {
+                dest_path: "/m/x".into(),
+                mountpoint: "/m".into(),
+                write: true,
+            },
+            Request::PutSession {
+                vol: "v".into(),
+                session: "S_20260101-000000".into(),
+                expect_last: None,
+            },
             Request::Bye,
         ];
         let mut pipe = Vec::new();
@@ -275,7 +345,10 @@ mod tests {
         fr.read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
         let mut rest = fr.into_inner();
-        assert_eq!(recv_msg::<_, Response>(&mut rest).unwrap(), Some(Response::Ok));
+        assert_eq!(
+            recv_msg::<_, Response>(&mut rest).unwrap(),
+            Some(Response::Ok)
+        );
     }
 
     #[test]

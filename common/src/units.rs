@@ -14,7 +14,9 @@ pub const MAX_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
 pub struct ByteOffset(pub u64);
 
 /// A byte count (volume sizes, stored sizes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Bytes(pub u64);
 
 /// Index of a backup chunk: chunk `n` covers `[n*size, (n+1)*size)`.
@@ -70,7 +72,7 @@ impl ChunkSize {
 impl TryFrom<u64> for ChunkSize {
     type Error = String;
     fn try_from(v: u64) -> Result<Self, String> {
-        if v == 0 || v % CHUNK_UNIT != 0 {
+        if v == 0 || !v.is_multiple_of(CHUNK_UNIT) {
             return Err(format!("chunk size {v} is not a multiple of {CHUNK_UNIT}"));
         }
         ChunkSize::from_factor(v / CHUNK_UNIT)

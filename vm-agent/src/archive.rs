@@ -31,7 +31,12 @@ impl Archive {
     pub fn open(dest: &Path, write: bool) -> Result<Self> {
         let dir = dest.join(ARCHIVE_DIR);
         let header = read_header(&dir)?;
-        let mut a = Archive { dir, header, lock: None, writable: write };
+        let mut a = Archive {
+            dir,
+            header,
+            lock: None,
+            writable: write,
+        };
         if write && a.header.is_some() {
             a.take_lock()?;
         }
@@ -49,7 +54,10 @@ impl Archive {
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
             AgentError::new(
                 ErrorKind::Locked,
-                format!("archive {} is locked by another sparsebak process ({e})", self.dir.display()),
+                format!(
+                    "archive {} is locked by another sparsebak process ({e})",
+                    self.dir.display()
+                ),
             )
         })?;
         self.lock = Some(lock);
@@ -59,7 +67,10 @@ impl Archive {
     /// The header, or a NotFound error naming the archive path.
     pub fn header(&self) -> Result<&ArchiveHeader> {
         self.header.as_ref().ok_or_else(|| {
-            AgentError::new(ErrorKind::NotFound, format!("no sparsebak archive at {}", self.dir.display()))
+            AgentError::new(
+                ErrorKind::NotFound,
+                format!("no sparsebak archive at {}", self.dir.display()),
+            )
         })
     }
 
@@ -82,7 +93,8 @@ impl Archive {
             ));
         }
         let header = ArchiveHeader::parse(header_json.as_bytes()).map_err(AgentError::invalid)?;
-        fs::create_dir_all(self.dir.join(VOLUMES_DIR)).ctx(format_args!("cannot create {}", self.dir.display()))?;
+        fs::create_dir_all(self.dir.join(VOLUMES_DIR))
+            .ctx(format_args!("cannot create {}", self.dir.display()))?;
         self.take_lock()?;
         write_atomic(&self.dir.join(HEADER_FILE), header_json.as_bytes())?;
         fsync_dir(&self.dir)?;
@@ -120,10 +132,17 @@ impl Archive {
         let rd = match fs::read_dir(&d) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((committed, tmp)),
-            Err(e) => return Err(AgentError::io(format_args!("cannot list {}", d.display()), e)),
+            Err(e) => {
+                return Err(AgentError::io(
+                    format_args!("cannot list {}", d.display()),
+                    e,
+                ))
+            }
         };
         for e in rd {
-            let name = e.ctx(format_args!("cannot list {}", d.display()))?.file_name();
+            let name = e
+                .ctx(format_args!("cannot list {}", d.display()))?
+                .file_name();
             let name = name.to_string_lossy();
             if let Ok(s) = SessionName::new(&name) {
                 committed.push(s);
@@ -144,7 +163,10 @@ impl Archive {
         self.require_write()?;
         let d = self.vol_dir(vol);
         if !d.exists() {
-            return Err(AgentError::new(ErrorKind::NotFound, format!("volume {vol} is not in the archive")));
+            return Err(AgentError::new(
+                ErrorKind::NotFound,
+                format!("volume {vol} is not in the archive"),
+            ));
         }
         let trash = self.dir.join(format!(".deleting-{vol}"));
         if trash.exists() {
@@ -162,13 +184,23 @@ fn read_header(dir: &Path) -> Result<Option<ArchiveHeader>> {
     let f = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(AgentError::io(format_args!("cannot open {}", path.display()), e)),
+        Err(e) => {
+            return Err(AgentError::io(
+                format_args!("cannot open {}", path.display()),
+                e,
+            ))
+        }
     };
     let mut buf = Vec::new();
     use std::io::Read;
-    f.take(MAX_HEADER + 1).read_to_end(&mut buf).ctx(format_args!("cannot read {}", path.display()))?;
+    f.take(MAX_HEADER + 1)
+        .read_to_end(&mut buf)
+        .ctx(format_args!("cannot read {}", path.display()))?;
     if buf.len() as u64 > MAX_HEADER {
-        return Err(AgentError::invalid(format!("{} is larger than {MAX_HEADER} bytes", path.display())));
+        return Err(AgentError::invalid(format!(
+            "{} is larger than {MAX_HEADER} bytes",
+            path.display()
+        )));
     }
     ArchiveHeader::parse(&buf)
         .map(Some)

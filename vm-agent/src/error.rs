@@ -14,7 +14,10 @@ pub type Result<T> = std::result::Result<T, AgentError>;
 
 impl AgentError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        AgentError { kind, message: message.into() }
+        AgentError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, message)
@@ -22,7 +25,9 @@ impl AgentError {
     /// Wrap an I/O error with what was being done; a full disk gets its own kind.
     pub fn io(what: impl fmt::Display, e: io::Error) -> Self {
         let kind = match e.raw_os_error() {
-            Some(libc_enospc) if libc_enospc == nix::libc::ENOSPC || libc_enospc == nix::libc::EDQUOT => {
+            Some(libc_enospc)
+                if libc_enospc == nix::libc::ENOSPC || libc_enospc == nix::libc::EDQUOT =>
+            {
                 ErrorKind::NoSpace
             }
             _ if e.kind() == io::ErrorKind::NotFound => ErrorKind::NotFound,

@@ -17,8 +17,10 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp-write");
     let mut f = File::create(&tmp).ctx(format_args!("cannot create {}", tmp.display()))?;
-    f.write_all(data).ctx(format_args!("cannot write {}", tmp.display()))?;
-    f.sync_all().ctx(format_args!("cannot fsync {}", tmp.display()))?;
+    f.write_all(data)
+        .ctx(format_args!("cannot write {}", tmp.display()))?;
+    f.sync_all()
+        .ctx(format_args!("cannot fsync {}", tmp.display()))?;
     drop(f);
     fs::rename(&tmp, path).ctx(format_args!("cannot rename {} into place", tmp.display()))?;
     if let Some(parent) = path.parent() {
@@ -31,6 +33,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// of an fsync per chunk file).
 pub fn syncfs(dir: &Path) -> Result<()> {
     let f = File::open(dir).ctx(format_args!("cannot open {}", dir.display()))?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f))
-        .map_err(|e| crate::error::AgentError::io(format_args!("cannot sync {}", dir.display()), e.into()))
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)).map_err(|e| {
+        crate::error::AgentError::io(format_args!("cannot sync {}", dir.display()), e.into())
+    })
 }

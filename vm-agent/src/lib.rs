@@ -13,13 +13,18 @@ pub mod store;
 
 use archive::Archive;
 use error::{AgentError, Result};
-use sparsebak_common::proto::{recv_msg, send_msg, ErrorKind, FrameReader, Request, Response, PROTOCOL_VERSION};
+use sparsebak_common::proto::{
+    recv_msg, send_msg, ErrorKind, FrameReader, Request, Response, PROTOCOL_VERSION,
+};
 use std::io::{BufReader, BufWriter, Read, Write};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn err_response(e: &AgentError) -> Response {
-    Response::Error { kind: e.kind, message: e.message.clone() }
+    Response::Error {
+        kind: e.kind,
+        message: e.message.clone(),
+    }
 }
 
 /// Serve requests until `Bye` or EOF. Errors in a data stream are answered
@@ -49,10 +54,17 @@ pub fn serve<R: Read, W: Write>(input: R, output: W) -> std::result::Result<(), 
 
 type Handled = std::result::Result<Option<Response>, (AgentError, bool)>;
 
-fn handle<R: Read, W: Write>(archive: &mut Option<Archive>, req: Request, r: &mut R, w: &mut W) -> Handled {
+fn handle<R: Read, W: Write>(
+    archive: &mut Option<Archive>,
+    req: Request,
+    r: &mut R,
+    w: &mut W,
+) -> Handled {
     let soft = |e: AgentError| (e, false);
     let need = |a: &Option<Archive>| -> Result<()> {
-        a.as_ref().map(|_| ()).ok_or_else(|| AgentError::invalid("no archive is open"))
+        a.as_ref()
+            .map(|_| ())
+            .ok_or_else(|| AgentError::invalid("no archive is open"))
     };
     match req {
         Request::Hello { protocol } => {
@@ -63,17 +75,31 @@ fn handle<R: Read, W: Write>(archive: &mut Option<Archive>, req: Request, r: &mu
                 );
                 return Err((e, true));
             }
-            Ok(Some(Response::Hello { protocol: PROTOCOL_VERSION, agent_version: VERSION.into() }))
+            Ok(Some(Response::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent_version: VERSION.into(),
+            }))
         }
-        Request::Open { dest_path, mountpoint, write } => {
+        Request::Open {
+            dest_path,
+            mountpoint,
+            write,
+        } => {
             let dest = mount::clean_abs_path(&dest_path, "archive path").map_err(soft)?;
             let mp = mount::clean_abs_path(&mountpoint, "mountpoint").map_err(soft)?;
             mount::check_dest(&dest, &mp).map_err(soft)?;
             let (free, total) = mount::space(&mp).map_err(soft)?;
             let a = Archive::open(&dest, write).map_err(soft)?;
-            let header = a.header.as_ref().map(|h| serde_json::to_string(h).expect("header serialises"));
+            let header = a
+                .header
+                .as_ref()
+                .map(|h| serde_json::to_string(h).expect("header serialises"));
             *archive = Some(a);
-            Ok(Some(Response::Opened { header, free_bytes: free, total_bytes: total }))
+            Ok(Some(Response::Opened {
+                header,
+                free_bytes: free,
+                total_bytes: total,
+            }))
         }
         Request::InitArchive { header } => {
             need(archive).map_err(soft)?;
@@ -88,23 +114,49 @@ fn handle<R: Read, W: Write>(archive: &mut Option<Archive>, req: Request, r: &mu
         Request::ListSessions { vol } => {
             need(archive).map_err(soft)?;
             let vol = store::parse_vol(&vol).map_err(soft)?;
-            let (c, t) = archive.as_ref().unwrap().list_sessions(&vol).map_err(soft)?;
-            Ok(Some(Response::Sessions { committed: c.into_iter().map(String::from).collect(), in_progress: t }))
+            let (c, t) = archive
+                .as_ref()
+                .unwrap()
+                .list_sessions(&vol)
+                .map_err(soft)?;
+            Ok(Some(Response::Sessions {
+                committed: c.into_iter().map(String::from).collect(),
+                in_progress: t,
+            }))
         }
-        Request::PutSession { vol, session, expect_last } => {
+        Request::PutSession {
+            vol,
+            session,
+            expect_last,
+        } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
-                store::put_session(archive.as_ref().unwrap(), &vol, &session, expect_last.as_deref(), &mut stream)
+                store::put_session(
+                    archive.as_ref().unwrap(),
+                    &vol,
+                    &session,
+                    expect_last.as_deref(),
+                    &mut stream,
+                )
             });
             match res {
                 Ok(s) => {
-                    stream.drain().map_err(|e| (AgentError::io("reading the session stream", e), true))?;
-                    Ok(Some(Response::Stored { files: s.files, bytes: s.bytes }))
+                    stream
+                        .drain()
+                        .map_err(|e| (AgentError::io("reading the session stream", e), true))?;
+                    Ok(Some(Response::Stored {
+                        files: s.files,
+                        bytes: s.bytes,
+                    }))
                 }
                 Err(e) => Err((e, true)),
             }
         }
-        Request::Commit { vol, session, volume_info } => {
+        Request::Commit {
+            vol,
+            session,
+            volume_info,
+        } => {
             need(archive).map_err(soft)?;
             store::commit(archive.as_ref().unwrap(), &vol, &session, &volume_info).map_err(soft)?;
             Ok(Some(Response::Ok))
@@ -117,7 +169,11 @@ fn handle<R: Read, W: Write>(archive: &mut Option<Archive>, req: Request, r: &mu
         Request::DeleteVolume { vol } => {
             need(archive).map_err(soft)?;
             let vol = store::parse_vol(&vol).map_err(soft)?;
-            archive.as_ref().unwrap().delete_volume(&vol).map_err(soft)?;
+            archive
+                .as_ref()
+                .unwrap()
+                .delete_volume(&vol)
+                .map_err(soft)?;
             Ok(Some(Response::Ok))
         }
         Request::Bye => {

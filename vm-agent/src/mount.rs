@@ -5,16 +5,20 @@
 use crate::error::{AgentError, IoContext, Result};
 use sparsebak_common::proto::ErrorKind;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// An absolute path with no `.`/`..` components and no empty components.
 pub fn clean_abs_path(p: &str, what: &str) -> Result<PathBuf> {
     let path = Path::new(p);
     if !path.is_absolute() {
-        return Err(AgentError::invalid(format!("{what} {p:?} is not an absolute path")));
+        return Err(AgentError::invalid(format!(
+            "{what} {p:?} is not an absolute path"
+        )));
     }
-    if p.contains('\0') || path.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
-        return Err(AgentError::invalid(format!("{what} {p:?} must not contain '.' or '..' components")));
+    if p.contains('\0') || p.split('/').any(|c| c == "." || c == "..") {
+        return Err(AgentError::invalid(format!(
+            "{what} {p:?} must not contain '.' or '..' components"
+        )));
     }
     Ok(path.components().collect())
 }
@@ -33,7 +37,8 @@ fn is_mount_point(p: &Path) -> Result<bool> {
             .any(|m| unescape_mountinfo(m) == want));
     }
     let me = std::fs::metadata(p).ctx(format_args!("cannot stat mountpoint {}", p.display()))?;
-    let parent = std::fs::metadata(p.join("..")).ctx(format_args!("cannot stat parent of {}", p.display()))?;
+    let parent = std::fs::metadata(p.join(".."))
+        .ctx(format_args!("cannot stat parent of {}", p.display()))?;
     Ok(me.dev() != parent.dev() || me.ino() == parent.ino())
 }
 
@@ -61,12 +66,18 @@ fn unescape_mountinfo(s: &str) -> String {
 /// not exist yet; then its nearest existing ancestor is checked.
 pub fn check_dest(dest: &Path, mountpoint: &Path) -> Result<()> {
     let meta = std::fs::metadata(mountpoint).map_err(|e| {
-        AgentError::new(ErrorKind::NotMounted, format!("mountpoint {} is not available: {e}", mountpoint.display()))
+        AgentError::new(
+            ErrorKind::NotMounted,
+            format!("mountpoint {} is not available: {e}", mountpoint.display()),
+        )
     })?;
     if !meta.is_dir() || !is_mount_point(mountpoint)? {
         return Err(AgentError::new(
             ErrorKind::NotMounted,
-            format!("{} is not a mounted file system: mount the backup disk there, or fix --dest", mountpoint.display()),
+            format!(
+                "{} is not a mounted file system: mount the backup disk there, or fix --dest",
+                mountpoint.display()
+            ),
         ));
     }
     if !dest.starts_with(mountpoint) {
@@ -80,9 +91,15 @@ pub fn check_dest(dest: &Path, mountpoint: &Path) -> Result<()> {
     while !existing.exists() {
         existing.pop();
     }
-    let real = existing.canonicalize().ctx(format_args!("cannot resolve {}", existing.display()))?;
-    let real_mp = mountpoint.canonicalize().ctx(format_args!("cannot resolve {}", mountpoint.display()))?;
-    let dev = std::fs::metadata(&real).ctx(format_args!("cannot stat {}", real.display()))?.dev();
+    let real = existing
+        .canonicalize()
+        .ctx(format_args!("cannot resolve {}", existing.display()))?;
+    let real_mp = mountpoint
+        .canonicalize()
+        .ctx(format_args!("cannot resolve {}", mountpoint.display()))?;
+    let dev = std::fs::metadata(&real)
+        .ctx(format_args!("cannot stat {}", real.display()))?
+        .dev();
     if !real.starts_with(&real_mp) || dev != meta.dev() {
         return Err(AgentError::new(
             ErrorKind::NotMounted,
@@ -102,7 +119,10 @@ pub fn space(p: &Path) -> Result<(u64, u64)> {
     let st = nix::sys::statvfs::statvfs(p)
         .map_err(|e| AgentError::io(format_args!("cannot statvfs {}", p.display()), e.into()))?;
     let frag = st.fragment_size() as u64;
-    Ok((st.blocks_available() as u64 * frag, st.blocks() as u64 * frag))
+    Ok((
+        st.blocks_available() as u64 * frag,
+        st.blocks() as u64 * frag,
+    ))
 }
 
 #[cfg(test)]
@@ -113,7 +133,10 @@ mod tests {
     fn rejects_relative_and_dotdot() {
         assert!(clean_abs_path("rel/x", "p").is_err());
         assert!(clean_abs_path("/a/../b", "p").is_err());
-        assert_eq!(clean_abs_path("/a//b/", "p").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(
+            clean_abs_path("/a//b/", "p").unwrap(),
+            PathBuf::from("/a/b")
+        );
     }
 
     #[test]

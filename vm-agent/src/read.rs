@@ -6,7 +6,9 @@ use crate::archive::Archive;
 use crate::error::Result;
 use crate::store::parse_vol;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName};
-use sparsebak_common::proto::{read_frame, write_frame, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME};
+use sparsebak_common::proto::{
+    read_frame, write_frame, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
+};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -15,16 +17,24 @@ use std::path::Path;
 
 /// Check a requested path; `Err` is the refusal message.
 fn check_path(p: &str) -> std::result::Result<(), String> {
-    let (ses, rest) = p.split_once('/').ok_or_else(|| format!("path {p:?} has no session component"))?;
+    let (ses, rest) = p
+        .split_once('/')
+        .ok_or_else(|| format!("path {p:?} has no session component"))?;
     SessionName::new(ses).map_err(|e| e.to_string())?;
     if rest == MANIFEST_FILE || rest == SESSION_INFO_FILE {
         return Ok(());
     }
-    parse_chunk_rel_path(rest).map(|_| ()).map_err(|e| e.to_string())
+    parse_chunk_rel_path(rest)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn open_regular(path: &Path) -> io::Result<Option<File>> {
-    let f = match OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path) {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -76,9 +86,14 @@ pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut 
     let vdir = a.vol_dir(&parse_vol(vol)?);
     let mut buf = Vec::new();
     loop {
-        let frame = read_frame(r, 4096).map_err(|e| crate::error::AgentError::io("reading path requests", e))?;
+        let frame = read_frame(r, 4096)
+            .map_err(|e| crate::error::AgentError::io("reading path requests", e))?;
         let frame = match frame {
-            None => return Err(crate::error::AgentError::invalid("pipe closed inside a ReadFiles stream")),
+            None => {
+                return Err(crate::error::AgentError::invalid(
+                    "pipe closed inside a ReadFiles stream",
+                ))
+            }
             Some(f) if f.is_empty() => break,
             Some(f) => f,
         };

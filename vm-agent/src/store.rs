@@ -44,7 +44,12 @@ pub fn parse_session(s: &str) -> Result<SessionName> {
 /// Prepare the volume for a new session: drop stale temporary sessions, set
 /// aside orphans (committed here after dom0's last known session, by a send
 /// that died between the two commits), and check for rollback.
-fn prepare_volume(a: &Archive, vol: &VolName, session: &SessionName, expect_last: Option<&SessionName>) -> Result<PathBuf> {
+fn prepare_volume(
+    a: &Archive,
+    vol: &VolName,
+    session: &SessionName,
+    expect_last: Option<&SessionName>,
+) -> Result<PathBuf> {
     let vdir = a.vol_dir(vol);
     fs::create_dir_all(&vdir).ctx(format_args!("cannot create {}", vdir.display()))?;
     let (committed, stale) = a.list_sessions(vol)?;
@@ -80,8 +85,13 @@ fn prepare_volume(a: &Archive, vol: &VolName, session: &SessionName, expect_last
         eprintln!("sparsebak-agent: setting aside {orphan} of {vol}: it was never committed by dom0 (kept as {})", to.display());
         fs::rename(&from, &to).ctx(format_args!("cannot set aside {}", from.display()))?;
     }
-    if committed.iter().any(|s| s >= session && Some(s) <= expect_last) {
-        return Err(AgentError::invalid(format!("session {session} of {vol} is not newer than the archive's last session")));
+    if committed
+        .iter()
+        .any(|s| s >= session && Some(s) <= expect_last)
+    {
+        return Err(AgentError::invalid(format!(
+            "session {session} of {vol} is not newer than the archive's last session"
+        )));
     }
     let tmp = vdir.join(session.tmp_dir_name());
     fs::create_dir(&tmp).ctx(format_args!("cannot create {}", tmp.display()))?;
@@ -124,33 +134,45 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
             .map_err(|_| AgentError::invalid("tar member name is not UTF-8"))?;
         let kind = entry.header().entry_type();
         if !kind.is_file() {
-            return Err(AgentError::invalid(format!("tar member {name:?} is not a regular file ({kind:?})")));
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} is not a regular file ({kind:?})"
+            )));
         }
         let size = entry.header().size().ctx("bad tar header")?;
         let (next, limit) = match name.as_str() {
             MANIFEST_FILE => (Phase::Manifest, u64::MAX),
             SESSION_INFO_FILE => (Phase::Info, MAX_INFO),
             _ => {
-                let addr = parse_chunk_rel_path(&name).map_err(|e| AgentError::invalid(format!("tar member refused: {e}")))?;
+                let addr = parse_chunk_rel_path(&name)
+                    .map_err(|e| AgentError::invalid(format!("tar member refused: {e}")))?;
                 if last_addr.is_some_and(|l| addr <= l) {
-                    return Err(AgentError::invalid(format!("tar member {name:?} is out of address order or repeated")));
+                    return Err(AgentError::invalid(format!(
+                        "tar member {name:?} is out of address order or repeated"
+                    )));
                 }
                 last_addr = Some(addr);
                 (Phase::Chunks, max_chunk)
             }
         };
         if next < phase || (next == phase && next != Phase::Chunks) {
-            return Err(AgentError::invalid(format!("tar member {name:?} is out of order")));
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} is out of order"
+            )));
         }
         phase = next;
         if size > limit {
-            return Err(AgentError::invalid(format!("tar member {name:?} is {size} bytes, over the limit of {limit}")));
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} is {size} bytes, over the limit of {limit}"
+            )));
         }
         let path = tmp.join(&name);
         if let Some(dir) = path.parent() {
             match fs::create_dir(dir) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(AgentError::io(format_args!("cannot create {}", dir.display()), e))
+                    return Err(AgentError::io(
+                        format_args!("cannot create {}", dir.display()),
+                        e,
+                    ))
                 }
                 _ => {}
             }
@@ -160,12 +182,15 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
             .create_new(true)
             .open(&path)
             .ctx(format_args!("cannot create {}", path.display()))?;
-        let n = io::copy(&mut entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
+        let n =
+            io::copy(&mut entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
         stats.files += 1;
         stats.bytes += n;
     }
     if phase != Phase::Info {
-        return Err(AgentError::invalid("the session's tar stream ended before its manifest and info.json"));
+        return Err(AgentError::invalid(
+            "the session's tar stream ended before its manifest and info.json",
+        ));
     }
     Ok(stats)
 }
@@ -181,7 +206,10 @@ pub fn commit(a: &Archive, vol: &str, session: &str, volume_info: &str) -> Resul
         if !tmp.join(f).is_file() {
             return Err(AgentError::new(
                 ErrorKind::NotFound,
-                format!("cannot commit {session} of {vol}: {} is missing", tmp.join(f).display()),
+                format!(
+                    "cannot commit {session} of {vol}: {} is missing",
+                    tmp.join(f).display()
+                ),
             ));
         }
     }

@@ -1,0 +1,78 @@
+//! Command-line syntax. Options are global, so they are accepted before or
+//! after the command, as sparsebak 0.2 accepted them.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const DEFAULT_META_DIR: &str = "/var/lib/sparsebak";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sparsebak",
+    version,
+    about = "Fast incremental backups of disk volumes (Qubes OS dom0, Linux LVM)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Opts {
+    /// No prompts, no progress bars (for timers and scripts).
+    #[arg(short = 'u', long, global = true)]
+    pub unattended: bool,
+    /// Local metadata directory.
+    #[arg(long, global = true, env = "SPARSEBAK_META_DIR", default_value = DEFAULT_META_DIR)]
+    pub meta_dir: PathBuf,
+    /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`.
+    #[arg(long, global = true)]
+    pub session: Option<String>,
+    /// receive: the file or block device to write the volume to.
+    #[arg(long, global = true)]
+    pub save_to: Option<PathBuf>,
+    /// arch-init: VG/POOL for LVM thin volumes, or dir:/PATH for image files.
+    #[arg(long, global = true)]
+    pub source: Option<String>,
+    /// arch-init: internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT.
+    #[arg(long, global = true)]
+    pub dest: Option<String>,
+    /// arch-init: directory under the destination mountpoint.
+    #[arg(long, global = true)]
+    pub subdir: Option<String>,
+    /// arch-init: zstd[:1-19] (default zstd:3) or zlib[:0-9].
+    #[arg(long, global = true)]
+    pub compression: Option<String>,
+    /// arch-init: chunk size as a multiple of 64 KiB (1-256, default 1).
+    #[arg(long, global = true)]
+    pub chunk_factor: Option<u64>,
+    /// add: the image file or block device holding the volume.
+    #[arg(long, global = true)]
+    pub path: Option<PathBuf>,
+    /// list: machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new archive and its local configuration.
+    #[command(name = "arch-init")]
+    ArchInit,
+    /// Add a volume to the archive configuration.
+    Add { volume: String },
+    /// List volumes, or the sessions of one volume.
+    List { volume: Option<String> },
+    /// Back up volumes (all enabled ones if none are named).
+    Send { volumes: Vec<String> },
+    /// Restore a volume to --save-to, as of --session or the latest session.
+    Receive { volume: String },
+    /// Check that a session can be restored, chunk by chunk.
+    Verify { volume: String },
+    /// Remove a volume from the archive, the configuration and local metadata.
+    Delete { volume: String },
+    /// Print the version.
+    Version,
+}

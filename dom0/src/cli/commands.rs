@@ -1,0 +1,405 @@
+//! One function per command: turn options into library calls and reports.
+
+use super::args::{Cli, Command, Opts};
+use super::ui::{confirm, mb_per_s, progress};
+use super::Done;
+use crate::archive::Ctx;
+use crate::config::{Config, SourceSpec, VolumeEntry, CONFIG_VERSION};
+use crate::dest::{connect, DestSpec, TransportOptions};
+use crate::meta::Meta;
+use crate::output::Output;
+use crate::restore::restore;
+use crate::send::send_volume;
+use crate::source::file::FileSource;
+use crate::timefmt::{iso8601, now_unix};
+use anyhow::{bail, Context, Result};
+use sparsebak_common::header::{ArchiveHeader, Compression};
+use sparsebak_common::names::{SessionName, VolName};
+use sparsebak_common::proto::{ErrorKind, Request};
+use sparsebak_common::units::{Bytes, ChunkSize};
+
+pub fn run(cli: Cli) -> Result<Done> {
+    let o = &cli.opts;
+    let meta = Meta::new(&o.meta_dir);
+    match &cli.command {
+        Command::Version => {
+            println!("sparsebak {}", env!("CARGO_PKG_VERSION"));
+            return Ok(Done::Ok);
+        }
+        Command::ArchInit => return arch_init(o, &meta),
+        _ => {}
+    }
+    for (set, name) in [
+        (o.dest.is_some(), "--dest"),
+        (o.source.is_some(), "--source"),
+        (o.subdir.is_some(), "--subdir"),
+        (o.compression.is_some(), "--compression"),
+        (o.chunk_factor.is_some(), "--chunk-factor"),
+    ] {
+        if set {
+            bail!("{name} is only accepted by arch-init");
+        }
+    }
+    let _lock = meta.lock()?;
+    let ctx = Ctx {
+        config: Config::load(&meta.root)?,
+        meta,
+        transport: TransportOptions::from_env(),
+    };
+    match &cli.command {
+        Command::Add { volume } => add(o, ctx, volume),
+        Command::List { volume } => list(o, &ctx, volume.as_deref()),
+        Command::Send { volumes } => send(o, &ctx, volumes),
+        Command::Receive { volume } => receive(o, &ctx, volume),
+        Command::Verify { volume } => verify(o, &ctx, volume),
+        Command::Delete { volume } => delete(o, ctx, volume),
+        Command::Version | Command::ArchInit => unreachable!("handled above"),
+    }
+}
+
+fn vol_name(s: &str) -> Result<VolName> {
+    Ok(VolName::new(s)?)
+}
+
+fn session_arg(o: &Opts) -> Result<Option<SessionName>> {
+    o.session
+        .as_deref()
+        .map(|s| {
+            SessionName::from_timestamp(s)
+                .with_context(|| format!("--session {s:?}: expected YYYYMMDD-HHMMSS"))
+        })
+        .transpose()
+}
+
+fn arch_init(o: &Opts, meta: &Meta) -> Result<Done> {
+    let _lock = meta.lock()?;
+    if Config::exists(&meta.root) {
+        bail!(
+            "an archive is already configured in {} (see `sparsebak list`); refusing to replace it",
+            meta.root.display()
+        );
+    }
+    let dest = o
+        .dest
+        .as_deref()
+        .context("arch-init needs --dest (for example --dest=internal:/mnt/backup)")?;
+    let dest = DestSpec::parse(dest, o.subdir.as_deref().unwrap_or(""))?;
+    let source = o
+        .source
+        .as_deref()
+        .map(str::parse::<SourceSpec>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let compression: Compression = o
+        .compression
+        .as_deref()
+        .unwrap_or("zstd:3")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let chunk_size =
+        ChunkSize::from_factor(o.chunk_factor.unwrap_or(1)).map_err(anyhow::Error::msg)?;
+    if chunk_size.bytes() > 256 * 1024 {
+        log::warn!(
+            "large chunk size {}: incremental sends will carry more unchanged data",
+            Bytes(chunk_size.bytes())
+        );
+    }
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let header = ArchiveHeader::new(uuid.clone(), chunk_size, compression, iso8601(now_unix()));
+    let mut conn = connect(&dest, &TransportOptions::from_env())?;
+    let opened = conn.open(&dest.dest_path(), &dest.mountpoint, true)?;
+    if opened.header.is_some() {
+        bail!(
+            "an archive already exists at {}; refusing to overwrite it",
+            dest.describe()
+        );
+    }
+    conn.ok(&Request::InitArchive {
+        header: serde_json::to_string(&header)?,
+    })?;
+    conn.close()?;
+    let config = Config {
+        config_version: CONFIG_VERSION,
+        uuid,
+        source,
+        dest,
+        chunk_size,
+        compression,
+        volumes: Default::default(),
+    };
+    config.save(&meta.root)?;
+    println!(
+        "Initialised archive {} at {} (chunk size {}, {}; {} free).",
+        config.uuid,
+        config.dest.describe(),
+        Bytes(chunk_size.bytes()),
+        compression,
+        Bytes(opened.free_bytes)
+    );
+    Ok(Done::Ok)
+}
+
+fn add(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
+    let vol = vol_name(volume)?;
+    if ctx.config.volumes.contains_key(&vol) {
+        bail!("volume {vol} is already in the configuration");
+    }
+    if let Some(p) = &o.path {
+        if !p.is_absolute() {
+            bail!("--path {} must be absolute", p.display());
+        }
+    }
+    ctx.config.volumes.insert(
+        vol.clone(),
+        VolumeEntry {
+            enabled: true,
+            path: o.path.clone(),
+        },
+    );
+    ctx.config.save(&ctx.meta.root)?;
+    let path = ctx.config.volume_path(&vol)?;
+    println!("Volume {vol} added (source {}).", path.display());
+    Ok(Done::Ok)
+}
+
+fn list(o: &Opts, ctx: &Ctx, volume: Option<&str>) -> Result<Done> {
+    let Some(v) = volume else {
+        let mut rows = Vec::new();
+        for (vol, e) in &ctx.config.volumes {
+            let chain = ctx.meta.chain(vol)?;
+            rows.push(serde_json::json!({
+                "volume": vol, "enabled": e.enabled, "sessions": chain.len(),
+                "last": chain.last().map(|s| s.name.timestamp().to_string()),
+            }));
+        }
+        if o.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            println!("Configured volumes ({}):", ctx.config.dest.describe());
+            for r in rows {
+                println!(
+                    "  {:<40} {:>4} sessions{}{}",
+                    r["volume"].as_str().unwrap_or(""),
+                    r["sessions"],
+                    r["last"]
+                        .as_str()
+                        .map(|l| format!(", last {l}"))
+                        .unwrap_or_default(),
+                    if r["enabled"] == false {
+                        " (disabled)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        return Ok(Done::Ok);
+    };
+    let vol = vol_name(v)?;
+    ctx.config.volume(&vol)?;
+    let chain = ctx.meta.chain(&vol)?;
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&chain)?);
+        return Ok(Done::Ok);
+    }
+    println!("Sessions of volume {vol} (oldest first, UTC):");
+    for s in &chain {
+        println!(
+            "  {}  size {:>10}  {:>8} chunks recorded, {:>10} stored",
+            s.name.timestamp(),
+            Bytes(s.volsize.0).to_string(),
+            s.chunks,
+            Bytes(s.stored_bytes).to_string()
+        );
+    }
+    if chain.is_empty() {
+        println!("  (none yet)");
+    }
+    Ok(Done::Ok)
+}
+
+fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
+    let vols: Vec<VolName> = if names.is_empty() {
+        ctx.config
+            .volumes
+            .iter()
+            .filter(|(_, e)| e.enabled)
+            .map(|(v, _)| v.clone())
+            .collect()
+    } else {
+        let vols = names
+            .iter()
+            .map(|n| vol_name(n))
+            .collect::<Result<Vec<_>>>()?;
+        for v in &vols {
+            ctx.config.volume(v)?;
+        }
+        vols
+    };
+    if vols.is_empty() {
+        bail!("no volumes to send: add one with `sparsebak add VOLUME`");
+    }
+    let mut open = ctx.open(true)?;
+    println!(
+        "Sending to {} ({} free)",
+        ctx.config.dest.describe(),
+        Bytes(open.free_bytes)
+    );
+    let pb = progress(o.unattended);
+    for vol in &vols {
+        let path = ctx.config.volume_path(vol)?;
+        if !path.exists() {
+            log::warn!(
+                "volume {vol} does not exist yet at {}; skipped",
+                path.display()
+            );
+            continue;
+        }
+        let src = FileSource::open(&path).with_context(|| format!("volume {vol}"))?;
+        let r = send_volume(ctx, &mut open.conn, vol, &src, pb.as_ref())?;
+        let secs = r.elapsed.as_secs_f64();
+        match &r.session {
+            None => println!("Volume {vol}: no changes ({} read at {}).", Bytes(r.read_bytes), mb_per_s(r.read_bytes, secs)),
+            Some(s) => println!(
+                "Volume {vol}: {} session {} — {} chunks changed ({} zero), {} stored; {} read in {:.1}s ({}).",
+                if r.full { "full" } else { "incremental" },
+                s.timestamp(),
+                r.changed_chunks,
+                r.zero_chunks,
+                Bytes(r.stored_bytes),
+                Bytes(r.read_bytes),
+                secs,
+                mb_per_s(r.read_bytes, secs)
+            ),
+        }
+        if let Some(p) = r.previous_size.filter(|p| *p != r.volsize) {
+            println!(
+                "  volume size changed from {} to {} bytes",
+                p.0, r.volsize.0
+            );
+        }
+    }
+    open.conn.close()?;
+    Ok(Done::Ok)
+}
+
+fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
+    let vol = vol_name(volume)?;
+    ctx.config.volume(&vol)?;
+    let target = o
+        .save_to
+        .as_deref()
+        .context("receive needs --save-to=PATH (a file or block device)")?;
+    let want = session_arg(o)?;
+    let chain = ctx.meta.chain(&vol)?;
+    let sel = crate::restore::select(&chain, &vol, want.as_ref())?;
+    let info = &chain[sel];
+    if Output::exists(target)
+        && !confirm(
+            &format!(
+                "This will erase all existing data in {}. Continue?",
+                target.display()
+            ),
+            o.unattended,
+        )?
+    {
+        bail!("receive cancelled; {} is unchanged", target.display());
+    }
+    let mut open = ctx.open(false)?;
+    let out = Output::create(target, info.volsize)?;
+    let pb = progress(o.unattended);
+    match restore(
+        ctx,
+        &mut open.conn,
+        &vol,
+        Some(&info.name),
+        Some(&out),
+        pb.as_ref(),
+    ) {
+        Ok(r) => {
+            out.commit()?;
+            open.conn.close()?;
+            let secs = r.elapsed.as_secs_f64();
+            println!(
+                "Received {vol} session {} into {}: {} ({} chunks, {} zero) in {:.1}s ({}).",
+                info.name.timestamp(),
+                target.display(),
+                Bytes(r.volsize.0),
+                r.chunks,
+                r.zero_chunks,
+                secs,
+                mb_per_s(r.volsize.0, secs)
+            );
+            if sel + 1 != chain.len() {
+                log::info!("note: this is not the latest session of {vol}");
+            }
+            Ok(Done::Ok)
+        }
+        Err(e) => {
+            out.abandon();
+            Err(e.context(format!("receive of {vol} into {} failed", target.display())))
+        }
+    }
+}
+
+fn verify(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
+    let vol = vol_name(volume)?;
+    ctx.config.volume(&vol)?;
+    let want = session_arg(o)?;
+    let mut open = ctx.open(false)?;
+    let pb = progress(o.unattended);
+    let r = restore(ctx, &mut open.conn, &vol, want.as_ref(), None, pb.as_ref())?;
+    open.conn.close()?;
+    let s = r.session.as_ref().map(|s| s.timestamp()).unwrap_or("-");
+    if r.bad.is_empty() {
+        println!(
+            "Verified {vol} session {s}: {} chunks ({} stored, {} zero) restore {} correctly in {:.1}s.",
+            r.chunks,
+            r.data_chunks,
+            r.zero_chunks,
+            Bytes(r.volsize.0),
+            r.elapsed.as_secs_f64()
+        );
+        return Ok(Done::Ok);
+    }
+    for b in &r.bad {
+        eprintln!("sparsebak: damaged: {b}");
+    }
+    eprintln!(
+        "sparsebak: verify of {vol} session {s} FAILED: {} bad chunk(s)",
+        r.bad.len()
+    );
+    Ok(Done::Damaged)
+}
+
+fn delete(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
+    let vol = vol_name(volume)?;
+    if !ctx.config.volumes.contains_key(&vol) {
+        bail!("volume {vol} is not configured");
+    }
+    if !confirm(
+        &format!("Delete volume {vol} and all its sessions from the archive?"),
+        o.unattended,
+    )? {
+        bail!("delete cancelled");
+    }
+    let mut open = ctx.open(true)?;
+    match open.conn.ok(&Request::DeleteVolume {
+        vol: vol.to_string(),
+    }) {
+        Ok(()) => {}
+        Err(e)
+            if e.downcast_ref::<crate::dest::client::DestError>()
+                .is_some_and(|d| d.kind == ErrorKind::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    open.conn.close()?;
+    let d = ctx.meta.vol_dir(&vol);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))?;
+    }
+    ctx.config.volumes.remove(&vol);
+    ctx.config.save(&ctx.meta.root)?;
+    println!("Volume {vol} deleted from the archive and the configuration.");
+    Ok(Done::Ok)
+}

@@ -1,0 +1,171 @@
+//! The local configuration, `<meta-dir>/archive.json`: which archive, where
+//! it is, how chunks are made, and which volumes belong to it.
+
+use crate::dest::DestSpec;
+use crate::fsutil::write_atomic;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sparsebak_common::header::Compression;
+use sparsebak_common::names::VolName;
+use sparsebak_common::units::ChunkSize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "archive.json";
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceSpec {
+    /// Volumes are image files or block devices in this directory.
+    Dir { path: PathBuf },
+    /// Volumes are thin LVs in this pool.
+    Lvm { vg: String, pool: String },
+}
+
+impl std::str::FromStr for SourceSpec {
+    type Err = String;
+    /// `dir:/path`, `/path` (a directory of images), or `VG/POOL`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("dir:").or(s.starts_with('/').then_some(s)) {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "--source {s:?}: a directory source needs an absolute path"
+                ));
+            }
+            return Ok(SourceSpec::Dir { path: p.into() });
+        }
+        let ok = |n: &str| {
+            !n.is_empty()
+                && !n.starts_with('-')
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+        };
+        match s.split_once('/') {
+            Some((vg, pool)) if ok(vg) && ok(pool) => Ok(SourceSpec::Lvm {
+                vg: vg.into(),
+                pool: pool.into(),
+            }),
+            _ => Err(format!(
+                "--source {s:?} is neither VG/POOL nor dir:/absolute/path"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeEntry {
+    pub enabled: bool,
+    /// Explicit image file or block device; otherwise derived from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub config_version: u32,
+    /// Archive identity; must match the destination's header.
+    pub uuid: String,
+    #[serde(default)]
+    pub source: Option<SourceSpec>,
+    pub dest: DestSpec,
+    pub chunk_size: ChunkSize,
+    pub compression: Compression,
+    #[serde(default)]
+    pub volumes: BTreeMap<VolName, VolumeEntry>,
+}
+
+impl Config {
+    pub fn path(meta: &Path) -> PathBuf {
+        meta.join(CONFIG_FILE)
+    }
+
+    pub fn exists(meta: &Path) -> bool {
+        Self::path(meta).exists()
+    }
+
+    pub fn load(meta: &Path) -> Result<Config> {
+        let p = Self::path(meta);
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no sparsebak archive is configured in {} (run `sparsebak arch-init` first, or pass --meta-dir)",
+                meta.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+        };
+        let c: Config = serde_json::from_slice(&bytes)
+            .with_context(|| format!("configuration {} is invalid", p.display()))?;
+        if c.config_version != CONFIG_VERSION {
+            bail!(
+                "configuration {} has version {}, this sparsebak reads {CONFIG_VERSION}",
+                p.display(),
+                c.config_version
+            );
+        }
+        Ok(c)
+    }
+
+    pub fn save(&self, meta: &Path) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(self)?;
+        text.push(b'\n');
+        write_atomic(&Self::path(meta), &text)
+    }
+
+    /// The configured, enabled volume, or an error naming it.
+    pub fn volume(&self, vol: &VolName) -> Result<&VolumeEntry> {
+        match self.volumes.get(vol) {
+            Some(v) if v.enabled => Ok(v),
+            Some(_) => bail!("volume {vol} is disabled in the configuration"),
+            None => bail!("volume {vol} is not configured (add it with `sparsebak add {vol}`)"),
+        }
+    }
+
+    /// Where to read a file-backed volume from.
+    pub fn volume_path(&self, vol: &VolName) -> Result<PathBuf> {
+        let v = self.volume(vol)?;
+        match (&v.path, &self.source) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(SourceSpec::Dir { path })) => Ok(path.join(vol.as_str())),
+            (None, Some(SourceSpec::Lvm { vg, .. })) => {
+                Ok(PathBuf::from(format!("/dev/{vg}/{vol}")))
+            }
+            (None, None) => bail!("volume {vol} has no path and the archive has no --source"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_specs() {
+        assert_eq!(
+            "qubes_dom0/pool00".parse(),
+            Ok(SourceSpec::Lvm {
+                vg: "qubes_dom0".into(),
+                pool: "pool00".into()
+            })
+        );
+        assert_eq!(
+            "/srv/img".parse(),
+            Ok(SourceSpec::Dir {
+                path: "/srv/img".into()
+            })
+        );
+        assert_eq!(
+            "dir:/srv/img".parse(),
+            Ok(SourceSpec::Dir {
+                path: "/srv/img".into()
+            })
+        );
+        for bad in ["dir:rel", "vg", "vg/", "/", "vg/po/ol", "v g/p", "-vg/p"] {
+            let r: Result<SourceSpec, _> = bad.parse();
+            if bad == "/" {
+                continue; // a root directory source is odd but well-formed
+            }
+            assert!(r.is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! dom0's side of the agent protocol (see `sparsebak_common::proto`).
+//!
+//! Nothing the agent sends is trusted: frames are bounded before allocation,
+//! replies are checked against what was asked, and chunk data is verified
+//! by the caller against local manifests before use.
+
+use anyhow::{anyhow, bail, Context, Result};
+use sparsebak_common::proto::{
+    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
+    FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME, PROTOCOL_VERSION,
+};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::process::Child;
+use std::sync::mpsc::TrySendError;
+
+type Reader = BufReader<Box<dyn Read + Send>>;
+/// The buffered pipe towards the agent.
+pub type Writer = BufWriter<Box<dyn Write + Send>>;
+
+/// An error the agent reported, with its kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub struct AgentConn {
+    child: Option<Child>,
+    r: Reader,
+    /// `None` while an upload stream owns it.
+    w: Option<Writer>,
+    what: String,
+}
+
+/// What the destination answered to `Open`.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub header: Option<String>,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// One file asked for in a `ReadFiles` stream.
+pub enum FileReply {
+    Data(Vec<u8>),
+    Missing,
+    Refused(String),
+}
+
+/// Most items in flight in one `read_files` stream.
+pub const READ_WINDOW: usize = 4096;
+
+fn read_reply(r: &mut Reader) -> Result<FileReply> {
+    let frame = match read_frame(r, MAX_FRAME) {
+        Ok(Some(f)) => f,
+        Ok(None) => bail!("the agent closed the pipe in the middle of a read"),
+        Err(e) => bail!("reading from the agent failed: {e}"),
+    };
+    Ok(match frame.split_first() {
+        Some((&FILE_DATA, rest)) => FileReply::Data(rest.to_vec()),
+        Some((&FILE_MISSING, [])) => FileReply::Missing,
+        Some((&FILE_REFUSED, msg)) => {
+            FileReply::Refused(String::from_utf8_lossy(&msg[..msg.len().min(1024)]).into())
+        }
+        _ => bail!("the agent sent a malformed file reply"),
+    })
+}
+
+impl AgentConn {
+    pub fn from_child(mut child: Child, what: String) -> Result<Self> {
+        let w: Box<dyn Write + Send> = Box::new(child.stdin.take().expect("piped stdin"));
+        let r: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped stdout"));
+        let mut c = Self::from_pipes(r, w, what);
+        c.child = Some(child);
+        c.hello()?;
+        Ok(c)
+    }
+
+    /// Over arbitrary pipes (tests run an in-process agent this way).
+    pub fn from_pipes(r: Box<dyn Read + Send>, w: Box<dyn Write + Send>, what: String) -> Self {
+        AgentConn {
+            child: None,
+            r: BufReader::with_capacity(1 << 20, r),
+            w: Some(BufWriter::with_capacity(1 << 20, w)),
+            what,
+        }
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.what
+    }
+
+    fn lost(&mut self, e: std::io::Error) -> anyhow::Error {
+        // The agent may have answered with the reason before closing.
+        if let Ok(Some(Response::Error { kind, message })) = recv_msg::<_, Response>(&mut self.r) {
+            return DestError { kind, message }.into();
+        }
+        let status = self
+            .child
+            .as_mut()
+            .and_then(|c| c.wait().ok())
+            .map(|s| format!(" (agent {s})"))
+            .unwrap_or_default();
+        anyhow!(
+            "connection to the agent at {} was lost: {e}{status}",
+            self.what
+        )
+    }
+
+    fn expect_reply(&mut self) -> Result<Response> {
+        match recv_msg::<_, Response>(&mut self.r) {
+            Ok(Some(Response::Error { kind, message })) => Err(DestError { kind, message }.into()),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(self.lost(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "agent closed the pipe",
+            ))),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    fn w(&mut self) -> &mut Writer {
+        self.w
+            .as_mut()
+            .expect("the pipe is owned by an unfinished upload")
+    }
+
+    pub fn request(&mut self, req: &Request) -> Result<Response> {
+        if let Err(e) = send_msg(self.w(), req) {
+            return Err(self.lost(e));
+        }
+        self.expect_reply()
+    }
+
+    fn hello(&mut self) -> Result<()> {
+        match self.request(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        })? {
+            Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => Ok(()),
+            r => bail!("the agent at {} answered Hello with {r:?}", self.what),
+        }
+    }
+
+    pub fn open(&mut self, dest_path: &str, mountpoint: &str, write: bool) -> Result<Opened> {
+        let req = Request::Open {
+            dest_path: dest_path.into(),
+            mountpoint: mountpoint.into(),
+            write,
+        };
+        match self.request(&req)? {
+            Response::Opened {
+                header,
+                free_bytes,
+                total_bytes,
+            } => Ok(Opened {
+                header,
+                free_bytes,
+                total_bytes,
+            }),
+            r => bail!("unexpected answer to Open: {r:?}"),
+        }
+    }
+
+    pub fn ok(&mut self, req: &Request) -> Result<()> {
+        match self.request(req)? {
+            Response::Ok => Ok(()),
+            r => bail!("unexpected answer from the agent at {}: {r:?}", self.what),
+        }
+    }
+
+    pub fn list_sessions(&mut self, vol: &str) -> Result<(Vec<String>, Vec<String>)> {
+        match self.request(&Request::ListSessions { vol: vol.into() })? {
+            Response::Sessions {
+                committed,
+                in_progress,
+            } => Ok((committed, in_progress)),
+            r => bail!("unexpected answer to ListSessions: {r:?}"),
+        }
+    }
+
+    /// Start a session upload: the returned writer carries the tar stream;
+    /// hand it back to [`AgentConn::finish_upload`].
+    pub fn start_upload(
+        &mut self,
+        vol: &str,
+        session: &str,
+        expect_last: Option<&str>,
+    ) -> Result<FrameWriter<Writer>> {
+        let req = Request::PutSession {
+            vol: vol.into(),
+            session: session.into(),
+            expect_last: expect_last.map(Into::into),
+        };
+        send_msg(self.w(), &req).map_err(|e| self.lost(e))?;
+        Ok(FrameWriter::new(self.w.take().expect("pipe available")))
+    }
+
+    /// Close the upload stream; returns the agent's count of files and bytes stored.
+    pub fn finish_upload(&mut self, fw: FrameWriter<Writer>) -> Result<(u64, u64)> {
+        let w = fw.finish().map_err(|e| self.lost(e))?;
+        self.w = Some(w);
+        match self.expect_reply()? {
+            Response::Stored { files, bytes } => Ok((files, bytes)),
+            r => bail!("unexpected answer to PutSession: {r:?}"),
+        }
+    }
+
+    /// Turn a write error during an upload into the agent's stated reason.
+    pub fn upload_failed(&mut self, e: std::io::Error) -> anyhow::Error {
+        self.lost(e)
+    }
+
+    /// Stream `items` through the agent in order. An item with a path asks
+    /// for that file (relative to the volume dir) and is handed to `on_item`
+    /// with the reply; an item without one is handed over as it comes, in
+    /// sequence. Requests are written on a second thread so the pipe never
+    /// stalls, and at most [`READ_WINDOW`] items are in flight.
+    pub fn read_files<T, I, F>(&mut self, vol: &str, items: I, mut on_item: F) -> Result<()>
+    where
+        T: Send,
+        I: Iterator<Item = (Option<String>, T)> + Send,
+        F: FnMut(T, Option<FileReply>) -> Result<()>,
+    {
+        send_msg(self.w(), &Request::ReadFiles { vol: vol.into() }).map_err(|e| self.lost(e))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(bool, T)>(READ_WINDOW);
+        let w = self.w.as_mut().expect("pipe available");
+        let r = &mut self.r;
+        let result = std::thread::scope(|sc| {
+            let writer = sc.spawn(move || -> std::io::Result<()> {
+                for (path, item) in items {
+                    if let Some(p) = &path {
+                        write_frame(w, p.as_bytes())?;
+                    }
+                    match tx.try_send((path.is_some(), item)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(v)) => {
+                            // Everything asked for must reach the agent before we wait.
+                            w.flush()?;
+                            if tx.send(v).is_err() {
+                                break;
+                            }
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                }
+                write_frame(w, &[])?;
+                w.flush()
+            });
+            let mut outcome = Ok(());
+            for (asked, item) in rx.iter() {
+                let reply = if asked {
+                    match read_reply(r) {
+                        Ok(rep) => Some(rep),
+                        Err(e) => {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Err(e) = on_item(item, reply) {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            drop(rx);
+            let wres = writer.join().expect("writer thread");
+            outcome.and(wres.map_err(|e| anyhow!("writing requests to the agent failed: {e}")))
+        });
+        if let Err(e) = result {
+            // The stream is out of step now; the connection cannot be reused.
+            self.kill();
+            return Err(e);
+        }
+        match self.expect_reply()? {
+            Response::Ok => Ok(()),
+            r => bail!("unexpected answer to ReadFiles: {r:?}"),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Say goodbye and check the agent's exit status.
+    pub fn close(mut self) -> Result<()> {
+        self.ok(&Request::Bye)?;
+        if let Some(mut c) = self.child.take() {
+            drop(self.w.take());
+            let st = c.wait().context("waiting for the agent")?;
+            if !st.success() {
+                bail!("the agent at {} exited with {st}", self.what);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AgentConn {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

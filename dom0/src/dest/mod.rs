@@ -1,0 +1,309 @@
+//! Destinations. Every destination is a byte pipe to a `sparsebak-agent`;
+//! this module parses `--dest` and starts the pipe.
+
+pub mod client;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use client::AgentConn;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DestKind {
+    /// The agent runs on this machine.
+    Internal,
+    /// `ssh://[user@]host[:port]/path`
+    Ssh { target: String, port: Option<u16> },
+    /// `qubes://vm/path`, through qrexec service qubes.SparsebakStore.
+    Qubes { vm: String },
+    /// `qubes-ssh://vm|[user@]host[:port]/path`, relayed by the VM over ssh.
+    QubesSsh {
+        vm: String,
+        target: String,
+        port: Option<u16>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestSpec {
+    #[serde(flatten)]
+    pub kind: DestKind,
+    /// The mounted file system the archive must live on.
+    pub mountpoint: String,
+    /// Relative directory under the mountpoint ("" for the mountpoint itself).
+    pub subdir: String,
+}
+
+fn bad(dest: &str, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "malformed --dest {dest:?}: {why}; expected internal:/MOUNTPOINT, ssh://[user@]host[:port]/MOUNTPOINT, \
+         qubes://VM/MOUNTPOINT or qubes-ssh://VM|[user@]host[:port]/MOUNTPOINT"
+    )
+}
+
+fn valid_vm(vm: &str) -> bool {
+    vm.len() <= 31
+        && vm.starts_with(|c: char| c.is_ascii_alphabetic())
+        && vm
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// `[user@]host[:port]`; nothing that ssh could take for an option.
+fn parse_target(dest: &str, s: &str) -> Result<(String, Option<u16>)> {
+    let (target, port) = match s.rsplit_once(':') {
+        Some((t, p)) => (
+            t,
+            Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad(dest, "bad port"))?,
+            ),
+        ),
+        None => (s, None),
+    };
+    let ok = !target.is_empty()
+        && !target.starts_with('-')
+        && !target.starts_with('@')
+        && !target.ends_with('@')
+        && target.matches('@').count() <= 1
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if !ok {
+        return Err(bad(dest, &format!("{target:?} is not a valid [user@]host")));
+    }
+    Ok((target.to_string(), port))
+}
+
+/// An absolute path without `.`/`..`, normalised.
+fn clean_path(p: &str, what: &str, dest: &str) -> Result<String> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return Err(bad(dest, &format!("{what} must be an absolute path")));
+    }
+    if p.split('/').any(|c| c == "." || c == "..") || p.contains('\0') {
+        return Err(bad(dest, &format!("{what} must not contain '.' or '..'")));
+    }
+    Ok(path
+        .components()
+        .collect::<PathBuf>()
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// `--subdir`: relative, no `..`, no empty or absolute components.
+pub fn clean_subdir(s: &str) -> Result<String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        bail!("--subdir {s:?} must be relative to the mountpoint");
+    }
+    let s = s.trim_end_matches('/');
+    if s.split('/').any(|c| c.is_empty() || c == "." || c == "..") || s.contains('\0') {
+        bail!("--subdir {s:?} must not contain '.' or '..'");
+    }
+    Ok(p.components()
+        .collect::<PathBuf>()
+        .to_string_lossy()
+        .into_owned())
+}
+
+impl DestSpec {
+    pub fn parse(dest: &str, subdir: &str) -> Result<DestSpec> {
+        let subdir = clean_subdir(subdir)?;
+        if let Some(rest) = dest.strip_prefix("internal:") {
+            let mountpoint = clean_path(rest, "the mountpoint", dest)?;
+            return Ok(DestSpec {
+                kind: DestKind::Internal,
+                mountpoint,
+                subdir,
+            });
+        }
+        let (scheme, rest) = dest
+            .split_once("://")
+            .ok_or_else(|| bad(dest, "unknown destination type"))?;
+        let slash = rest
+            .find('/')
+            .ok_or_else(|| bad(dest, "no mountpoint path"))?;
+        let (sys, path) = rest.split_at(slash);
+        let mountpoint = clean_path(path, "the mountpoint", dest)?;
+        let kind = match scheme {
+            "ssh" => {
+                let (target, port) = parse_target(dest, sys)?;
+                DestKind::Ssh { target, port }
+            }
+            "qubes" => {
+                if !valid_vm(sys) {
+                    return Err(bad(dest, &format!("{sys:?} is not a valid VM name")));
+                }
+                DestKind::Qubes { vm: sys.into() }
+            }
+            "qubes-ssh" => {
+                let (vm, t) = sys
+                    .split_once('|')
+                    .ok_or_else(|| bad(dest, "expected VM|[user@]host"))?;
+                if !valid_vm(vm) {
+                    return Err(bad(dest, &format!("{vm:?} is not a valid VM name")));
+                }
+                let (target, port) = parse_target(dest, t)?;
+                DestKind::QubesSsh {
+                    vm: vm.into(),
+                    target,
+                    port,
+                }
+            }
+            _ => return Err(bad(dest, &format!("unknown destination type {scheme:?}"))),
+        };
+        Ok(DestSpec {
+            kind,
+            mountpoint,
+            subdir,
+        })
+    }
+
+    /// Absolute path of the directory that holds `sparsebak/`.
+    pub fn dest_path(&self) -> String {
+        if self.subdir.is_empty() {
+            self.mountpoint.clone()
+        } else {
+            Path::new(&self.mountpoint)
+                .join(&self.subdir)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let sys = match &self.kind {
+            DestKind::Internal => "internal:".to_string(),
+            DestKind::Ssh { target, port } => format!(
+                "ssh://{target}{}",
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            DestKind::Qubes { vm } => format!("qubes://{vm}"),
+            DestKind::QubesSsh { vm, target, port } => {
+                format!(
+                    "qubes-ssh://{vm}|{target}{}",
+                    port.map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            }
+        };
+        format!("{sys}{}", self.dest_path())
+    }
+}
+
+/// How to reach agents; tests point these at stand-ins.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// The local agent binary for `internal:`.
+    pub agent: PathBuf,
+}
+
+impl TransportOptions {
+    /// `SPARSEBAK_AGENT`, else `sparsebak-agent` beside this executable, else PATH.
+    pub fn from_env() -> Self {
+        let agent = std::env::var_os("SPARSEBAK_AGENT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|e| e.parent().map(|d| d.join("sparsebak-agent")))
+                    .filter(|p| p.exists())
+                    .unwrap_or_else(|| PathBuf::from("sparsebak-agent"))
+            });
+        TransportOptions { agent }
+    }
+}
+
+/// Start the pipe to the destination's agent.
+pub fn connect(spec: &DestSpec, opts: &TransportOptions) -> Result<AgentConn> {
+    let mut cmd = match &spec.kind {
+        DestKind::Internal => Command::new(&opts.agent),
+        other => bail!(
+            "destination type of {} is not available in this build of sparsebak ({other:?}); use internal:",
+            spec.describe()
+        ),
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start the sparsebak agent {} for {}",
+            opts.agent.display(),
+            spec.describe()
+        )
+    })?;
+    AgentConn::from_child(child, spec.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let d = DestSpec::parse("internal:/mnt/bk/", "a/b").unwrap();
+        assert_eq!(
+            (d.kind.clone(), d.mountpoint.as_str(), d.dest_path()),
+            (DestKind::Internal, "/mnt/bk", "/mnt/bk/a/b".into())
+        );
+        let d = DestSpec::parse("ssh://backup@nas:2222/srv", "").unwrap();
+        assert_eq!(
+            d.kind,
+            DestKind::Ssh {
+                target: "backup@nas".into(),
+                port: Some(2222)
+            }
+        );
+        let d = DestSpec::parse("qubes://sys-backup/mnt/usb", "").unwrap();
+        assert_eq!(
+            d.kind,
+            DestKind::Qubes {
+                vm: "sys-backup".into()
+            }
+        );
+        let d = DestSpec::parse("qubes-ssh://sys-net|me@host/mnt", "").unwrap();
+        assert_eq!(
+            d.kind,
+            DestKind::QubesSsh {
+                vm: "sys-net".into(),
+                target: "me@host".into(),
+                port: None
+            }
+        );
+        assert_eq!(d.describe(), "qubes-ssh://sys-net|me@host/mnt");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for (dest, sub) in [
+            ("/mnt/bk", ""),
+            ("internal:mnt", ""),
+            ("internal:/mnt/../etc", ""),
+            ("ftp://x/y", ""),
+            ("ssh://host", ""),
+            ("ssh:///mnt", ""),
+            ("ssh://-oProxyCommand=x/mnt", ""),
+            ("ssh://a;b/mnt", ""),
+            ("ssh://host:0/mnt", ""),
+            ("ssh://host:99999/mnt", ""),
+            ("qubes://1vm/mnt", ""),
+            ("qubes://v$m/mnt", ""),
+            ("qubes-ssh://vm/mnt", ""),
+            ("qubes-ssh://|host/mnt", ""),
+            ("internal:/mnt", "/abs"),
+            ("internal:/mnt", "../up"),
+            ("internal:/mnt", "a/./b"),
+        ] {
+            assert!(DestSpec::parse(dest, sub).is_err(), "{dest} {sub}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! sparsebak: fast incremental backups of disk volumes into a "time machine"
+//! archive. Every session restores the whole volume; only changed chunks are
+//! stored after the first.
+//!
+//! Layers, bottom up: [`chunk`] (chunk file encoding), [`manifest`] (what a
+//! session holds), [`meta`] and [`config`] (local state), [`source`] (where
+//! volumes are read), [`dest`] (the agent pipe), [`send`] and [`restore`]
+//! (the two data paths), [`cli`] (the command).
+
+pub mod archive;
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod dest;
+pub mod fsutil;
+pub mod manifest;
+pub mod meta;
+pub mod output;
+pub mod progress;
+pub mod restore;
+pub mod send;
+pub mod source;
+pub mod timefmt;

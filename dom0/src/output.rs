@@ -1,0 +1,128 @@
+//! Where receive writes a volume: a regular file (created sparse, written
+//! beside the target and renamed over it only when complete, so a failed
+//! receive never destroys an existing file) or a block device (discarded
+//! first, zero chunks skipped).
+
+use anyhow::{bail, Context, Result};
+use sparsebak_common::units::{ByteOffset, Bytes};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+
+nix::ioctl_write_ptr_bad!(blkdiscard, 0x1277, [u64; 2]);
+
+pub struct Output {
+    file: File,
+    path: PathBuf,
+    /// For regular files: the temporary name renamed over `path` on commit.
+    tmp: Option<PathBuf>,
+    /// Zero chunks already read back as zeros (sparse file or discarded device).
+    zeros_free: bool,
+}
+
+impl Output {
+    pub fn exists(path: &Path) -> bool {
+        path.symlink_metadata().is_ok()
+    }
+
+    pub fn create(path: &Path, size: Bytes) -> Result<Output> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_block_device() => Self::block(path, size),
+            Ok(m) if !m.is_file() => bail!(
+                "--save-to {} is neither a regular file nor a block device",
+                path.display()
+            ),
+            _ => Self::regular(path, size),
+        }
+    }
+
+    fn regular(path: &Path, size: Bytes) -> Result<Output> {
+        let name = path
+            .file_name()
+            .with_context(|| format!("--save-to {} has no file name", path.display()))?;
+        let tmp = path.with_file_name(format!(".{}.sparsebak-part", name.to_string_lossy()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.set_len(size.0)
+            .with_context(|| format!("cannot size {} to {} bytes", tmp.display(), size.0))?;
+        Ok(Output {
+            file,
+            path: path.into(),
+            tmp: Some(tmp),
+            zeros_free: true,
+        })
+    }
+
+    fn block(path: &Path, size: Bytes) -> Result<Output> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open block device {}", path.display()))?;
+        let dev_size = file
+            .seek(SeekFrom::End(0))
+            .with_context(|| format!("cannot size {}", path.display()))?;
+        if dev_size < size.0 {
+            bail!(
+                "block device {} holds {dev_size} bytes, but the volume needs {}",
+                path.display(),
+                size.0
+            );
+        }
+        let range = [0u64, size.0];
+        let zeros_free =
+            unsafe { blkdiscard(std::os::fd::AsRawFd::as_raw_fd(&file), &range) }.is_ok();
+        Ok(Output {
+            file,
+            path: path.into(),
+            tmp: None,
+            zeros_free,
+        })
+    }
+
+    pub fn write(&self, off: ByteOffset, data: &[u8]) -> Result<()> {
+        self.file.write_all_at(data, off.0).with_context(|| {
+            format!(
+                "cannot write {} bytes at {off} of {}",
+                data.len(),
+                self.path.display()
+            )
+        })
+    }
+
+    pub fn zero(&self, off: ByteOffset, len: u64) -> Result<()> {
+        if self.zeros_free {
+            return Ok(());
+        }
+        self.write(off, &vec![0u8; len as usize])
+    }
+
+    /// Make the result durable and put it in place.
+    pub fn commit(self) -> Result<()> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("cannot fsync {}", self.path.display()))?;
+        if let Some(tmp) = &self.tmp {
+            std::fs::rename(tmp, &self.path).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), self.path.display())
+            })?;
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::fsutil::fsync_dir(dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop a partial result (regular files only; a device keeps what was written).
+    pub fn abandon(self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}

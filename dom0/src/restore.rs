@@ -1,0 +1,275 @@
+//! receive and verify: rebuild a volume as of one session from that session
+//! and every older one (the newest entry per chunk wins), checking every
+//! chunk against the local manifests before it is used.
+//!
+//! Per chunk, in this order: the stored file's length is bounded, its SHA-256
+//! must equal the manifest's stored hash, it is decoded with its declared
+//! length bounded by the chunk size, and the decoded bytes must match the
+//! manifest's content hash. Only then is anything written.
+
+use crate::archive::Ctx;
+use crate::chunk::{decode, sha256};
+use crate::dest::client::FileReply;
+use crate::dest::AgentConn;
+use crate::manifest::{ChunkRef, Merged};
+use crate::meta::SessionInfo;
+use crate::output::Output;
+use crate::progress::Progress;
+use anyhow::{anyhow, bail, Result};
+use rayon::prelude::*;
+use sparsebak_common::names::{chunk_rel_path, SessionName, VolName};
+use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
+use std::time::{Duration, Instant};
+
+/// Chunks verified together on all cores.
+const BATCH: usize = 64;
+/// verify stops collecting after this many bad chunks.
+const MAX_REPORTED: usize = 1000;
+
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    pub session: Option<SessionName>,
+    pub volsize: Bytes,
+    pub chunks: u64,
+    pub data_chunks: u64,
+    pub zero_chunks: u64,
+    pub stored_bytes: u64,
+    /// Problems found (verify only; receive stops at the first).
+    pub bad: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// One chunk of the restored volume.
+enum Item {
+    Chunk {
+        addr: ByteOffset,
+        len: u64,
+        chunk: ChunkRef,
+        session: SessionName,
+    },
+    /// The local metadata cannot describe this chunk.
+    Broken(String),
+}
+
+/// Pick the session: by name, or the newest. Returns the chain up to it.
+pub fn select(chain: &[SessionInfo], vol: &VolName, want: Option<&SessionName>) -> Result<usize> {
+    if chain.is_empty() {
+        bail!("volume {vol} has no sessions in the archive yet");
+    }
+    match want {
+        None => Ok(chain.len() - 1),
+        Some(s) => chain.iter().position(|i| &i.name == s).ok_or_else(|| {
+            anyhow!(
+                "session {s} does not exist for volume {vol} (it has {} sessions, {} to {})",
+                chain.len(),
+                chain[0].name,
+                chain[chain.len() - 1].name
+            )
+        }),
+    }
+}
+
+/// The chunks of the volume at `chain[sel]`, in address order, with a
+/// coverage check: every chunk from 0 to the end must be described.
+fn items(
+    ctx: &Ctx,
+    vol: &VolName,
+    chain: &[SessionInfo],
+    sel: usize,
+) -> Result<impl Iterator<Item = Item> + Send> {
+    let info = &chain[sel];
+    let cs = ctx.config.chunk_size;
+    let links = chain[..=sel]
+        .iter()
+        .rev()
+        .map(|s| (s.name.clone(), ctx.meta.manifest_path(vol, &s.name)))
+        .collect();
+    let mut merged = Merged::new(links, info.volsize.0)?;
+    let size = info.volsize;
+    let n = cs.count(size);
+    let mut next = 0u64;
+    let mut done = false;
+    let vol = vol.clone();
+    Ok(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let broken = |m: String| Some(Item::Broken(m));
+        match merged.next() {
+            Some(Ok(s)) => {
+                let idx = cs.index_of(s.entry.addr);
+                if cs.offset(idx) != s.entry.addr || idx.0 != next {
+                    done = true;
+                    return broken(format!(
+                        "metadata of {vol} does not describe chunk {} (next entry is {} in {})",
+                        cs.offset(ChunkIndex(next)),
+                        s.entry.addr,
+                        s.session
+                    ));
+                }
+                next += 1;
+                Some(Item::Chunk {
+                    addr: s.entry.addr,
+                    len: cs.len_in(idx, size),
+                    chunk: s.entry.chunk,
+                    session: s.session,
+                })
+            }
+            Some(Err(e)) => {
+                done = true;
+                broken(format!("{e:#}"))
+            }
+            None => {
+                done = true;
+                (next < n).then(|| {
+                    Item::Broken(format!(
+                        "metadata of {vol} does not describe chunk {} or later",
+                        cs.offset(ChunkIndex(next))
+                    ))
+                })
+            }
+        }
+    }))
+}
+
+fn check_chunk(
+    vol: &VolName,
+    cs: ChunkSize,
+    item: &Item,
+    reply: Option<FileReply>,
+) -> Result<Option<Vec<u8>>> {
+    let Item::Chunk {
+        addr,
+        len,
+        chunk,
+        session,
+    } = item
+    else {
+        unreachable!("broken items are handled first")
+    };
+    let what = || format!("chunk {addr} of {vol} from {session}");
+    let ChunkRef::Data { stored, content } = chunk else {
+        return Ok(None);
+    };
+    let file = match reply {
+        Some(FileReply::Data(f)) => f,
+        Some(FileReply::Missing) => bail!("{}: the chunk file is missing from the archive", what()),
+        Some(FileReply::Refused(m)) => bail!("{}: the agent refused it: {m}", what()),
+        None => bail!("{}: no reply", what()),
+    };
+    if file.len() as u64 > cs.max_stored() {
+        bail!(
+            "{}: the stored file is {} bytes, over the limit of {}",
+            what(),
+            file.len(),
+            cs.max_stored()
+        );
+    }
+    if &sha256(&file) != stored {
+        bail!(
+            "{}: hash mismatch: the stored file is corrupted or truncated ({} bytes)",
+            what(),
+            file.len()
+        );
+    }
+    let data = decode(&file, *len as usize).map_err(|e| anyhow!("{}: {e}", what()))?;
+    if &sha256(&data) != content {
+        bail!("{}: decoded content does not match its hash", what());
+    }
+    Ok(Some(data))
+}
+
+/// Rebuild (into `out`) or just check (`out == None`) the volume at a session.
+pub fn restore(
+    ctx: &Ctx,
+    conn: &mut AgentConn,
+    vol: &VolName,
+    want: Option<&SessionName>,
+    out: Option<&Output>,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let t0 = Instant::now();
+    let chain = ctx.meta.chain(vol)?;
+    let sel = select(&chain, vol, want)?;
+    let info = &chain[sel];
+    let cs = ctx.config.chunk_size;
+    let verify_only = out.is_none();
+    let mut report = RestoreReport {
+        session: Some(info.name.clone()),
+        volsize: info.volsize,
+        ..Default::default()
+    };
+    let requests = items(ctx, vol, &chain, sel)?.map(|it| {
+        let path = match &it {
+            Item::Chunk {
+                addr,
+                chunk: ChunkRef::Data { .. },
+                session,
+                ..
+            } => Some(format!("{session}/{}", chunk_rel_path(*addr))),
+            _ => None,
+        };
+        (path, it)
+    });
+    progress.start(
+        if verify_only { "verify" } else { "receive" },
+        info.volsize.0,
+    );
+    let mut batch: Vec<(Item, Option<FileReply>)> = Vec::with_capacity(BATCH);
+    let flush = |batch: &mut Vec<(Item, Option<FileReply>)>,
+                 report: &mut RestoreReport|
+     -> Result<()> {
+        let results: Vec<(u64, u64, Result<()>)> = std::mem::take(batch)
+            .into_par_iter()
+            .map(|(item, reply)| {
+                let Item::Chunk { addr, len, .. } = &item else {
+                    unreachable!()
+                };
+                let stored = match &reply {
+                    Some(FileReply::Data(f)) => f.len() as u64,
+                    _ => 0,
+                };
+                let res = check_chunk(vol, cs, &item, reply).and_then(|data| match (out, data) {
+                    (Some(o), Some(d)) => o.write(*addr, &d),
+                    (Some(o), None) => o.zero(*addr, *len),
+                    (None, _) => Ok(()),
+                });
+                (*len, stored, res)
+            })
+            .collect();
+        for (len, stored, res) in results {
+            progress.advance(len);
+            report.stored_bytes += stored;
+            if let Err(e) = res {
+                if !verify_only {
+                    return Err(e);
+                }
+                if report.bad.len() < MAX_REPORTED {
+                    report.bad.push(format!("{e:#}"));
+                }
+            }
+        }
+        Ok(())
+    };
+    conn.read_files(vol.as_str(), requests, |item, reply| {
+        if let Item::Broken(m) = &item {
+            bail!("{m}");
+        }
+        if let Item::Chunk { chunk, .. } = &item {
+            report.chunks += 1;
+            match chunk {
+                ChunkRef::Zero => report.zero_chunks += 1,
+                ChunkRef::Data { .. } => report.data_chunks += 1,
+            }
+        }
+        batch.push((item, reply));
+        if batch.len() >= BATCH {
+            flush(&mut batch, &mut report)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut batch, &mut report)?;
+    progress.finish();
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}

@@ -1,0 +1,467 @@
+//! send: read a volume, keep the chunks that changed, store them as a new
+//! session.
+//!
+//! Pipeline (memory bounded by a few batches, whatever the volume size):
+//!
+//! ```text
+//! reader thread ──batches──▶ rayon (zero check, hash, compress) ──▶ emitter thread
+//!  pread + previous state                                          manifest + tar ▶ agent
+//! ```
+//!
+//! Write order (docs/FORMAT.md): chunk files, manifest, info.json travel in
+//! one tar stream into the destination's `S_…-tmp`; the agent commits
+//! (syncfs, rename, fsync) only when told; then dom0 commits locally.
+
+use crate::archive::Ctx;
+use crate::chunk::{encode, sha256};
+use crate::dest::client::Writer;
+use crate::dest::AgentConn;
+use crate::fsutil::{fsync_dir, write_atomic};
+use crate::manifest::{ChunkRef, Entry, ManifestWriter, Merged};
+use crate::meta::{SessionInfo, VolumeState};
+use crate::progress::Progress;
+use crate::source::VolumeSource;
+use crate::timefmt::{iso8601, next_session_name, now_unix};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use sparsebak_common::header::Compression;
+use sparsebak_common::names::{chunk_rel_path, SessionName, VolName, TMP_SUFFIX};
+use sparsebak_common::proto::{FrameWriter, Request};
+use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
+use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+/// Bytes of volume data per batch handed to the workers.
+const BATCH_BYTES: u64 = 8 << 20;
+
+#[derive(Debug, Default, Clone)]
+pub struct SendReport {
+    pub session: Option<SessionName>,
+    pub full: bool,
+    pub volsize: Bytes,
+    pub previous_size: Option<Bytes>,
+    pub read_bytes: u64,
+    pub changed_chunks: u64,
+    pub zero_chunks: u64,
+    pub stored_chunks: u64,
+    pub stored_bytes: u64,
+    pub elapsed: Duration,
+}
+
+struct Job {
+    idx: ChunkIndex,
+    data: Vec<u8>,
+    /// Previous state of this chunk; `None` = unknown, so always emit.
+    prev: Option<ChunkRef>,
+    compare: bool,
+}
+
+enum Outcome {
+    Unchanged(u64),
+    Zero(ByteOffset, u64),
+    Data {
+        addr: ByteOffset,
+        len: u64,
+        file: Vec<u8>,
+        stored: [u8; 32],
+        content: [u8; 32],
+    },
+}
+
+fn is_zero(d: &[u8]) -> bool {
+    let (pre, mid, post) = unsafe { d.align_to::<u128>() };
+    pre.iter().all(|&b| b == 0) && mid.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
+}
+
+fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
+    let addr = cs.offset(job.idx);
+    let len = job.data.len() as u64;
+    if is_zero(&job.data) {
+        if job.compare && job.prev == Some(ChunkRef::Zero) {
+            return Outcome::Unchanged(len);
+        }
+        return Outcome::Zero(addr, len);
+    }
+    let content = sha256(&job.data);
+    if job.compare {
+        if let Some(ChunkRef::Data { content: old, .. }) = job.prev {
+            if old == content {
+                return Outcome::Unchanged(len);
+            }
+        }
+    }
+    let file = encode(&job.data, c);
+    let stored = sha256(&file);
+    Outcome::Data {
+        addr,
+        len,
+        file,
+        stored,
+        content,
+    }
+}
+
+/// Produce batches of chunks to look at, with their previous state.
+fn read_batches(
+    src: &dyn VolumeSource,
+    cs: ChunkSize,
+    prev: Option<Merged>,
+    prev_size: Option<Bytes>,
+    tx: SyncSender<Result<Vec<Job>>>,
+) {
+    let size = src.size();
+    let n = cs.count(size);
+    let per_batch = (BATCH_BYTES / cs.bytes()).max(1);
+    let map = src.change_map();
+    let mut prev = prev.map(|m| m.peekable());
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let idx = ChunkIndex(i);
+        let len = cs.len_in(idx, size);
+        let addr = cs.offset(idx);
+        let outside_old = prev_size.is_none_or(|p| addr.0 + len > p.0 || cs.len_in(idx, p) != len);
+        // With a change map, only flagged chunks and chunks outside the old
+        // extent are candidates; without one, every chunk is compared.
+        if let Some(m) = map {
+            if !outside_old && !m.may_differ(idx) {
+                continue;
+            }
+        }
+        let mut prev_ref = None;
+        if let Some(it) = prev.as_mut() {
+            loop {
+                match it.peek() {
+                    Some(Ok(s)) if s.entry.addr < addr => {
+                        it.next();
+                    }
+                    Some(Ok(s)) if s.entry.addr == addr => {
+                        prev_ref = Some(s.entry.chunk);
+                        it.next();
+                        break;
+                    }
+                    Some(Err(_)) => {
+                        let e = it.next().unwrap().unwrap_err();
+                        let _ = tx.send(Err(e.context("reading the previous session's manifests")));
+                        return;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let mut data = vec![0u8; len as usize];
+        if let Err(e) = src.read_at(&mut data, addr) {
+            let _ = tx.send(Err(anyhow::Error::new(e)
+                .context(format!("cannot read chunk {addr} of {}", src.describe()))));
+            return;
+        }
+        let compare = map.is_none() && prev_size.is_some() && !outside_old;
+        batch.push(Job {
+            idx,
+            data,
+            prev: prev_ref,
+            compare,
+        });
+        if batch.len() as u64 >= per_batch && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+}
+
+/// The emitter's state: local manifest, lazily started upload.
+struct Emitter<'a> {
+    conn: &'a mut AgentConn,
+    vol: &'a VolName,
+    session: &'a SessionName,
+    expect_last: Option<&'a SessionName>,
+    manifest: Option<ManifestWriter>,
+    tar: Option<tar::Builder<FrameWriter<Writer>>>,
+    report: SendReport,
+}
+
+fn tar_header(name: &str, len: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).expect("layout names fit ustar");
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    h
+}
+
+impl<'a> Emitter<'a> {
+    fn upload(&mut self) -> Result<&mut tar::Builder<FrameWriter<Writer>>> {
+        if self.tar.is_none() {
+            let fw = self.conn.start_upload(
+                self.vol.as_str(),
+                self.session.as_str(),
+                self.expect_last.map(|s| s.as_str()),
+            )?;
+            self.tar = Some(tar::Builder::new(fw));
+        }
+        Ok(self.tar.as_mut().expect("just started"))
+    }
+
+    fn append(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        let h = tar_header(name, data.len() as u64);
+        let res = self.upload()?.append(&h, data);
+        res.map_err(|e| self.fail(e))
+    }
+
+    /// Stream a local file (the manifest may be large) into the upload.
+    fn append_file(&mut self, name: &str, path: &Path) -> Result<()> {
+        let f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = f
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        let h = tar_header(name, len);
+        let res = self.upload()?.append(&h, f);
+        res.map_err(|e| self.fail(e))
+    }
+
+    fn fail(&mut self, e: std::io::Error) -> anyhow::Error {
+        self.tar = None;
+        self.conn.upload_failed(e)
+    }
+
+    fn emit(&mut self, o: Outcome, progress: &dyn Progress) -> Result<()> {
+        match o {
+            Outcome::Unchanged(len) => progress.advance(len),
+            Outcome::Zero(addr, len) => {
+                self.manifest
+                    .as_mut()
+                    .expect("manifest open")
+                    .push(&Entry {
+                        addr,
+                        chunk: ChunkRef::Zero,
+                    })?;
+                self.report.zero_chunks += 1;
+                self.report.changed_chunks += 1;
+                progress.advance(len);
+            }
+            Outcome::Data {
+                addr,
+                len,
+                file,
+                stored,
+                content,
+            } => {
+                self.append(&chunk_rel_path(addr), &file)?;
+                self.manifest
+                    .as_mut()
+                    .expect("manifest open")
+                    .push(&Entry {
+                        addr,
+                        chunk: ChunkRef::Data { stored, content },
+                    })?;
+                self.report.changed_chunks += 1;
+                self.report.stored_chunks += 1;
+                self.report.stored_bytes += file.len() as u64;
+                progress.advance(len);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_stale_tmp(vdir: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(vdir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
+            std::fs::remove_dir_all(e.path())
+                .with_context(|| format!("cannot remove stale {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Send one volume as a new session. Returns a report; `session` is `None`
+/// when nothing changed.
+pub fn send_volume(
+    ctx: &Ctx,
+    conn: &mut AgentConn,
+    vol: &VolName,
+    src: &dyn VolumeSource,
+    progress: &dyn Progress,
+) -> Result<SendReport> {
+    let t0 = Instant::now();
+    let cs = ctx.config.chunk_size;
+    let chain = ctx.meta.chain(vol)?;
+    let last = chain.last();
+    let state = ctx.meta.load_volume(vol)?.unwrap_or_else(|| VolumeState {
+        name: vol.clone(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        last: None,
+    });
+    let session = next_session_name(now_unix(), last.map(|l| &l.name));
+    let vdir = ctx.meta.vol_dir(vol);
+    std::fs::create_dir_all(&vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
+    remove_stale_tmp(&vdir)?;
+    let tmp = vdir.join(session.tmp_dir_name());
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+
+    let result = (|| {
+        let prev_size = last.map(|l| l.volsize);
+        let prev = match (last, src.change_map()) {
+            (Some(l), None) => {
+                let mut links = Vec::new();
+                for s in chain.iter().rev() {
+                    links.push((s.name.clone(), ctx.meta.manifest_path(vol, &s.name)));
+                }
+                Some(Merged::new(links, l.volsize.0)?)
+            }
+            _ => None,
+        };
+        let mut em = Emitter {
+            conn,
+            vol,
+            session: &session,
+            expect_last: last.map(|l| &l.name),
+            manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
+            tar: None,
+            report: SendReport {
+                full: last.is_none(),
+                volsize: src.size(),
+                previous_size: prev_size,
+                ..Default::default()
+            },
+        };
+        progress.start(
+            if last.is_none() { "full send" } else { "send" },
+            src.size().0,
+        );
+        let compression = ctx.config.compression;
+        let (tx, rx) = sync_channel::<Result<Vec<Job>>>(2);
+        let (otx, orx) = sync_channel::<Vec<Outcome>>(2);
+        let mut em = std::thread::scope(|sc| -> Result<Emitter<'_>> {
+            sc.spawn(move || read_batches(src, cs, prev, prev_size, tx));
+            let emitter = sc.spawn(move || -> Result<Emitter<'_>> {
+                for batch in orx.iter() {
+                    for o in batch {
+                        em.emit(o, progress)?;
+                    }
+                }
+                Ok(em)
+            });
+            let r = compute(rx, otx, compression, cs);
+            let em = emitter.join().expect("emitter thread")?;
+            r.map(|_| em)
+        })?;
+        progress.finish();
+        em.report.read_bytes = src.size().0;
+        finish_session(ctx, em, &tmp, &state, last, cs, src.size())
+    })();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.context(format!(
+                "send of volume {vol} failed; the previous sessions are intact"
+            )));
+        }
+    };
+    Ok(SendReport {
+        elapsed: t0.elapsed(),
+        ..report
+    })
+}
+
+fn compute(
+    rx: Receiver<Result<Vec<Job>>>,
+    otx: SyncSender<Vec<Outcome>>,
+    c: Compression,
+    cs: ChunkSize,
+) -> Result<()> {
+    for batch in rx.iter() {
+        let out: Vec<Outcome> = batch?.into_par_iter().map(|j| process(j, c, cs)).collect();
+        if otx.send(out).is_err() {
+            break; // the emitter failed; its error is reported
+        }
+    }
+    Ok(())
+}
+
+fn finish_session(
+    ctx: &Ctx,
+    mut em: Emitter<'_>,
+    tmp: &Path,
+    state: &VolumeState,
+    last: Option<&SessionInfo>,
+    cs: ChunkSize,
+    size: Bytes,
+) -> Result<SendReport> {
+    let vol = em.vol;
+    let session = em.session.clone();
+    let size_changed = last.is_some_and(|l| l.volsize != size);
+    let manifest = em.manifest.take().expect("manifest open");
+    if last.is_some() && manifest.lines == 0 && !size_changed {
+        drop(em.tar.take());
+        std::fs::remove_dir_all(tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+        return Ok(SendReport {
+            session: None,
+            ..em.report
+        });
+    }
+    let lines = manifest.lines;
+    let digest = manifest.finish()?;
+    let info = SessionInfo {
+        name: session.clone(),
+        sequence: last.map(|l| l.sequence + 1).unwrap_or(0),
+        previous: last.map(|l| l.name.clone()),
+        volsize: size,
+        chunk_size: cs,
+        created_utc: iso8601(now_unix()),
+        format: "folders".into(),
+        chunks: lines,
+        stored_chunks: em.report.stored_chunks,
+        stored_bytes: em.report.stored_bytes,
+        manifest_sha256: hex::encode(digest),
+    };
+    let info_json = serde_json::to_vec_pretty(&info)?;
+    write_atomic(&tmp.join(SESSION_INFO_FILE), &info_json)?;
+    em.append_file(MANIFEST_FILE, &tmp.join(MANIFEST_FILE))?;
+    em.append(SESSION_INFO_FILE, &info_json)?;
+    let tar = em.tar.take().expect("upload started");
+    let fw = match tar.into_inner() {
+        Ok(fw) => fw,
+        Err(e) => return Err(em.conn.upload_failed(e)),
+    };
+    let (files, _bytes) = em.conn.finish_upload(fw)?;
+    if files != em.report.stored_chunks + 2 {
+        bail!(
+            "the destination stored {files} files for {session} of {vol}, expected {}",
+            em.report.stored_chunks + 2
+        );
+    }
+    let new_state = VolumeState {
+        last: Some(session.clone()),
+        ..state.clone()
+    };
+    let volume_info = serde_json::to_string_pretty(&new_state)?;
+    em.conn.ok(&Request::Commit {
+        vol: vol.to_string(),
+        session: session.to_string(),
+        volume_info,
+    })?;
+    // The destination holds the session durably; now commit locally.
+    fsync_dir(tmp)?;
+    let fin = ctx.meta.session_dir(vol, &session);
+    std::fs::rename(tmp, &fin).with_context(|| format!("cannot commit {}", fin.display()))?;
+    fsync_dir(&ctx.meta.vol_dir(vol))?;
+    ctx.meta.save_volume(&new_state)?;
+    Ok(SendReport {
+        session: Some(session),
+        ..em.report
+    })
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this).
+#   tests/run-all.sh          everything
+#   SKIP_VM=1 tests/run-all.sh   everything but the real-LVM suite under qemu
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s\n' "$*"; }
+
+step "tools"
+tests/setup-host.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build"
+cargo build --workspace
+
+step "unit and integration tests"
+cargo test --workspace
+
+for t in tests/suite-*.sh; do
+    [ -e "$t" ] || continue
+    step "$t"
+    bash "$t"
+done
+
+if [ "${SKIP_VM:-0}" != 1 ] && [ -x tests/vm/run-suite.sh ]; then
+    step "real LVM thin suite (qemu)"
+    tests/vm/run-suite.sh
+fi
+echo
+echo "all suites passed"

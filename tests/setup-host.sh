@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what the test suites need on a fresh machine (Debian, as root).
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+need=()
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v losetup >/dev/null || need+=(mount)
+command -v zstd >/dev/null || need+=(zstd)
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup-host: missing ${need[*]}; install them (needs root)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-gnu$' || true
+echo "setup-host: ok"
