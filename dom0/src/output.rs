@@ -86,7 +86,7 @@ impl Output {
         })
     }
 
-    pub fn write(&self, off: ByteOffset, data: &[u8]) -> Result<()> {
+    fn write(&self, off: ByteOffset, data: &[u8]) -> Result<()> {
         self.file.write_all_at(data, off.0).with_context(|| {
             format!(
                 "cannot write {} bytes at {off} of {}",
@@ -95,14 +95,22 @@ impl Output {
             )
         })
     }
+}
 
-    pub fn zero(&self, off: ByteOffset, len: u64) -> Result<()> {
+impl crate::restore::Sink for Output {
+    fn data(&self, off: ByteOffset, data: &[u8]) -> Result<()> {
+        self.write(off, data)
+    }
+
+    fn zero(&self, off: ByteOffset, len: u64) -> Result<()> {
         if self.zeros_free {
             return Ok(());
         }
         self.write(off, &vec![0u8; len as usize])
     }
+}
 
+impl Output {
     /// Make the result durable and put it in place.
     pub fn commit(self) -> Result<()> {
         self.file

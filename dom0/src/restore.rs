@@ -13,7 +13,6 @@ use crate::dest::client::FileReply;
 use crate::dest::AgentConn;
 use crate::manifest::{ChunkRef, Merged};
 use crate::meta::SessionInfo;
-use crate::output::Output;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
@@ -179,13 +178,20 @@ fn check_chunk(
     Ok(Some(data))
 }
 
-/// Rebuild (into `out`) or just check (`out == None`) the volume at a session.
+/// Where verified chunks go: a restore target, or a comparison.
+pub trait Sink: Sync {
+    fn data(&self, addr: ByteOffset, bytes: &[u8]) -> Result<()>;
+    fn zero(&self, addr: ByteOffset, len: u64) -> Result<()>;
+}
+
+/// Rebuild into `out` (receive, diff) or just check (`out == None`, verify)
+/// the volume at a session.
 pub fn restore(
     ctx: &Ctx,
     conn: &mut AgentConn,
     vol: &VolName,
     want: Option<&SessionName>,
-    out: Option<&Output>,
+    out: Option<&dyn Sink>,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let t0 = Instant::now();
@@ -230,7 +236,7 @@ pub fn restore(
                     _ => 0,
                 };
                 let res = check_chunk(vol, cs, &item, reply).and_then(|data| match (out, data) {
-                    (Some(o), Some(d)) => o.write(*addr, &d),
+                    (Some(o), Some(d)) => o.data(*addr, &d),
                     (Some(o), None) => o.zero(*addr, *len),
                     (None, _) => Ok(()),
                 });

@@ -51,6 +51,9 @@ pub struct Opts {
     /// add: the image file or block device holding the volume.
     #[arg(long, global = true)]
     pub path: Option<PathBuf>,
+    /// diff: flag differing chunks so the next send carries them.
+    #[arg(long, global = true)]
+    pub remap: bool,
     /// list: machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -67,6 +70,10 @@ pub enum Command {
     List { volume: Option<String> },
     /// Back up volumes (all enabled ones if none are named).
     Send { volumes: Vec<String> },
+    /// Harvest LVM thin changes into the change maps and rotate snapshots (cheap; for timers).
+    Monitor { volumes: Vec<String> },
+    /// Compare a volume with its latest session (--remap: flag differences for the next send).
+    Diff { volume: String },
     /// Restore a volume to --save-to, as of --session or the latest session.
     Receive { volume: String },
     /// Check that a session can be restored, chunk by chunk.

@@ -50,6 +50,20 @@ pub fn run(cli: Cli) -> Result<Done> {
         Command::Add { volume } => add(o, ctx, volume),
         Command::List { volume } => list(o, &ctx, volume.as_deref()),
         Command::Send { volumes } => send(o, &ctx, volumes),
+        Command::Monitor { volumes } => {
+            super::thin::monitor(&ctx, &select_volumes(&ctx, volumes)?)?;
+            Ok(Done::Ok)
+        }
+        Command::Diff { volume } => {
+            let vol = vol_name(volume)?;
+            ctx.config.volume(&vol)?;
+            let n = super::thin::diff(&ctx, &vol, o.remap, progress(o.unattended).as_ref())?;
+            Ok(if n > 0 && !o.remap {
+                Done::Differs
+            } else {
+                Done::Ok
+            })
+        }
         Command::Receive { volume } => receive(o, &ctx, volume),
         Command::Verify { volume } => verify(o, &ctx, volume),
         Command::Delete { volume } => delete(o, ctx, volume),
@@ -218,14 +232,11 @@ fn list(o: &Opts, ctx: &Ctx, volume: Option<&str>) -> Result<Done> {
     Ok(Done::Ok)
 }
 
-fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
+/// The named volumes (each must be configured and enabled), or every enabled one.
+fn select_volumes(ctx: &Ctx, names: &[String]) -> Result<Vec<VolName>> {
     let vols: Vec<VolName> = if names.is_empty() {
-        ctx.config
-            .volumes
-            .iter()
-            .filter(|(_, e)| e.enabled)
-            .map(|(v, _)| v.clone())
-            .collect()
+        let enabled = ctx.config.volumes.iter().filter(|(_, e)| e.enabled);
+        enabled.map(|(v, _)| v.clone()).collect()
     } else {
         let vols = names
             .iter()
@@ -237,8 +248,13 @@ fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
         vols
     };
     if vols.is_empty() {
-        bail!("no volumes to send: add one with `sparsebak add VOLUME`");
+        bail!("no volumes configured: add one with `sparsebak add VOLUME`");
     }
+    Ok(vols)
+}
+
+fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
+    let vols = select_volumes(ctx, names)?;
     let mut open = ctx.open(true)?;
     println!(
         "Sending to {} ({} free)",
@@ -247,16 +263,26 @@ fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
     );
     let pb = progress(o.unattended);
     for vol in &vols {
-        let path = ctx.config.volume_path(vol)?;
-        if !path.exists() {
-            log::warn!(
-                "volume {vol} does not exist yet at {}; skipped",
-                path.display()
-            );
-            continue;
-        }
-        let src = FileSource::open(&path).with_context(|| format!("volume {vol}"))?;
-        let r = send_volume(ctx, &mut open.conn, vol, &src, pb.as_ref())?;
+        let r = if let Some(thin) = super::thin::thin_of(ctx, vol)? {
+            match super::thin::send_thin(ctx, &mut open.conn, vol, thin, pb.as_ref())? {
+                Some(r) => r,
+                None => {
+                    log::warn!("volume {vol} does not exist yet in {}; skipped", thin.0);
+                    continue;
+                }
+            }
+        } else {
+            let path = ctx.config.volume_path(vol)?;
+            if !path.exists() {
+                log::warn!(
+                    "volume {vol} does not exist yet at {}; skipped",
+                    path.display()
+                );
+                continue;
+            }
+            let src = FileSource::open(&path).with_context(|| format!("volume {vol}"))?;
+            send_volume(ctx, &mut open.conn, vol, &src, pb.as_ref())?
+        };
         let secs = r.elapsed.as_secs_f64();
         match &r.session {
             None => println!("Volume {vol}: no changes ({} read at {}).", Bytes(r.read_bytes), mb_per_s(r.read_bytes, secs)),
@@ -306,7 +332,8 @@ fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
         bail!("receive cancelled; {} is unchanged", target.display());
     }
     let mut open = ctx.open(false)?;
-    let out = Output::create(target, info.volsize)?;
+    let device = super::thin::prepare_lv_target(ctx, target, info.volsize)?;
+    let out = Output::create(device.as_deref().unwrap_or(target), info.volsize)?;
     let pb = progress(o.unattended);
     match restore(
         ctx,

@@ -4,14 +4,16 @@
 //! replies are checked against what was asked, and chunk data is verified
 //! by the caller against local manifests before use.
 
-use anyhow::{anyhow, bail, Context, Result};
+use super::process::Link;
+use super::transport::Via;
+use anyhow::{anyhow, bail, Result};
 use sparsebak_common::proto::{
     read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
     FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME, PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::process::Child;
 use std::sync::mpsc::TrySendError;
+use std::time::Duration;
 
 type Reader = BufReader<Box<dyn Read + Send>>;
 /// The buffered pipe towards the agent.
@@ -25,12 +27,20 @@ pub struct DestError {
     pub message: String,
 }
 
+/// How long a transport gets to exit by itself once its pipe failed or we
+/// said goodbye, before it is killed.
+const LOST_GRACE: Duration = Duration::from_secs(10);
+const CLOSE_GRACE: Duration = Duration::from_secs(120);
+
 pub struct AgentConn {
-    child: Option<Child>,
+    /// The process carrying the pipe, and who it is (for error messages).
+    link: Option<(Link, Via)>,
     r: Reader,
-    /// `None` while an upload stream owns it.
+    /// `None` while an upload stream owns it, or once the link is lost.
     w: Option<Writer>,
     what: String,
+    /// Hello was answered: failures from now on are a lost link.
+    connected: bool,
 }
 
 /// What the destination answered to `Open`.
@@ -51,11 +61,32 @@ pub enum FileReply {
 /// Most items in flight in one `read_files` stream.
 pub const READ_WINDOW: usize = 4096;
 
-fn read_reply(r: &mut Reader) -> Result<FileReply> {
+/// Why a `read_files` stream stopped.
+enum StreamFault {
+    /// The pipe failed: explain it with the transport's fate.
+    Pipe(String),
+    /// The agent sent nonsense, or the caller gave up.
+    Other(anyhow::Error),
+}
+
+fn read_reply(r: &mut Reader) -> std::result::Result<FileReply, StreamFault> {
     let frame = match read_frame(r, MAX_FRAME) {
         Ok(Some(f)) => f,
-        Ok(None) => bail!("the agent closed the pipe in the middle of a read"),
-        Err(e) => bail!("reading from the agent failed: {e}"),
+        Ok(None) => {
+            return Err(StreamFault::Pipe(
+                "the agent closed the pipe in the middle of a read".into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(StreamFault::Other(anyhow!(
+                "the agent sent an invalid reply: {e}"
+            )))
+        }
+        Err(e) => {
+            return Err(StreamFault::Pipe(format!(
+                "reading from the agent failed: {e}"
+            )))
+        }
     };
     Ok(match frame.split_first() {
         Some((&FILE_DATA, rest)) => FileReply::Data(rest.to_vec()),
@@ -63,16 +94,33 @@ fn read_reply(r: &mut Reader) -> Result<FileReply> {
         Some((&FILE_REFUSED, msg)) => {
             FileReply::Refused(String::from_utf8_lossy(&msg[..msg.len().min(1024)]).into())
         }
-        _ => bail!("the agent sent a malformed file reply"),
+        _ => {
+            return Err(StreamFault::Other(anyhow!(
+                "the agent sent a malformed file reply"
+            )))
+        }
     })
 }
 
 impl AgentConn {
-    pub fn from_child(mut child: Child, what: String) -> Result<Self> {
-        let w: Box<dyn Write + Send> = Box::new(child.stdin.take().expect("piped stdin"));
-        let r: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped stdout"));
-        let mut c = Self::from_pipes(r, w, what);
-        c.child = Some(child);
+    /// Over a transport process: write its `preamble` (the relay header),
+    /// then say Hello.
+    pub fn over_link(
+        link: Link,
+        via: Via,
+        w: impl Write + Send + 'static,
+        r: impl Read + Send + 'static,
+        preamble: Option<&[u8]>,
+        what: String,
+    ) -> Result<Self> {
+        let mut c = Self::from_pipes(Box::new(r), Box::new(w), what);
+        c.link = Some((link, via));
+        if let Some(p) = preamble {
+            let res = c.w()?.write_all(p);
+            if let Err(e) = res {
+                return Err(c.lost(e));
+            }
+        }
         c.hello()?;
         Ok(c)
     }
@@ -80,10 +128,11 @@ impl AgentConn {
     /// Over arbitrary pipes (tests run an in-process agent this way).
     pub fn from_pipes(r: Box<dyn Read + Send>, w: Box<dyn Write + Send>, what: String) -> Self {
         AgentConn {
-            child: None,
+            link: None,
             r: BufReader::with_capacity(1 << 20, r),
             w: Some(BufWriter::with_capacity(1 << 20, w)),
             what,
+            connected: false,
         }
     }
 
@@ -91,21 +140,39 @@ impl AgentConn {
         &self.what
     }
 
+    /// Close the pipe towards the transport, let it exit, and say how it ended.
+    fn link_failure(&mut self) -> String {
+        drop(self.w.take());
+        match self.link.as_mut() {
+            Some((link, via)) => via.explain(&link.end(LOST_GRACE)),
+            None => "the pipe closed".into(),
+        }
+    }
+
     fn lost(&mut self, e: std::io::Error) -> anyhow::Error {
         // The agent may have answered with the reason before closing.
-        if let Ok(Some(Response::Error { kind, message })) = recv_msg::<_, Response>(&mut self.r) {
-            return DestError { kind, message }.into();
+        if e.kind() != std::io::ErrorKind::InvalidData {
+            if let Ok(Some(Response::Error { kind, message })) =
+                recv_msg::<_, Response>(&mut self.r)
+            {
+                return DestError { kind, message }.into();
+            }
         }
-        let status = self
-            .child
-            .as_mut()
-            .and_then(|c| c.wait().ok())
-            .map(|s| format!(" (agent {s})"))
-            .unwrap_or_default();
-        anyhow!(
-            "connection to the agent at {} was lost: {e}{status}",
-            self.what
-        )
+        let why = self.link_failure();
+        if self.connected {
+            anyhow!(
+                "connection to the agent at {} was lost ({e}): {why}",
+                self.what
+            )
+        } else if e.kind() == std::io::ErrorKind::InvalidData {
+            anyhow!(
+                "the agent at {} answered with something that is not the sparsebak protocol ({e}); \
+                 a shell startup file on the destination that prints to stdout corrupts the stream ({why})",
+                self.what
+            )
+        } else {
+            anyhow!("cannot reach the agent at {} ({e}): {why}", self.what)
+        }
     }
 
     fn expect_reply(&mut self) -> Result<Response> {
@@ -114,20 +181,24 @@ impl AgentConn {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(self.lost(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                "agent closed the pipe",
+                "the agent closed the pipe",
             ))),
             Err(e) => Err(self.lost(e)),
         }
     }
 
-    fn w(&mut self) -> &mut Writer {
-        self.w
-            .as_mut()
-            .expect("the pipe is owned by an unfinished upload")
+    fn w(&mut self) -> Result<&mut Writer> {
+        if self.w.is_none() {
+            bail!(
+                "the connection to the agent at {} is not usable (lost earlier, or an upload is unfinished)",
+                self.what
+            );
+        }
+        Ok(self.w.as_mut().expect("checked"))
     }
 
     pub fn request(&mut self, req: &Request) -> Result<Response> {
-        if let Err(e) = send_msg(self.w(), req) {
+        if let Err(e) = send_msg(self.w()?, req) {
             return Err(self.lost(e));
         }
         self.expect_reply()
@@ -137,7 +208,10 @@ impl AgentConn {
         match self.request(&Request::Hello {
             protocol: PROTOCOL_VERSION,
         })? {
-            Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => Ok(()),
+            Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => {
+                self.connected = true;
+                Ok(())
+            }
             r => bail!("the agent at {} answered Hello with {r:?}", self.what),
         }
     }
@@ -192,7 +266,9 @@ impl AgentConn {
             session: session.into(),
             expect_last: expect_last.map(Into::into),
         };
-        send_msg(self.w(), &req).map_err(|e| self.lost(e))?;
+        if let Err(e) = send_msg(self.w()?, &req) {
+            return Err(self.lost(e));
+        }
         Ok(FrameWriter::new(self.w.take().expect("pipe available")))
     }
 
@@ -222,7 +298,9 @@ impl AgentConn {
         I: Iterator<Item = (Option<String>, T)> + Send,
         F: FnMut(T, Option<FileReply>) -> Result<()>,
     {
-        send_msg(self.w(), &Request::ReadFiles { vol: vol.into() }).map_err(|e| self.lost(e))?;
+        if let Err(e) = send_msg(self.w()?, &Request::ReadFiles { vol: vol.into() }) {
+            return Err(self.lost(e));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<(bool, T)>(READ_WINDOW);
         let w = self.w.as_mut().expect("pipe available");
         let r = &mut self.r;
@@ -261,18 +339,30 @@ impl AgentConn {
                     None
                 };
                 if let Err(e) = on_item(item, reply) {
-                    outcome = Err(e);
+                    outcome = Err(StreamFault::Other(e));
                     break;
                 }
             }
             drop(rx);
             let wres = writer.join().expect("writer thread");
-            outcome.and(wres.map_err(|e| anyhow!("writing requests to the agent failed: {e}")))
+            outcome.and(wres.map_err(|e| {
+                StreamFault::Pipe(format!("writing requests to the agent failed: {e}"))
+            }))
         });
-        if let Err(e) = result {
+        match result {
+            Ok(()) => {}
             // The stream is out of step now; the connection cannot be reused.
-            self.kill();
-            return Err(e);
+            Err(StreamFault::Other(e)) => {
+                self.kill();
+                return Err(e);
+            }
+            Err(StreamFault::Pipe(what)) => {
+                let why = self.link_failure();
+                bail!(
+                    "connection to the agent at {} was lost ({what}): {why}",
+                    self.what
+                );
+            }
         }
         match self.expect_reply()? {
             Response::Ok => Ok(()),
@@ -281,20 +371,24 @@ impl AgentConn {
     }
 
     fn kill(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+        drop(self.w.take());
+        if let Some((link, _)) = self.link.as_mut() {
+            link.kill();
         }
     }
 
-    /// Say goodbye and check the agent's exit status.
+    /// Say goodbye and check that the transport and agent ended cleanly.
     pub fn close(mut self) -> Result<()> {
         self.ok(&Request::Bye)?;
-        if let Some(mut c) = self.child.take() {
-            drop(self.w.take());
-            let st = c.wait().context("waiting for the agent")?;
-            if !st.success() {
-                bail!("the agent at {} exited with {st}", self.what);
+        drop(self.w.take());
+        if let Some((link, via)) = self.link.as_mut() {
+            let ended = link.end(CLOSE_GRACE);
+            if !ended.status.is_some_and(|s| s.success()) {
+                bail!(
+                    "the agent at {} did not end cleanly: {}",
+                    self.what,
+                    via.explain(&ended)
+                );
             }
         }
         Ok(())

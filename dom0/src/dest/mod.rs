@@ -2,11 +2,13 @@
 //! this module parses `--dest` and starts the pipe.
 
 pub mod client;
+pub mod process;
+pub mod transport;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 pub use client::AgentConn;
 
@@ -204,10 +206,26 @@ impl DestSpec {
 pub struct TransportOptions {
     /// The local agent binary for `internal:`.
     pub agent: PathBuf,
+    /// The ssh client for `ssh://` (`SPARSEBAK_SSH`, default `ssh` on PATH).
+    pub ssh: PathBuf,
+    /// dom0's qrexec client for `qubes://` and `qubes-ssh://`
+    /// (`SPARSEBAK_QREXEC_CLIENT`, default `/usr/lib/qubes/qrexec-client`).
+    pub qrexec_client: PathBuf,
+    /// Starts a halted VM first (`SPARSEBAK_QVM_START`, default `qvm-start`;
+    /// set to the empty string to skip).
+    pub qvm_start: Option<PathBuf>,
+}
+
+fn env_path(name: &str, default: &str) -> PathBuf {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default))
 }
 
 impl TransportOptions {
-    /// `SPARSEBAK_AGENT`, else `sparsebak-agent` beside this executable, else PATH.
+    /// `SPARSEBAK_AGENT`, else `sparsebak-agent` beside this executable, else
+    /// PATH; the other programs from their `SPARSEBAK_*` variables.
     pub fn from_env() -> Self {
         let agent = std::env::var_os("SPARSEBAK_AGENT")
             .map(PathBuf::from)
@@ -218,30 +236,59 @@ impl TransportOptions {
                     .filter(|p| p.exists())
                     .unwrap_or_else(|| PathBuf::from("sparsebak-agent"))
             });
-        TransportOptions { agent }
+        let qvm_start = match std::env::var_os("SPARSEBAK_QVM_START") {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => Some(PathBuf::from("qvm-start")),
+        };
+        TransportOptions {
+            agent,
+            ssh: env_path("SPARSEBAK_SSH", "ssh"),
+            qrexec_client: env_path("SPARSEBAK_QREXEC_CLIENT", "/usr/lib/qubes/qrexec-client"),
+            qvm_start,
+        }
     }
 }
 
-/// Start the pipe to the destination's agent.
+/// Start the pipe to the destination's agent and say Hello: the single
+/// entry point for every destination kind.
 pub fn connect(spec: &DestSpec, opts: &TransportOptions) -> Result<AgentConn> {
-    let mut cmd = match &spec.kind {
-        DestKind::Internal => Command::new(&opts.agent),
-        other => bail!(
-            "destination type of {} is not available in this build of sparsebak ({other:?}); use internal:",
-            spec.describe()
-        ),
-    };
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot start the sparsebak agent {} for {}",
-            opts.agent.display(),
-            spec.describe()
+    let plan = transport::plan(spec, opts);
+    if let Some((program, args)) = &plan.before {
+        let vm = match &spec.kind {
+            DestKind::Qubes { vm } | DestKind::QubesSsh { vm, .. } => vm.as_str(),
+            _ => "",
+        };
+        process::run_checked(
+            program.as_os_str(),
+            args,
+            &format!("cannot start VM {vm} for {}", spec.describe()),
+        )?;
+    }
+    let mut cmd = Command::new(&plan.program);
+    cmd.args(&plan.args);
+    let (link, stdin, stdout) = process::Link::spawn(cmd).map_err(|e| {
+        anyhow!(
+            "cannot run {} for {}: {e}; {}",
+            plan.program.display(),
+            spec.describe(),
+            plan.via.spawn_hint()
         )
     })?;
-    AgentConn::from_child(child, spec.describe())
+    log::debug!(
+        "started {} (pid {}) for {}",
+        plan.program.display(),
+        link.id(),
+        spec.describe()
+    );
+    AgentConn::over_link(
+        link,
+        plan.via,
+        stdin,
+        stdout,
+        plan.preamble.as_deref(),
+        spec.describe(),
+    )
 }
 
 #[cfg(test)]

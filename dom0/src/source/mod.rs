@@ -6,6 +6,7 @@
 //! chunk and compares content hashes with the archive's latest state.
 
 pub mod file;
+pub mod lvm;
 #[cfg(test)]
 pub mod mem;
 

@@ -1,0 +1,196 @@
+//! An in-memory [`Lvm`] for unit tests: thin volumes with contents, thin
+//! snapshots, a metadata snapshot flag, thin_delta by comparing 64 KiB pool
+//! blocks, and fault injection by operation name.
+
+use super::delta::{BlockSectors, DeltaKind, DeltaRun, PoolBlock};
+use super::{LvInfo, Lvm, Survey};
+use anyhow::{bail, Result};
+use sparsebak_common::units::Bytes;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+pub const BLOCK: usize = 64 * 1024;
+
+#[derive(Default)]
+pub struct State {
+    /// name → thin id
+    pub lvs: BTreeMap<String, u64>,
+    /// thin id → contents (snapshots copy)
+    pub data: BTreeMap<u64, Vec<u8>>,
+    pub next_id: u64,
+    pub meta_held: bool,
+    /// Fail the n-th call (counting from 0) of this operation.
+    pub fail: Option<(&'static str, usize)>,
+    pub calls: BTreeMap<&'static str, usize>,
+}
+
+pub struct FakeLvm(pub RefCell<State>);
+
+impl Default for FakeLvm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeLvm {
+    pub fn new() -> Self {
+        let mut s = State {
+            next_id: 1,
+            ..Default::default()
+        };
+        s.lvs.insert("pool".into(), 0);
+        FakeLvm(RefCell::new(s))
+    }
+    pub fn add_volume(&self, name: &str, data: Vec<u8>) {
+        let mut s = self.0.borrow_mut();
+        let id = s.next_id;
+        s.next_id += 1;
+        s.lvs.insert(name.into(), id);
+        s.data.insert(id, data);
+    }
+    pub fn write(&self, name: &str, off: usize, bytes: &[u8]) {
+        let mut s = self.0.borrow_mut();
+        let id = s.lvs[name];
+        let d = s.data.get_mut(&id).unwrap();
+        d[off..off + bytes.len()].copy_from_slice(bytes);
+    }
+    pub fn contents(&self, name: &str) -> Vec<u8> {
+        let s = self.0.borrow();
+        s.data[&s.lvs[name]].clone()
+    }
+    fn op(&self, name: &'static str) -> Result<()> {
+        let mut s = self.0.borrow_mut();
+        let n = *s.calls.get(name).unwrap_or(&0);
+        s.calls.insert(name, n + 1);
+        if s.fail == Some((name, n)) {
+            bail!("injected failure in {name}");
+        }
+        Ok(())
+    }
+}
+
+impl Lvm for FakeLvm {
+    fn survey(&self, _vg: &str) -> Result<Survey> {
+        let s = self.0.borrow();
+        Ok(s.lvs
+            .iter()
+            .map(|(n, id)| {
+                let pool = n == "pool";
+                let info = LvInfo {
+                    name: n.clone(),
+                    attr: if pool {
+                        "twi-aotz--".into()
+                    } else {
+                        "Vwi-a-tz--".into()
+                    },
+                    size: Bytes(if pool {
+                        1 << 40
+                    } else {
+                        s.data[id].len() as u64
+                    }),
+                    pool: if pool { String::new() } else { "pool".into() },
+                    thin_id: (!pool).then_some(*id),
+                };
+                (n.clone(), info)
+            })
+            .collect())
+    }
+    fn snapshot(&self, _vg: &str, origin: &str, name: &str) -> Result<()> {
+        self.op("snapshot")?;
+        let mut s = self.0.borrow_mut();
+        if s.lvs.contains_key(name) {
+            bail!("{name} exists");
+        }
+        let d = s.data[&s.lvs[origin]].clone();
+        let id = s.next_id;
+        s.next_id += 1;
+        s.lvs.insert(name.into(), id);
+        s.data.insert(id, d);
+        Ok(())
+    }
+    fn remove(&self, _vg: &str, lv: &str) -> Result<()> {
+        self.op("remove")?;
+        let mut s = self.0.borrow_mut();
+        if s.lvs.remove(lv).is_none() {
+            bail!("{lv} does not exist");
+        }
+        Ok(())
+    }
+    fn rename(&self, _vg: &str, from: &str, to: &str) -> Result<()> {
+        self.op("rename")?;
+        let mut s = self.0.borrow_mut();
+        let id = s
+            .lvs
+            .remove(from)
+            .ok_or_else(|| anyhow::anyhow!("{from} does not exist"))?;
+        s.lvs.insert(to.into(), id);
+        Ok(())
+    }
+    fn create_thin(&self, _vg: &str, _pool: &str, name: &str, size: Bytes) -> Result<()> {
+        self.add_volume(name, vec![0; size.0 as usize]);
+        Ok(())
+    }
+    fn resize(&self, _vg: &str, lv: &str, size: Bytes) -> Result<()> {
+        let mut s = self.0.borrow_mut();
+        let id = s.lvs[lv];
+        s.data.get_mut(&id).unwrap().resize(size.0 as usize, 0);
+        Ok(())
+    }
+    fn metadata_snap_held(&self, _vg: &str, _pool: &str) -> Result<bool> {
+        Ok(self.0.borrow().meta_held)
+    }
+    fn reserve_metadata_snap(&self, _vg: &str, _pool: &str) -> Result<()> {
+        self.op("reserve")?;
+        let mut s = self.0.borrow_mut();
+        if s.meta_held {
+            bail!("already reserved");
+        }
+        s.meta_held = true;
+        Ok(())
+    }
+    fn release_metadata_snap(&self, _vg: &str, _pool: &str) -> Result<()> {
+        self.0.borrow_mut().meta_held = false;
+        Ok(())
+    }
+    fn thin_delta(
+        &self,
+        _vg: &str,
+        _pool: &str,
+        left: u64,
+        right: u64,
+        on_run: &mut dyn FnMut(BlockSectors, DeltaRun) -> Result<()>,
+    ) -> Result<BlockSectors> {
+        self.op("thin_delta")?;
+        let (a, b) = {
+            let s = self.0.borrow();
+            if !s.meta_held {
+                bail!("metadata snapshot not reserved");
+            }
+            (s.data[&left].clone(), s.data[&right].clone())
+        };
+        let dbs = BlockSectors((BLOCK / 512) as u64);
+        let blocks = a.len().max(b.len()).div_ceil(BLOCK);
+        for i in 0..blocks {
+            let get = |d: &Vec<u8>| {
+                d.get(i * BLOCK..((i + 1) * BLOCK).min(d.len()))
+                    .map(|s| s.to_vec())
+            };
+            let kind = match (get(&a), get(&b)) {
+                (Some(x), Some(y)) if x == y => continue,
+                (Some(_), Some(_)) => DeltaKind::Different,
+                (Some(_), None) => DeltaKind::LeftOnly,
+                (None, Some(_)) => DeltaKind::RightOnly,
+                (None, None) => continue,
+            };
+            on_run(
+                dbs,
+                DeltaRun {
+                    kind,
+                    begin: PoolBlock(i as u64),
+                    length: 1,
+                },
+            )?;
+        }
+        Ok(dbs)
+    }
+}
