@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# internal: and ssh:// destinations against a real OpenSSH server on
+# loopback: the send/receive/verify scenario, the ssh argv, the user's ssh
+# config (a Host alias), and the errors users see (not mounted, no agent on
+# the host, ssh cannot connect).
+#   tests/suite-dest-ssh.sh        (KEEP_T=1 keeps the temp dir)
+source "$(dirname "$0")/dest-lib.sh"
+start_sshd
+
+scenario internal "internal:$MP"
+# A Host alias from the ssh config: port, user and address come from there.
+scenario sshalias "ssh://sbtest-host$MP"
+scenario sshport "ssh://root@127.0.0.1:$SSH_PORT$MP"
+
+say "ssh argv: options only -T -e none [-p], then --, target, the agent name"
+grep -qxF -- "-T -e none -- sbtest-host sparsebak-agent" "$T/dom0-ssh.pid.args" ||
+    { cat "$T/dom0-ssh.pid.args"; fail "unexpected ssh argv for the alias"; }
+grep -qxF -- "-T -e none -p $SSH_PORT -- root@127.0.0.1 sparsebak-agent" "$T/dom0-ssh.pid.args" ||
+    { cat "$T/dom0-ssh.pid.args"; fail "unexpected ssh argv with a port"; }
+! grep -v -e '^-T -e none -- sbtest-host sparsebak-agent$' -e "^-T -e none -p $SSH_PORT -- root@127.0.0.1 sparsebak-agent\$" "$T/dom0-ssh.pid.args" ||
+    fail "ssh was run with other arguments"
+echo "ok: ssh argv"
+
+say "mountpoint check over ssh"
+mkdir -p "$T/plain"
+expect_fail 1 "$T/plain is not a mounted file system: mount the backup disk there, or fix --dest" \
+    sb notmounted arch-init --dest="ssh://sbtest-host$T/plain"
+
+say "a host without sparsebak-agent"
+rm "$T/host-bin/sparsebak-agent"
+expect_fail 1 "sparsebak: error: cannot reach the agent at ssh://sbtest-host$T/arch-sshalias (the agent closed the pipe): sparsebak-agent is not installed on sbtest-host, or not on the PATH of its non-interactive ssh sessions (ssh exited with status 127; it said: " \
+    sb sshalias send -u
+grep -qF "sparsebak-agent: not found" "$T/err" || grep -qF "sparsebak-agent: command not found" "$T/err" ||
+    fail "the remote shell's message was not passed through"
+grep -qF "install it there: copy the statically linked sparsebak-agent to /usr/local/bin/ (it needs no libraries), or install the sparsebak-agent package" "$T/err" ||
+    fail "no install hint"
+ln -s "$AGENT" "$T/host-bin/sparsebak-agent"
+[ "$(sessions sshalias vol1 | wc -l)" = 2 ] || fail "a failed connection changed the sessions"
+
+say "ssh cannot connect"
+expect_fail 1 "ssh to root@127.0.0.1 failed (ssh exited with status 255; it said: ssh: connect to host 127.0.0.1 port 1: Connection refused)" \
+    sb refused arch-init --dest="ssh://root@127.0.0.1:1$MP"
+
+say "an ssh host that prints to stdout on login corrupts nothing silently"
+rm "$T/host-bin/sparsebak-agent" # a link to the real agent: never write through it
+cat >"$T/host-bin/sparsebak-agent" <<EOF2
+#!/bin/sh
+echo "Welcome to the backup host"
+exec "$AGENT"
+EOF2
+chmod 755 "$T/host-bin/sparsebak-agent"
+expect_fail 1 "answered with something that is not the sparsebak protocol" sb sshalias send -u
+rm "$T/host-bin/sparsebak-agent"
+ln -s "$AGENT" "$T/host-bin/sparsebak-agent"
+
+echo
+echo "suite-dest-ssh: all passed"
