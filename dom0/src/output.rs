@@ -26,9 +26,20 @@ impl Output {
         path.symlink_metadata().is_ok()
     }
 
-    pub fn create(path: &Path, size: Bytes) -> Result<Output> {
+    /// `thin_target`: the device is a thin LV, whose discarded blocks read
+    /// back as zeros. Other devices only trust discard if they are loop
+    /// devices (discard punches holes in the backing file); otherwise zero
+    /// chunks are written out, because a discarded SSD or array may return
+    /// stale data.
+    pub fn create(path: &Path, size: Bytes, thin_target: bool) -> Result<Output> {
         match std::fs::metadata(path) {
-            Ok(m) if m.file_type().is_block_device() => Self::block(path, size),
+            Ok(m) if m.file_type().is_block_device() => {
+                use std::os::unix::fs::MetadataExt;
+                let rdev = m.rdev();
+                let (maj, min) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+                let is_loop = Path::new(&format!("/sys/dev/block/{maj}:{min}/loop")).exists();
+                Self::block(path, size, thin_target || is_loop)
+            }
             Ok(m) if !m.is_file() => bail!(
                 "--save-to {} is neither a regular file nor a block device",
                 path.display()
@@ -59,7 +70,7 @@ impl Output {
         })
     }
 
-    fn block(path: &Path, size: Bytes) -> Result<Output> {
+    fn block(path: &Path, size: Bytes, discard_zeroes: bool) -> Result<Output> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -76,8 +87,9 @@ impl Output {
             );
         }
         let range = [0u64, size.0];
-        let zeros_free =
+        let discarded =
             unsafe { blkdiscard(std::os::fd::AsRawFd::as_raw_fd(&file), &range) }.is_ok();
+        let zeros_free = discarded && discard_zeroes;
         Ok(Output {
             file,
             path: path.into(),

@@ -333,7 +333,11 @@ fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
     }
     let mut open = ctx.open(false)?;
     let device = super::thin::prepare_lv_target(ctx, target, info.volsize)?;
-    let out = Output::create(device.as_deref().unwrap_or(target), info.volsize)?;
+    let out = Output::create(
+        device.as_deref().unwrap_or(target),
+        info.volsize,
+        device.is_some(),
+    )?;
     let pb = progress(o.unattended);
     match restore(
         ctx,
