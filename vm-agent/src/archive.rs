@@ -12,6 +12,7 @@ use sparsebak_common::names::{SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::{ARCHIVE_DIR, HEADER_FILE, LOCK_FILE};
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Directory under the archive dir that holds one directory per volume.
@@ -49,6 +50,7 @@ impl Archive {
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .ctx(format_args!("cannot open lock file {}", path.display()))?;
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {

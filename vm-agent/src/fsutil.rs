@@ -2,7 +2,7 @@
 //! built from these.
 
 use crate::error::{IoContext, Result};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
@@ -16,7 +16,19 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// Write `data` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp-write");
-    let mut f = File::create(&tmp).ctx(format_args!("cannot create {}", tmp.display()))?;
+    // A leftover (or planted symlink) by the temp name is removed, not
+    // opened: create_new (O_EXCL) never follows a symlink.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).ctx(format_args!("cannot remove stale {}", tmp.display()))
+        }
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .ctx(format_args!("cannot create {}", tmp.display()))?;
     f.write_all(data)
         .ctx(format_args!("cannot write {}", tmp.display()))?;
     f.sync_all()

@@ -88,6 +88,8 @@ fn handle<R: Read, W: Write>(
             let dest = mount::clean_abs_path(&dest_path, "archive path").map_err(soft)?;
             let mp = mount::clean_abs_path(&mountpoint, "mountpoint").map_err(soft)?;
             mount::check_dest(&dest, &mp).map_err(soft)?;
+            // `<dest>/sparsebak` may itself be a symlink off the mount.
+            mount::check_dest(&dest.join(sparsebak_common::ARCHIVE_DIR), &mp).map_err(soft)?;
             let (free, total) = mount::space(&mp).map_err(soft)?;
             let a = Archive::open(&dest, write).map_err(soft)?;
             let header = a

@@ -2,17 +2,20 @@
 //! produced are served: `S_…/<9hex>/x<16hex>`, `S_…/manifest`, `S_…/info.json`
 //! of a committed session; never through a symlink, never a non-regular file.
 
-use crate::archive::Archive;
+use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::Result;
 use crate::store::parse_vol;
-use sparsebak_common::names::{parse_chunk_rel_path, SessionName};
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
+use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::{
     read_frame, write_frame, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
 };
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// Check a requested path; `Err` is the refusal message.
@@ -29,16 +32,33 @@ fn check_path(p: &str) -> std::result::Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn open_regular(path: &Path) -> io::Result<Option<File>> {
-    let f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
+/// Open `rel` (built from checked names only) under the archive dir `base`,
+/// one component at a time, refusing a symlink at every component (not only
+/// the last) and opening the file non-blocking so a planted FIFO cannot hang
+/// the agent. `Ok(None)` if some component does not exist.
+fn open_regular(base: &Path, rel: &str) -> io::Result<Option<File>> {
+    let mut fd: OwnedFd = match File::open(base) {
+        Ok(d) => d.into(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let mut parts = rel.split('/').peekable();
+    while let Some(part) = parts.next() {
+        let flags = if parts.peek().is_some() {
+            OFlag::O_DIRECTORY
+        } else {
+            OFlag::O_NONBLOCK | OFlag::O_NOCTTY
+        } | OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC;
+        fd = match openat(Some(fd.as_raw_fd()), part, flags, Mode::empty()) {
+            // SAFETY: openat just returned this descriptor and nothing else owns it.
+            Ok(raw) => unsafe { OwnedFd::from_raw_fd(raw) },
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+    }
+    let f = File::from(fd);
     if !f.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
@@ -46,15 +66,15 @@ fn open_regular(path: &Path) -> io::Result<Option<File>> {
 }
 
 /// One reply frame for one path.
-fn reply_for(vdir: &Path, p: &str, buf: &mut Vec<u8>) {
+fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>) {
     buf.clear();
     if let Err(msg) = check_path(p) {
         buf.push(FILE_REFUSED);
-        buf.extend_from_slice(msg.as_bytes());
+        buf.extend_from_slice(format!("refused path {p:?}: {msg}").as_bytes());
         return;
     }
-    let path = vdir.join(p);
-    let res = open_regular(&path).and_then(|f| match f {
+    let rel = format!("{VOLUMES_DIR}/{vol}/{p}");
+    let res = open_regular(&a.dir, &rel).and_then(|f| match f {
         None => Ok(false),
         Some(f) => {
             buf.push(FILE_DATA);
@@ -75,7 +95,7 @@ fn reply_for(vdir: &Path, p: &str, buf: &mut Vec<u8>) {
         Err(e) => {
             buf.clear();
             buf.push(FILE_REFUSED);
-            buf.extend_from_slice(format!("cannot read {p}: {e}").as_bytes());
+            buf.extend_from_slice(format!("cannot read {p:?}: {e}").as_bytes());
         }
     }
 }
@@ -83,7 +103,7 @@ fn reply_for(vdir: &Path, p: &str, buf: &mut Vec<u8>) {
 /// Answer a stream of path frames, one reply frame each, until the empty frame.
 pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut W) -> Result<()> {
     a.header()?;
-    let vdir = a.vol_dir(&parse_vol(vol)?);
+    let vol = parse_vol(vol)?;
     let mut buf = Vec::new();
     loop {
         let frame = read_frame(r, 4096)
@@ -98,7 +118,7 @@ pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut 
             Some(f) => f,
         };
         let p = String::from_utf8_lossy(&frame);
-        reply_for(&vdir, &p, &mut buf);
+        reply_for(a, &vol, &p, &mut buf);
         write_frame(w, &buf)
             .and_then(|_| w.flush())
             .map_err(|e| crate::error::AgentError::io("writing file reply", e))?;

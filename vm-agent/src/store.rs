@@ -7,7 +7,7 @@
 //! directories, duplicates, a fan-out dir that doesn't match the address) is
 //! refused and the temporary directory removed.
 
-use crate::archive::Archive;
+use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, write_atomic};
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
@@ -41,6 +41,31 @@ pub fn parse_session(s: &str) -> Result<SessionName> {
     SessionName::new(s).map_err(|e| AgentError::invalid(e.to_string()))
 }
 
+/// Create `d` if missing, then check it is a directory and not a symlink to
+/// one: whoever else can write the backup disk must not be able to redirect
+/// our writes out of the archive.
+fn real_dir(d: &Path) -> Result<()> {
+    match fs::create_dir(d) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(e).ctx(format_args!("cannot create {}", d.display()))
+        }
+        _ => {}
+    }
+    let m = fs::symlink_metadata(d).ctx(format_args!("cannot stat {}", d.display()))?;
+    if m.is_dir() {
+        return Ok(());
+    }
+    let what = if m.is_symlink() {
+        "a symlink"
+    } else {
+        "not a directory"
+    };
+    Err(AgentError::invalid(format!(
+        "{} is {what}; refusing to write through it",
+        d.display()
+    )))
+}
+
 /// Prepare the volume for a new session: drop stale temporary sessions, set
 /// aside orphans (committed here after dom0's last known session, by a send
 /// that died between the two commits), and check for rollback.
@@ -51,7 +76,8 @@ fn prepare_volume(
     expect_last: Option<&SessionName>,
 ) -> Result<PathBuf> {
     let vdir = a.vol_dir(vol);
-    fs::create_dir_all(&vdir).ctx(format_args!("cannot create {}", vdir.display()))?;
+    real_dir(&a.dir.join(VOLUMES_DIR))?;
+    real_dir(&vdir)?;
     let (committed, stale) = a.list_sessions(vol)?;
     for t in stale {
         let p = vdir.join(&t);
@@ -130,15 +156,21 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
     let entries = ar.entries().ctx("cannot read the session's tar stream")?;
     for entry in entries {
         let mut entry = entry.ctx("malformed tar stream")?;
-        let name = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| AgentError::invalid("tar member name is not UTF-8"))?;
+        let name = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
+            AgentError::invalid(format!(
+                "tar member name {:?} is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            ))
+        })?;
         let kind = entry.header().entry_type();
         if !kind.is_file() {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is not a regular file ({kind:?})"
             )));
         }
-        let size = entry.header().size().ctx("bad tar header")?;
+        // The entry's size, not the header field: a PAX `size` record
+        // overrides the field, and that is how many bytes the copy reads.
+        let size = entry.size();
         let (next, limit) = match name.as_str() {
             MANIFEST_FILE => (Phase::Manifest, u64::MAX),
             SESSION_INFO_FILE => (Phase::Info, MAX_INFO),
@@ -184,6 +216,11 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
             .ctx(format_args!("cannot create {}", path.display()))?;
         let n =
             io::copy(&mut entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
+        if n != size {
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
+            )));
+        }
         stats.files += 1;
         stats.bytes += n;
     }

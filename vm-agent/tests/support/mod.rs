@@ -1,0 +1,504 @@
+//! Fixtures shared by the agent's integration tests.
+//!
+//! * [`Fixture`]: a temp dir holding `dest/` (the archive's destination path)
+//!   and `outside/` (files the agent must never touch), with an initialised
+//!   archive, and a [`Tree`] snapshot to prove nothing changed outside it.
+//! * [`Agent`]: `sparsebak_agent::serve` running on a thread, spoken to over a
+//!   Unix socket pair exactly as dom0 speaks to it over a pipe.
+//! * [`Tar`]: raw tar streams, byte by byte, so hostile headers (`..`, links,
+//!   devices, long names) can be built where `tar::Header::set_path` refuses.
+#![allow(dead_code)]
+
+use sparsebak_common::header::{ArchiveHeader, Compression};
+use sparsebak_common::proto::{
+    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
+    MAX_FRAME, PROTOCOL_VERSION,
+};
+use sparsebak_common::units::ChunkSize;
+use std::collections::BTreeMap;
+use std::fs;
+use std::hash::{DefaultHasher, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const VOL: &str = "vol1";
+pub const S0: &str = "S_20251231-235959";
+pub const S1: &str = "S_20260101-000000";
+pub const S2: &str = "S_20260102-000000";
+pub const S3: &str = "S_20260103-000000";
+/// The archive's chunk factor: 64 KiB chunks keep the fixtures small.
+pub const CHUNK_FACTOR: u64 = 1;
+/// How long any single reply may take before the test calls it a hang.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn chunk_size() -> ChunkSize {
+    ChunkSize::from_factor(CHUNK_FACTOR).unwrap()
+}
+
+pub fn header_json() -> String {
+    let h = ArchiveHeader::new(
+        "0b5e7a1c-hostile-test".into(),
+        chunk_size(),
+        Compression::default(),
+        "2026-01-01T00:00:00Z".into(),
+    );
+    serde_json::to_string(&h).unwrap()
+}
+
+/// The mount point holding `p`, as the agent's mountpoint check sees it: the
+/// longest mount point in /proc/self/mountinfo that is a prefix of `p`.
+pub fn mount_point_of(p: &Path) -> PathBuf {
+    let real = p.canonicalize().unwrap();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| real.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Is `p` listed as a mount point in /proc/self/mountinfo?
+pub fn is_mount_point(p: &Path) -> bool {
+    let want = p.as_os_str().as_bytes();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|i| {
+            i.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|m| m.as_bytes() == want)
+        })
+        .unwrap_or(false)
+}
+
+pub struct Fixture {
+    pub root: tempfile::TempDir,
+    /// The archive's destination path (`Open.dest_path`).
+    pub dest: PathBuf,
+    /// A sibling of `dest` the agent must never write to.
+    pub outside: PathBuf,
+    pub mountpoint: PathBuf,
+}
+
+impl Fixture {
+    /// A temp dir with `dest/` and `outside/canary`, no archive yet.
+    pub fn uninit() -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("dest");
+        let outside = root.path().join("outside");
+        fs::create_dir(&dest).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("canary"), b"do not touch\n").unwrap();
+        let mountpoint = mount_point_of(root.path());
+        Fixture {
+            root,
+            dest,
+            outside,
+            mountpoint,
+        }
+    }
+
+    /// An initialised, empty archive under `dest/`.
+    pub fn new() -> Fixture {
+        let fx = Fixture::uninit();
+        let mut ag = fx.agent(true);
+        assert_eq!(
+            ag.call(&Request::InitArchive {
+                header: header_json()
+            }),
+            Response::Ok
+        );
+        ag.bye();
+        fx
+    }
+
+    pub fn dest_str(&self) -> String {
+        self.dest.to_str().unwrap().to_string()
+    }
+    pub fn mp_str(&self) -> String {
+        self.mountpoint.to_str().unwrap().to_string()
+    }
+    pub fn archive_dir(&self) -> PathBuf {
+        self.dest.join("sparsebak")
+    }
+    pub fn vol_dir(&self, vol: &str) -> PathBuf {
+        self.archive_dir().join("volumes").join(vol)
+    }
+    pub fn tmp_dir(&self, vol: &str, session: &str) -> PathBuf {
+        self.vol_dir(vol).join(format!("{session}-tmp"))
+    }
+
+    /// An agent that has said hello and opened this archive.
+    pub fn agent(&self, write: bool) -> Agent {
+        let mut ag = Agent::start();
+        match ag.open(&self.dest_str(), &self.mp_str(), write) {
+            Response::Opened { .. } => ag,
+            other => panic!("cannot open the fixture archive: {other:?}"),
+        }
+    }
+
+    /// Store and commit a valid session; returns what was stored.
+    pub fn commit_session(&self, session: &str, expect_last: Option<&str>) -> Session {
+        let s = Session::sample(session);
+        let mut ag = self.agent(true);
+        let resp = ag.put(VOL, session, expect_last, s.tar());
+        assert_eq!(
+            resp,
+            Response::Stored {
+                files: s.files(),
+                bytes: s.bytes()
+            }
+        );
+        let commit = Request::Commit {
+            vol: VOL.into(),
+            session: session.into(),
+            volume_info: s.volume_info.clone(),
+        };
+        assert_eq!(ag.call(&commit), Response::Ok);
+        ag.bye();
+        s
+    }
+
+    pub fn snapshot(&self) -> Tree {
+        Tree::of(self.root.path())
+    }
+
+    /// Everything in `before` is unchanged; the only new paths are `allowed`
+    /// (relative to the fixture root), and each of those is an empty dir.
+    pub fn assert_unchanged(&self, before: &Tree, allowed: &[PathBuf]) {
+        let after = self.snapshot();
+        for (p, d) in &before.0 {
+            assert_eq!(after.0.get(p), Some(d), "{} changed", p.display());
+        }
+        for (p, d) in &after.0 {
+            if before.0.contains_key(p) {
+                continue;
+            }
+            let full = self.root.path().join(p);
+            assert!(
+                allowed.contains(&full) && d == "dir" && fs::read_dir(&full).unwrap().count() == 0,
+                "new path {} ({d}) appeared",
+                p.display()
+            );
+        }
+    }
+}
+
+/// A valid session: chunk files, manifest and info.json.
+pub struct Session {
+    pub chunks: Vec<(u64, Vec<u8>)>,
+    pub manifest: Vec<u8>,
+    pub info: Vec<u8>,
+    pub volume_info: String,
+}
+
+impl Session {
+    pub fn sample(name: &str) -> Session {
+        let body = |seed: u8, n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect()
+        };
+        let seed = name
+            .bytes()
+            .fold(0u8, |a, b| a.wrapping_mul(7).wrapping_add(b));
+        let chunks = vec![
+            (0, body(seed, 4000)),
+            (0x10000, body(seed ^ 1, 65536)),
+            (0x1000_0000, body(seed ^ 2, 17)),
+        ];
+        let manifest = chunks
+            .iter()
+            .map(|(a, _)| format!("{:064x} x{a:016x}\n", *a + u64::from(seed)))
+            .collect::<String>()
+            .into_bytes();
+        Session {
+            chunks,
+            manifest,
+            info: format!("{{\"session\":\"{name}\"}}\n").into_bytes(),
+            volume_info: format!("{{\"last\":\"{name}\"}}"),
+        }
+    }
+    pub fn tar(&self) -> Vec<u8> {
+        let mut t = Tar::new();
+        for (a, d) in &self.chunks {
+            t = t.file(&chunk_path(*a), d);
+        }
+        t.file("manifest", &self.manifest)
+            .file("info.json", &self.info)
+            .finish()
+    }
+    pub fn files(&self) -> u64 {
+        self.chunks.len() as u64 + 2
+    }
+    pub fn bytes(&self) -> u64 {
+        let c: usize = self.chunks.iter().map(|(_, d)| d.len()).sum();
+        (c + self.manifest.len() + self.info.len()) as u64
+    }
+}
+
+/// `<9hex>/x<16hex>`, as the layout names a chunk.
+pub fn chunk_path(addr: u64) -> String {
+    sparsebak_common::names::chunk_rel_path(sparsebak_common::units::ByteOffset(addr))
+}
+
+/// A map from relative path to a description of what is there; symlinks are
+/// recorded, not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree(pub BTreeMap<PathBuf, String>);
+
+impl Tree {
+    pub fn of(root: &Path) -> Tree {
+        let mut t = BTreeMap::new();
+        walk(root, root, &mut t);
+        Tree(t)
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        let m = fs::symlink_metadata(&p).unwrap();
+        let desc = if m.file_type().is_symlink() {
+            format!("symlink -> {}", fs::read_link(&p).unwrap().display())
+        } else if m.is_dir() {
+            walk(root, &p, out);
+            "dir".to_string()
+        } else if m.is_file() {
+            let mut h = DefaultHasher::new();
+            let mut f = fs::File::open(&p).unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = f.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                h.write(&buf[..n]);
+            }
+            format!("file {} bytes, hash {:x}", m.len(), h.finish())
+        } else {
+            format!("special {:?}", m.file_type())
+        };
+        out.insert(rel, desc);
+    }
+}
+
+/// An in-process agent on the far end of a socket pair.
+pub struct Agent {
+    sock: UnixStream,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Agent {
+    /// Start the agent and exchange `Hello`.
+    pub fn start() -> Agent {
+        let mut ag = Agent::start_silent();
+        let hello = ag.call(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        });
+        assert!(matches!(hello, Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION));
+        ag
+    }
+
+    /// Start the agent without saying anything to it.
+    pub fn start_silent() -> Agent {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(PATIENCE)).unwrap();
+        ours.set_write_timeout(Some(PATIENCE)).unwrap();
+        let thread = std::thread::spawn(move || {
+            let r = theirs.try_clone().unwrap();
+            sparsebak_agent::serve(r, theirs)
+        });
+        Agent {
+            sock: ours,
+            thread: Some(thread),
+        }
+    }
+
+    /// The raw socket, for tests that speak bytes rather than messages.
+    pub fn sock(&mut self) -> &mut UnixStream {
+        &mut self.sock
+    }
+
+    pub fn send(&mut self, req: &Request) {
+        send_msg(&mut self.sock, req).unwrap();
+    }
+
+    /// The next response; `None` if the agent closed the pipe.
+    pub fn recv(&mut self) -> Option<Response> {
+        recv_msg(&mut self.sock).expect("reading a response from the agent")
+    }
+
+    pub fn call(&mut self, req: &Request) -> Response {
+        self.send(req);
+        self.recv()
+            .expect("the agent closed the pipe instead of answering")
+    }
+
+    pub fn open(&mut self, dest: &str, mountpoint: &str, write: bool) -> Response {
+        self.call(&Request::Open {
+            dest_path: dest.into(),
+            mountpoint: mountpoint.into(),
+            write,
+        })
+    }
+
+    /// `PutSession` followed by `data` as a framed data stream, written on
+    /// another thread so an agent that stops reading early cannot deadlock
+    /// the test.
+    pub fn put(
+        &mut self,
+        vol: &str,
+        session: &str,
+        expect_last: Option<&str>,
+        data: Vec<u8>,
+    ) -> Response {
+        self.send(&Request::PutSession {
+            vol: vol.into(),
+            session: session.into(),
+            expect_last: expect_last.map(String::from),
+        });
+        let w = self.sock.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut fw = FrameWriter::new(w);
+            fw.write_all(&data).and_then(|_| fw.finish().map(drop))
+        });
+        let resp = self
+            .recv()
+            .expect("the agent closed the pipe instead of answering");
+        // The agent may have stopped reading after an error: a broken pipe
+        // on our side is expected then.
+        let _ = writer.join().unwrap();
+        resp
+    }
+
+    /// Start a `ReadFiles` stream.
+    pub fn start_read(&mut self, vol: &str) {
+        self.send(&Request::ReadFiles { vol: vol.into() });
+    }
+
+    /// Ask for one path inside a `ReadFiles` stream; the raw reply frame.
+    pub fn read_one(&mut self, path: &[u8]) -> Vec<u8> {
+        write_frame(&mut self.sock, path).unwrap();
+        self.sock.flush().unwrap();
+        read_frame(&mut self.sock, MAX_FRAME)
+            .unwrap()
+            .expect("the agent closed the pipe instead of replying")
+    }
+
+    /// Close a `ReadFiles` stream; the response that ends it.
+    pub fn end_read(&mut self) -> Response {
+        write_frame(&mut self.sock, &[]).unwrap();
+        self.recv().expect("no response after the ReadFiles stream")
+    }
+
+    /// `Bye`, then the agent must end cleanly.
+    pub fn bye(mut self) {
+        assert_eq!(self.call(&Request::Bye), Response::Ok);
+        self.finish().expect("agent ended with an error after Bye");
+    }
+
+    /// Close our end and wait (bounded) for the agent's result.
+    pub fn finish(mut self) -> Result<(), String> {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        let t = self.thread.take().unwrap();
+        let start = Instant::now();
+        while !t.is_finished() {
+            assert!(start.elapsed() < PATIENCE, "the agent hangs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        t.join().expect("the agent panicked")
+    }
+}
+
+/// The message of an error response of `kind`; panics on anything else.
+pub fn expect_error(resp: Response, kind: ErrorKind) -> String {
+    match resp {
+        Response::Error { kind: k, message } if k == kind => message,
+        other => panic!("expected a {kind:?} error, got {other:?}"),
+    }
+}
+
+/// Assert that `msg` mentions `needle`.
+#[track_caller]
+pub fn assert_names(msg: &str, needle: &str) {
+    assert!(
+        msg.contains(needle),
+        "message {msg:?} does not name {needle:?}"
+    );
+}
+
+/// A tar stream written header by header.
+pub struct Tar(Vec<u8>);
+
+impl Tar {
+    pub fn new() -> Tar {
+        Tar(Vec::new())
+    }
+    /// Append `h` and `data`, padded to the 512-byte block.
+    pub fn member(mut self, h: &tar::Header, data: &[u8]) -> Tar {
+        self.0.extend_from_slice(h.as_bytes());
+        self.0.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.0.resize(self.0.len() + pad, 0);
+        self
+    }
+    /// A regular file called `name`.
+    pub fn file(self, name: &str, data: &[u8]) -> Tar {
+        self.raw(name.as_bytes(), tar::EntryType::Regular, data)
+    }
+    /// A member of any type whose name is the raw bytes `name`.
+    pub fn raw(self, name: &[u8], kind: tar::EntryType, data: &[u8]) -> Tar {
+        let h = header(name, kind, data.len() as u64, |_| {});
+        self.member(&h, data)
+    }
+    /// With the two zero blocks that end a tar archive.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.0.resize(self.0.len() + 1024, 0);
+        self.0
+    }
+    /// Without them: the bytes so far.
+    pub fn bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// A ustar header with raw `name` bytes (no checks), `edit` applied, and the
+/// checksum set last.
+pub fn header(
+    name: &[u8],
+    kind: tar::EntryType,
+    size: u64,
+    edit: impl FnOnce(&mut tar::Header),
+) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    edit(&mut h);
+    h.set_cksum();
+    h
+}
+
+/// One PAX extended-header record: `"<len> key=value\n"`, where `len`
+/// counts the whole record including its own digits.
+pub fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    assert_eq!(r.len(), len);
+    r
+}
