@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Build the two RPM packages with real rpmbuild (rpm/build.sh) and inspect
+# them: exact file lists and modes, the config file, the static agent inside
+# (no program interpreter, no NEEDED libraries, no library requirements), the
+# service and policy files identical to the repository's, the man page, and
+# the packaged binaries doing a real send and receive.
+#   tests/suite-rpm.sh        (KEEP_T=1 keeps the temp dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
+ok() { echo "ok: $*"; }
+
+need=()
+command -v rpmbuild >/dev/null || need+=(rpm)
+command -v rpm2cpio >/dev/null || need+=(rpm2cpio)
+command -v cpio >/dev/null || need+=(cpio)
+command -v readelf >/dev/null || need+=(binutils)
+if [ "${#need[@]}" -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || fail "missing ${need[*]}; install them (needs root)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/sparsebak-rpmtest.XXXXXX")
+trap 'if [ "${KEEP_T:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi' EXIT
+
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+rpm/build.sh "$T/out" >"$T/built"
+DOM0=$T/out/sparsebak-$VERSION-1.x86_64.rpm
+VMPKG=$T/out/sparsebak-agent-$VERSION-1.x86_64.rpm
+[ "$(sort "$T/built")" = "$(printf '%s\n' "$DOM0" "$VMPKG" | sort)" ] ||
+    { cat "$T/built"; fail "rpm/build.sh did not report exactly the two packages"; }
+ok "built $(basename "$DOM0") and $(basename "$VMPKG")"
+
+# files PKG: "MODE PATH" for every file in the package.
+files() { rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$1" 2>/dev/null | sort -k2; }
+header() { rpm -qp --qf '%{NAME} %{VERSION} %{ARCH}' "$1" 2>/dev/null; }
+
+[ "$(header "$DOM0")" = "sparsebak $VERSION x86_64" ] || fail "dom0 package header: $(header "$DOM0")"
+[ "$(header "$VMPKG")" = "sparsebak-agent $VERSION x86_64" ] || fail "VM package header: $(header "$VMPKG")"
+
+files "$DOM0" >"$T/dom0.files"
+cat >"$T/dom0.expected" <<'LIST'
+-rw-r--r-- /etc/qubes/policy.d/50-sparsebak.policy
+-rwxr-xr-x /usr/bin/sparsebak
+drwxr-xr-x /usr/share/doc/sparsebak
+-rw-r--r-- /usr/share/doc/sparsebak/ARCHITECTURE.md
+-rw-r--r-- /usr/share/doc/sparsebak/DESTINATIONS.md
+-rw-r--r-- /usr/share/doc/sparsebak/FORMAT.md
+-rw-r--r-- /usr/share/doc/sparsebak/README.md
+drwxr-xr-x /usr/share/doc/sparsebak/r4.0
+-rw-r--r-- /usr/share/doc/sparsebak/r4.0/qubes.SparsebakStore
+-rw-r--r-- /usr/share/man/man1/sparsebak.1.gz
+drwx------ /var/lib/sparsebak
+LIST
+diff "$T/dom0.expected" "$T/dom0.files" || fail "dom0 package: unexpected file list or modes"
+ok "dom0 package file list and modes"
+[ "$(rpm -qcp "$DOM0" 2>/dev/null)" = /etc/qubes/policy.d/50-sparsebak.policy ] ||
+    fail "the policy is not the only config file"
+ok "the policy is a config file"
+
+files "$VMPKG" >"$T/vm.files"
+cat >"$T/vm.expected" <<'LIST'
+-rwxr-xr-x /etc/qubes-rpc/qubes.SparsebakStore
+-rwxr-xr-x /usr/bin/sparsebak-agent
+drwxr-xr-x /usr/share/doc/sparsebak-agent
+-rw-r--r-- /usr/share/doc/sparsebak-agent/DESTINATIONS.md
+LIST
+diff "$T/vm.expected" "$T/vm.files" || fail "VM package: unexpected file list or modes"
+ok "VM package file list and modes (the service is executable)"
+if rpm -qRp "$VMPKG" 2>/dev/null | grep -E '\.so|GLIBC'; then
+    fail "the VM package requires shared libraries"
+fi
+ok "the VM package requires no shared libraries"
+
+mkdir -p "$T/root"
+for p in "$DOM0" "$VMPKG"; do
+    (cd "$T/root" && rpm2cpio "$p" | cpio -idm --quiet)
+done
+A=$T/root/usr/bin/sparsebak-agent
+[ -x "$A" ] || fail "no agent in the VM package payload"
+if readelf -lW "$A" | grep -q INTERP; then fail "the packaged agent has a program interpreter"; fi
+if readelf -dW "$A" | grep -q '(NEEDED)'; then fail "the packaged agent needs shared libraries"; fi
+[ "$("$A" --version)" = "sparsebak-agent $VERSION" ] || fail "the packaged agent does not run"
+ok "the packaged agent is static (no INTERP, no NEEDED) and runs"
+[ "$("$T/root/usr/bin/sparsebak" version)" = "sparsebak $VERSION" ] || fail "the packaged sparsebak does not run"
+
+cmp "$T/root/etc/qubes-rpc/qubes.SparsebakStore" qubes-rpc/qubes.SparsebakStore || fail "packaged service differs"
+cmp "$T/root/etc/qubes/policy.d/50-sparsebak.policy" policy/50-sparsebak.policy || fail "packaged policy differs"
+cmp "$T/root/usr/share/doc/sparsebak/r4.0/qubes.SparsebakStore" policy/r4.0/qubes.SparsebakStore ||
+    fail "packaged R4.0 policy differs"
+ok "service and policies are the repository's"
+
+# Every rule is "qubes.SparsebakStore * SOURCE TARGET deny", covering
+# VM-to-VM and VM-to-dom0 calls; nothing is allowed.
+rules=$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' policy/50-sparsebak.policy)
+[ -z "$(printf '%s\n' "$rules" | awk 'NF != 5 || $1 != "qubes.SparsebakStore" || $2 != "*" || $5 != "deny"')" ] ||
+    fail "a policy rule is not a deny for qubes.SparsebakStore"
+[ "$(printf '%s\n' "$rules" | awk '{print $3, $4}')" = "$(printf '@anyvm @anyvm\n@anyvm @adminvm')" ] ||
+    fail "the policy does not deny exactly @anyvm -> @anyvm and @anyvm -> @adminvm"
+rules=$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' policy/r4.0/qubes.SparsebakStore | awk '{print $1, $2, $3}')
+[ "$rules" = "$(printf '%s\n' '$anyvm $anyvm deny' '$anyvm dom0 deny')" ] || fail "R4.0 policy rules: $rules"
+ok "policy rules deny VM-to-VM and VM-to-dom0 calls"
+
+gunzip -c "$T/root/usr/share/man/man1/sparsebak.1.gz" >"$T/sparsebak.1"
+cmp "$T/sparsebak.1" docs/sparsebak.1 || fail "packaged man page differs"
+grep -q '^\.TH SPARSEBAK 1' "$T/sparsebak.1" || fail "man page header"
+if command -v groff >/dev/null; then
+    warn=$(groff -man -ww -z "$T/sparsebak.1" 2>&1)
+    [ -z "$warn" ] || fail "groff warns about the man page: $warn"
+fi
+ok "man page"
+
+# The packaged binaries back up and restore (internal: destination).
+MP=$(stat -c %m "$T")
+mkdir -p "$T/img"
+head -c 3145728 /dev/urandom >"$T/img/v"
+export SPARSEBAK_META_DIR=$T/meta SPARSEBAK_AGENT=$A
+SB=$T/root/usr/bin/sparsebak
+"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath -m --relative-to="$MP" "$T/arch")" \
+    --source="dir:$T/img" >/dev/null
+"$SB" add v >/dev/null
+"$SB" send -u >/dev/null
+"$SB" receive v --save-to="$T/back" -u >/dev/null
+cmp "$T/img/v" "$T/back" || fail "the packaged binaries restored different data"
+ok "the packaged sparsebak and agent send and restore equal"
+
+echo
+echo "suite-rpm: all passed"
