@@ -28,7 +28,7 @@ expect_fail 1 "$T/plain is not a mounted file system: mount the backup disk ther
 
 say "a host without sparsebak-agent"
 rm "$T/host-bin/sparsebak-agent"
-expect_fail 1 "sparsebak: error: cannot reach the agent at ssh://sbtest-host$T/arch-sshalias (the agent closed the pipe): sparsebak-agent is not installed on sbtest-host, or not on the PATH of its non-interactive ssh sessions (ssh exited with status 127; it said: " \
+expect_fail 1 "sparsebak: error: cannot reach the agent at ssh://sbtest-host$T/arch-sshalias: sparsebak-agent is not installed on sbtest-host, or not on the PATH of its non-interactive ssh sessions (ssh exited with status 127; it said: " \
     sb sshalias send -u
 grep -qF "sparsebak-agent: not found" "$T/err" || grep -qF "sparsebak-agent: command not found" "$T/err" ||
     fail "the remote shell's message was not passed through"

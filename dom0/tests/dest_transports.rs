@@ -84,7 +84,7 @@ fn a_host_without_the_agent_is_explained() {
     let err = format!("{:#}", connect(&spec, &opts(d.path())).err().unwrap());
     assert!(
         err.starts_with(
-            "cannot reach the agent at ssh://nas/srv/bk (the agent closed the pipe): \
+            "cannot reach the agent at ssh://nas/srv/bk: \
              sparsebak-agent is not installed on nas, or not on the PATH of its non-interactive \
              ssh sessions (ssh exited with status 127; it said: bash: line 1: sparsebak-agent: \
              command not found); install it there: copy the statically linked sparsebak-agent"
@@ -210,5 +210,23 @@ fn a_missing_qrexec_client_says_where_qubes_works() {
             "qubes:// destinations work only in Qubes OS dom0 (SPARSEBAK_QREXEC_CLIENT overrides)"
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn a_missing_qvm_start_says_where_qubes_works() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path());
+    o.qvm_start = Some(d.path().join("qvm-start"));
+    let spec = DestSpec::parse("qubes://vm/mnt", "").unwrap();
+    let err = format!("{:#}", connect(&spec, &o).err().unwrap());
+    assert_eq!(
+        err,
+        format!(
+            "cannot start VM vm for qubes://vm/mnt: cannot run `{}/qvm-start --skip-if-running vm`: \
+             No such file or directory (os error 2); qubes:// destinations work only in Qubes OS dom0 \
+             (SPARSEBAK_QVM_START overrides; empty skips starting the VM)",
+            d.path().display()
+        )
     );
 }

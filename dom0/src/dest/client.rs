@@ -171,7 +171,8 @@ impl AgentConn {
                 self.what
             )
         } else {
-            anyhow!("cannot reach the agent at {} ({e}): {why}", self.what)
+            // Whether the write or the read noticed first is a race: say only why.
+            anyhow!("cannot reach the agent at {}: {why}", self.what)
         }
     }
 

@@ -263,7 +263,21 @@ pub fn connect(spec: &DestSpec, opts: &TransportOptions) -> Result<AgentConn> {
             program.as_os_str(),
             args,
             &format!("cannot start VM {vm} for {}", spec.describe()),
-        )?;
+        )
+        .map_err(|e| {
+            let missing = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            });
+            if missing {
+                anyhow!(
+                    "{e:#}; qubes:// destinations work only in Qubes OS dom0 \
+                     (SPARSEBAK_QVM_START overrides; empty skips starting the VM)"
+                )
+            } else {
+                e
+            }
+        })?;
     }
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args);
