@@ -245,13 +245,38 @@ init_dest() {
     sb "$name" add vol1 >/dev/null
 }
 
+# check_restores NAME DEST SUMS...: every committed session restores with
+# the given sha256 (oldest first) and verifies.
+check_restores() {
+    local name=$1 dest=$2 s i
+    shift 2
+    local sums=("$@")
+    mapfile -t ses < <(sessions "$name" vol1)
+    [ "${#ses[@]}" = "${#sums[@]}" ] || fail "expected ${#sums[@]} sessions over $dest, got ${#ses[@]}"
+    [ "$(remote_sessions "$T/arch-$name" vol1 | wc -l)" = "${#sums[@]}" ] ||
+        fail "the archive of $dest does not hold exactly ${#sums[@]} sessions"
+    for i in "${!ses[@]}"; do
+        s=${ses[$i]}
+        sb "$name" receive vol1 --session="$s" --save-to="$T/restored-$name" -u >/dev/null
+        [ "$(sha "$T/restored-$name")" = "${sums[$i]}" ] ||
+            fail "session $s over $dest restored with a different sha256"
+        sb "$name" verify vol1 --session="$s" >"$T/out"
+        grep -q "^Verified vol1 session $s" "$T/out" || { cat "$T/out"; fail "verify $s over $dest"; }
+        echo "ok: $dest session $s restores equal (sha256 ${sums[$i]:0:16}…) and verifies"
+    done
+    rm -f "$T/restored-$name"
+}
+
 # scenario NAME DEST: full send, incremental send, then every session is
-# received (sha256 equal to the image as it was sent) and verified.
+# received (sha256 equal to the image as it was sent) and verified. Once
+# sparsebak has a prune command, a third session is sent, the oldest is
+# pruned (sparsebak 0.2's `prune --session=DT VOL`), and the remaining ones
+# must still restore equal.
 scenario() {
     local name=$1 dest=$2
     say "scenario over $dest"
     init_dest "$name" "$dest"
-    local img=$T/img-$name/vol1 sums=() s i
+    local img=$T/img-$name/vol1 sums=()
     write_image 4 "$img"
     sums+=("$(sha "$img")")
     sb "$name" send -u >"$T/out"
@@ -263,17 +288,17 @@ scenario() {
     sums+=("$(sha "$img")")
     sb "$name" send -u >"$T/out"
     grep -q "incremental session" "$T/out" || { cat "$T/out"; fail "no incremental session"; }
-    mapfile -t ses < <(sessions "$name" vol1)
-    [ "${#ses[@]}" = 2 ] || fail "expected 2 sessions over $dest, got ${#ses[@]}"
-    [ "$(remote_sessions "$T/arch-$name" vol1 | wc -l)" = 2 ] || fail "archive of $dest lacks sessions"
-    for i in "${!ses[@]}"; do
-        s=${ses[$i]}
-        sb "$name" receive vol1 --session="$s" --save-to="$T/restored-$name" -u >/dev/null
-        [ "$(sha "$T/restored-$name")" = "${sums[$i]}" ] ||
-            fail "session $s over $dest restored with a different sha256"
-        sb "$name" verify vol1 --session="$s" >"$T/out"
-        grep -q "^Verified vol1 session $s" "$T/out" || { cat "$T/out"; fail "verify $s over $dest"; }
-        echo "ok: $dest session $s restores equal (sha256 ${sums[$i]:0:16}…) and verifies"
-    done
-    rm -f "$T/restored-$name"
+    check_restores "$name" "$dest" "${sums[@]}"
+
+    "$BIN/sparsebak" --help | grep -qE '^ +prune ' || return 0
+    sleep 1
+    change_image "$img"
+    sums+=("$(sha "$img")")
+    sb "$name" send -u >/dev/null
+    local oldest
+    oldest=$(sessions "$name" vol1 | head -n 1)
+    sb "$name" prune vol1 --session="$oldest" -u >"$T/out" 2>&1 ||
+        { cat "$T/out"; fail "prune over $dest failed"; }
+    echo "ok: pruned session $oldest over $dest"
+    check_restores "$name" "$dest" "${sums[1]}" "${sums[2]}"
 }
