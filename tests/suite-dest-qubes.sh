@@ -32,7 +32,7 @@ rm "$STANDIN_QUBES/sbvm/running"
 sb qubes send -u >/dev/null
 [ -e "$STANDIN_QUBES/sbvm/running" ] || fail "the VM was not started"
 echo "ok: qvm-start --skip-if-running ran before qrexec-client"
-expect_fail 1 "cannot start VM nosuch for qubes://nosuch$T/x: \`$SPARSEBAK_QVM_START --skip-if-running nosuch\` exited with status 1: qvm-start: error: no such domain: 'nosuch'" \
+expect_fail 1 "cannot start VM nosuch for qubes://nosuch$T/x: $SPARSEBAK_QVM_START --skip-if-running nosuch failed (exit status: 1): qvm-start: error: no such domain: 'nosuch'" \
     sb nosuch arch-init --dest="qubes://nosuch$T/x"
 
 say "mountpoint check in the VM and behind the relay"

@@ -4,7 +4,7 @@
 //! replies are checked against what was asked, and chunk data is verified
 //! by the caller against local manifests before use.
 
-use super::process::Link;
+use super::link::Link;
 use super::transport::Via;
 use anyhow::{anyhow, bail, Result};
 use sparsebak_common::proto::{

@@ -2,10 +2,10 @@
 //! this module parses `--dest` and starts the pipe.
 
 pub mod client;
-pub mod process;
+pub mod link;
 pub mod transport;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -250,38 +250,43 @@ impl TransportOptions {
     }
 }
 
+/// Is `program` there to run (an existing path, or a name found on PATH)?
+fn runnable(program: &Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// `qvm-start --skip-if-running VM`, through the one runner of short commands.
+fn start_vm(spec: &DestSpec, program: &Path, args: &[String]) -> Result<()> {
+    let vm = match &spec.kind {
+        DestKind::Qubes { vm } | DestKind::QubesSsh { vm, .. } => vm.as_str(),
+        _ => "",
+    };
+    let what = format!("cannot start VM {vm} for {}", spec.describe());
+    if !runnable(program) {
+        bail!(
+            "{what}: {} is not installed; qubes:// destinations work only in Qubes OS dom0 \
+             (SPARSEBAK_QVM_START overrides; empty skips starting the VM)",
+            program.display()
+        );
+    }
+    crate::process::run(Command::new(program).args(args), 64 * 1024).context(what)?;
+    Ok(())
+}
+
 /// Start the pipe to the destination's agent and say Hello: the single
 /// entry point for every destination kind.
 pub fn connect(spec: &DestSpec, opts: &TransportOptions) -> Result<AgentConn> {
     let plan = transport::plan(spec, opts);
     if let Some((program, args)) = &plan.before {
-        let vm = match &spec.kind {
-            DestKind::Qubes { vm } | DestKind::QubesSsh { vm, .. } => vm.as_str(),
-            _ => "",
-        };
-        process::run_checked(
-            program.as_os_str(),
-            args,
-            &format!("cannot start VM {vm} for {}", spec.describe()),
-        )
-        .map_err(|e| {
-            let missing = e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-            });
-            if missing {
-                anyhow!(
-                    "{e:#}; qubes:// destinations work only in Qubes OS dom0 \
-                     (SPARSEBAK_QVM_START overrides; empty skips starting the VM)"
-                )
-            } else {
-                e
-            }
-        })?;
+        start_vm(spec, program, args)?;
     }
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args);
-    let (link, stdin, stdout) = process::Link::spawn(cmd).map_err(|e| {
+    let (link, stdin, stdout) = link::Link::spawn(cmd).map_err(|e| {
         anyhow!(
             "cannot run {} for {}: {e}; {}",
             plan.program.display(),

@@ -13,7 +13,7 @@
 //!   travels as the first line on stdin (see [`relay_header`] and
 //!   docs/DESTINATIONS.md for why not in the argument).
 
-use super::process::{status_words, Ended};
+use super::link::{status_words, Ended};
 use super::{DestKind, DestSpec, TransportOptions};
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,14 +1,14 @@
-//! The one wrapper for child processes on the agent path (the local agent,
-//! ssh, qrexec-client, qvm-start).
+//! The transport process that carries the agent pipe (the local agent, ssh,
+//! qrexec-client): the streaming counterpart of [`crate::process`], which
+//! runs short commands such as qvm-start.
 //!
-//! A child's stderr is read on a thread so it can never stall the child:
-//! every byte is passed through to our stderr as it arrives (agent and ssh
-//! messages reach the user unchanged) and the tail is kept, so that when the
-//! child fails the error can quote what it said.
+//! The child's stdin and stdout are the pipe. Its stderr is read on a thread
+//! so it can never stall the child: every byte is passed through to our
+//! stderr as it arrives (agent and ssh messages reach the user unchanged) and
+//! the tail is kept, so that when the link fails the error can quote what the
+//! child said last.
 
-use anyhow::{bail, Context, Result};
 use std::collections::VecDeque;
-use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -56,20 +56,18 @@ impl Tail {
     }
 }
 
-/// Read `r` to its end, forwarding to our stderr (when `forward`) and
-/// keeping the tail.
-fn spawn_reader(mut r: impl Read + Send + 'static, tail: Arc<Tail>, forward: bool) {
+/// Read `r` to its end, forwarding to our stderr and keeping the tail.
+fn spawn_reader(mut r: impl Read + Send + 'static, tail: Arc<Tail>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
             match r.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if forward {
-                        let mut e = std::io::stderr().lock();
-                        let _ = e.write_all(&buf[..n]);
-                        let _ = e.flush();
-                    }
+                    let mut e = std::io::stderr().lock();
+                    let _ = e.write_all(&buf[..n]);
+                    let _ = e.flush();
+                    drop(e);
                     tail.push(&buf[..n]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -139,11 +137,7 @@ impl Link {
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let tail = Arc::new(Tail::default());
-        spawn_reader(
-            child.stderr.take().expect("piped stderr"),
-            tail.clone(),
-            true,
-        );
+        spawn_reader(child.stderr.take().expect("piped stderr"), tail.clone());
         Ok((
             Link {
                 child,
@@ -198,46 +192,6 @@ impl Drop for Link {
     }
 }
 
-/// Run a short command to completion with no stdin; stdout is discarded,
-/// stderr captured. Fails with a message naming the command and quoting
-/// its stderr.
-pub fn run_checked<S: AsRef<OsStr>>(program: &OsStr, args: &[S], what: &str) -> Result<()> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let shown = std::iter::once(program.to_string_lossy().into_owned())
-        .chain(
-            args.iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned()),
-        )
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("{what}: cannot run `{shown}`"))?;
-    let tail = Arc::new(Tail::default());
-    spawn_reader(
-        child.stderr.take().expect("piped stderr"),
-        tail.clone(),
-        false,
-    );
-    let st = child
-        .wait()
-        .with_context(|| format!("{what}: waiting for `{shown}`"))?;
-    if !st.success() {
-        let said = last_lines(&tail.text(Duration::from_secs(2)), 3);
-        let quote = if said.is_empty() {
-            String::new()
-        } else {
-            format!(": {said}")
-        };
-        bail!("{what}: `{shown}` {}{quote}", status_words(&st));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,23 +227,6 @@ mod tests {
         let (mut link, _stdin, _out) = Link::spawn(sh("kill -9 $$")).unwrap();
         let e = link.end(Duration::from_secs(10));
         assert_eq!(status_words(&e.status.unwrap()), "was killed by signal 9");
-    }
-
-    #[test]
-    fn run_checked_quotes_stderr() {
-        let err = run_checked(
-            OsStr::new("/bin/sh"),
-            &["-c", "echo 'no such VM' >&2; exit 3"],
-            "cannot start VM x",
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot start VM x: `/bin/sh -c echo 'no such VM' >&2; exit 3` exited with status 3: no such VM"
-        );
-        run_checked(OsStr::new("/bin/true"), &[] as &[&str], "t").unwrap();
-        let err = run_checked(OsStr::new("/nonexistent/x"), &["a"], "w").unwrap_err();
-        assert_eq!(err.to_string(), "w: cannot run `/nonexistent/x a`");
     }
 
     #[test]
