@@ -103,8 +103,7 @@ start_sshd() {
     cp "$T/ssh/id.pub" "$T/ssh/authorized_keys"
     mkdir -p /run/sshd
     chmod 755 /run/sshd
-    local try
-    for try in 1 2 3 4 5 6 7 8; do
+    for _ in 1 2 3 4 5 6 7 8; do
         SSH_PORT=$((20000 + RANDOM % 40000))
         cat >"$T/ssh/sshd_config" <<EOF
 Port $SSH_PORT
