@@ -4,12 +4,14 @@
 //! * [`units`]: typed byte offsets, chunk indices and chunk sizes.
 //! * [`header`]: the archive header stored at the archive root.
 //! * [`proto`]: the framed request/response protocol spoken over a byte pipe.
+//! * [`plan`]: the prune plan dom0 computes and the agent carries out.
 //!
 //! The agent depends on this crate and nothing else of dom0, so everything here
 //! is small, dependency-light and free of I/O policy.
 
 pub mod header;
 pub mod names;
+pub mod plan;
 pub mod proto;
 pub mod units;
 

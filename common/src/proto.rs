@@ -76,6 +76,29 @@ pub enum Request {
     DeleteVolume {
         vol: String,
     },
+    /// Upload part of a prune plan into `<vol>/.prune-plan-tmp/<file>`, where
+    /// `file` is `plan`, `manifest` or `info.json` (see [`crate::plan`]).
+    /// `offset` must equal the bytes of that file received so far; `plan` at
+    /// offset 0 starts a new upload, discarding any earlier one.
+    PrunePart {
+        vol: String,
+        file: String,
+        offset: u64,
+        data: String,
+    },
+    /// Carry out the uploaded plan: merge `pruned` (oldest first) into
+    /// `target`. The agent first records the plan durably as
+    /// `<vol>/.prune-plan/`, so an interrupted prune is completed by the next
+    /// request on the volume. Answered by [`Response::Pruned`].
+    Prune {
+        vol: String,
+        target: String,
+        pruned: Vec<String>,
+    },
+    /// Remove the whole archive directory. `uuid` must be the archive's.
+    DeleteArchive {
+        uuid: String,
+    },
     Bye,
 }
 
@@ -123,6 +146,12 @@ pub enum Response {
     Stored {
         files: u64,
         bytes: u64,
+    },
+    /// A prune is complete: `moved` chunk files were renamed into the
+    /// target; `already_done` if an earlier, interrupted run had finished it.
+    Pruned {
+        moved: u64,
+        already_done: bool,
     },
     Error {
         kind: ErrorKind,
@@ -320,6 +349,18 @@ mod tests {
                 session: "S_20260101-000000".into(),
                 expect_last: None,
             },
+            Request::PrunePart {
+                vol: "v".into(),
+                file: "plan".into(),
+                offset: 0,
+                data: "sparsebak-prune-plan 1\n".into(),
+            },
+            Request::Prune {
+                vol: "v".into(),
+                target: "S_20260102-000000".into(),
+                pruned: vec!["S_20260101-000000".into()],
+            },
+            Request::DeleteArchive { uuid: "u".into() },
             Request::Bye,
         ];
         let mut pipe = Vec::new();

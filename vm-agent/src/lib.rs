@@ -5,9 +5,11 @@
 //! side must never write outside the archive. It runs no shell commands.
 
 pub mod archive;
+pub mod delete;
 pub mod error;
 pub mod fsutil;
 pub mod mount;
+pub mod prune;
 pub mod read;
 pub mod store;
 
@@ -115,6 +117,7 @@ fn handle<R: Read, W: Write>(
         }
         Request::ListSessions { vol } => {
             need(archive).map_err(soft)?;
+            prune::settle(archive.as_ref().unwrap(), &vol, false).map_err(soft)?;
             let vol = store::parse_vol(&vol).map_err(soft)?;
             let (c, t) = archive
                 .as_ref()
@@ -133,6 +136,7 @@ fn handle<R: Read, W: Write>(
         } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
+                prune::settle(archive.as_ref().unwrap(), &vol, true)?;
                 store::put_session(
                     archive.as_ref().unwrap(),
                     &vol,
@@ -160,11 +164,13 @@ fn handle<R: Read, W: Write>(
             volume_info,
         } => {
             need(archive).map_err(soft)?;
+            prune::settle(archive.as_ref().unwrap(), &vol, true).map_err(soft)?;
             store::commit(archive.as_ref().unwrap(), &vol, &session, &volume_info).map_err(soft)?;
             Ok(Some(Response::Ok))
         }
         Request::ReadFiles { vol } => {
             need(archive).map_err(|e| (e, true))?;
+            prune::settle(archive.as_ref().unwrap(), &vol, true).map_err(|e| (e, true))?;
             read::read_files(archive.as_ref().unwrap(), &vol, r, w).map_err(|e| (e, true))?;
             Ok(Some(Response::Ok))
         }
@@ -176,6 +182,36 @@ fn handle<R: Read, W: Write>(
                 .unwrap()
                 .delete_volume(&vol)
                 .map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::PrunePart {
+            vol,
+            file,
+            offset,
+            data,
+        } => {
+            need(archive).map_err(soft)?;
+            prune::put_part(archive.as_ref().unwrap(), &vol, &file, offset, &data).map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::Prune {
+            vol,
+            target,
+            pruned,
+        } => {
+            need(archive).map_err(soft)?;
+            let p =
+                prune::prune(archive.as_ref().unwrap(), &vol, &target, &pruned).map_err(soft)?;
+            Ok(Some(Response::Pruned {
+                moved: p.moved,
+                already_done: p.already_done,
+            }))
+        }
+        Request::DeleteArchive { uuid } => {
+            need(archive).map_err(soft)?;
+            delete::delete_archive(archive.as_ref().unwrap(), &uuid).map_err(soft)?;
+            // The archive (and its lock file) is gone.
+            *archive = None;
             Ok(Some(Response::Ok))
         }
         Request::Bye => {

@@ -1,0 +1,313 @@
+//! Fixtures for the agent's prune tests: the real `sparsebak-agent` binary
+//! (so a test hook's `abort()` kills only the agent), spoken to over its
+//! stdin/stdout, against an archive in a temp dir with a canary outside it.
+#![allow(dead_code)]
+
+use sparsebak_common::header::{ArchiveHeader, Compression};
+use sparsebak_common::names::chunk_rel_path;
+use sparsebak_common::plan::{end_line, Move, PlanHead};
+use sparsebak_common::proto::{
+    read_frame, recv_msg, send_msg, write_frame, FrameWriter, Request, Response, MAX_FRAME,
+    PROTOCOL_VERSION,
+};
+use sparsebak_common::units::{ByteOffset, ChunkSize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+pub const VOL: &str = "vol1";
+pub const UUID: &str = "5e55-prune-test";
+pub const S1: &str = "S_20260101-000000";
+pub const S2: &str = "S_20260102-000000";
+pub const S3: &str = "S_20260103-000000";
+pub const S4: &str = "S_20260104-000000";
+pub const K: u64 = 65536;
+
+/// The longest mount point in /proc/self/mountinfo that holds `p`.
+pub fn mount_point_of(p: &Path) -> PathBuf {
+    let real = p.canonicalize().unwrap();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| real.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+pub struct Agent {
+    child: Child,
+    w: Option<ChildStdin>,
+    r: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    /// Start the agent with extra environment, say hello, open `dest`.
+    pub fn start(dest: &Path, write: bool, env: &[(&str, String)]) -> Agent {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparsebak-agent"));
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the agent");
+        let w = child.stdin.take();
+        let r = BufReader::new(child.stdout.take().unwrap());
+        let mut a = Agent { child, w, r };
+        let hello = a.call(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        });
+        assert!(matches!(hello, Response::Hello { .. }), "{hello:?}");
+        let opened = a.call(&Request::Open {
+            dest_path: dest.to_str().unwrap().into(),
+            mountpoint: mount_point_of(dest).to_str().unwrap().into(),
+            write,
+        });
+        assert!(matches!(opened, Response::Opened { .. }), "{opened:?}");
+        a
+    }
+
+    /// Send a request; `None` if the agent died before answering.
+    pub fn try_call(&mut self, req: &Request) -> Option<Response> {
+        send_msg(self.w.as_mut().unwrap(), req).ok()?;
+        recv_msg(&mut self.r).ok().flatten()
+    }
+
+    pub fn call(&mut self, req: &Request) -> Response {
+        self.try_call(req)
+            .unwrap_or_else(|| panic!("the agent died on {req:?}"))
+    }
+
+    pub fn ok(&mut self, req: &Request) {
+        assert_eq!(self.call(req), Response::Ok, "{req:?}");
+    }
+
+    /// Store and commit a session of chunk files `(addr, bytes)`.
+    pub fn put_session(&mut self, s: &str, prev: Option<&str>, chunks: &[(u64, Vec<u8>)]) {
+        send_msg(
+            self.w.as_mut().unwrap(),
+            &Request::PutSession {
+                vol: VOL.into(),
+                session: s.into(),
+                expect_last: prev.map(Into::into),
+            },
+        )
+        .unwrap();
+        let mut tar = tar::Builder::new(FrameWriter::new(self.w.take().unwrap()));
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            tar.append(&h, data).unwrap();
+        };
+        for (a, d) in chunks {
+            add(&chunk_rel_path(ByteOffset(*a)), d);
+        }
+        add("manifest", format!("manifest of {s}\n").as_bytes());
+        add("info.json", format!("{{\"name\":\"{s}\"}}").as_bytes());
+        let fw = tar.into_inner().unwrap();
+        self.w = Some(fw.finish().unwrap());
+        let r: Response = recv_msg(&mut self.r).unwrap().unwrap();
+        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+        self.ok(&Request::Commit {
+            vol: VOL.into(),
+            session: s.into(),
+            volume_info: format!("{{\"last\":\"{s}\"}}"),
+        });
+    }
+
+    /// Upload a plan's three files.
+    pub fn upload(&mut self, vol: &str, plan: &str, manifest: &str, info: &str) -> Response {
+        for (file, data) in [("plan", plan), ("manifest", manifest), ("info.json", info)] {
+            let r = self.call(&Request::PrunePart {
+                vol: vol.into(),
+                file: file.into(),
+                offset: 0,
+                data: data.into(),
+            });
+            if r != Response::Ok {
+                return r;
+            }
+        }
+        Response::Ok
+    }
+
+    pub fn prune(&mut self, target: &str, pruned: &[&str]) -> Option<Response> {
+        self.try_call(&Request::Prune {
+            vol: VOL.into(),
+            target: target.into(),
+            pruned: pruned.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Ask for one file; the reply frame (status byte first), or the
+    /// agent's error response if it refused the whole request.
+    pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, Response> {
+        let w = self.w.as_mut().unwrap();
+        send_msg(w, &Request::ReadFiles { vol: VOL.into() }).unwrap();
+        // An agent that refuses the request answers and exits at once, so
+        // the path frames may meet a closed pipe.
+        let _ = write_frame(w, path.as_bytes())
+            .and_then(|_| write_frame(w, &[]))
+            .and_then(|_| w.flush());
+        let frame = read_frame(&mut self.r, MAX_FRAME).unwrap().unwrap();
+        if let Ok(r @ Response::Error { .. }) = serde_json::from_slice::<Response>(&frame) {
+            return Err(r);
+        }
+        let end: Response = recv_msg(&mut self.r).unwrap().unwrap();
+        assert_eq!(end, Response::Ok);
+        Ok(frame)
+    }
+
+    /// Wait for the agent to exit (after a test hook aborted it).
+    pub fn wait_dead(mut self) -> std::process::ExitStatus {
+        drop(self.w.take());
+        self.child.wait().unwrap()
+    }
+
+    pub fn bye(mut self) {
+        self.ok(&Request::Bye);
+        drop(self.w.take());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Fixture {
+    pub root: tempfile::TempDir,
+    pub dest: PathBuf,
+    pub outside: PathBuf,
+}
+
+/// Chunk bytes that say where they came from.
+pub fn chunk(s: &str, addr: u64) -> Vec<u8> {
+    format!("chunk {addr:x} of {s}").into_bytes()
+}
+
+impl Fixture {
+    /// An archive holding S1..S4 of VOL:
+    /// S1 {0,1,2,3}, S2 {1,2,4}, S3 {2,5}, S4 {0}.
+    pub fn new() -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("dest");
+        let outside = root.path().join("outside");
+        fs::create_dir(&dest).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("canary"), b"do not touch\n").unwrap();
+        let fx = Fixture {
+            root,
+            dest,
+            outside,
+        };
+        let mut a = fx.agent(true, &[]);
+        let h = ArchiveHeader::new(
+            UUID.into(),
+            ChunkSize::from_factor(1).unwrap(),
+            Compression::default(),
+            "2026-01-01T00:00:00Z".into(),
+        );
+        a.ok(&Request::InitArchive {
+            header: serde_json::to_string(&h).unwrap(),
+        });
+        let layout: [(&str, &[u64]); 4] = [
+            (S1, &[0, 1, 2, 3]),
+            (S2, &[1, 2, 4]),
+            (S3, &[2, 5]),
+            (S4, &[0]),
+        ];
+        let mut prev = None;
+        for (s, addrs) in layout {
+            let chunks: Vec<(u64, Vec<u8>)> =
+                addrs.iter().map(|i| (i * K, chunk(s, i * K))).collect();
+            a.put_session(s, prev, &chunks);
+            prev = Some(s);
+        }
+        a.bye();
+        fx
+    }
+
+    pub fn agent(&self, write: bool, env: &[(&str, String)]) -> Agent {
+        Agent::start(&self.dest, write, env)
+    }
+
+    pub fn vol_dir(&self) -> PathBuf {
+        self.dest.join("sparsebak/volumes").join(VOL)
+    }
+
+    pub fn file(&self, session: &str, addr: u64) -> PathBuf {
+        self.vol_dir()
+            .join(session)
+            .join(chunk_rel_path(ByteOffset(addr)))
+    }
+
+    /// Everything under the temp root except the lock file: path → what it is.
+    pub fn tree(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        walk(self.root.path(), self.root.path(), &mut out);
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let m = fs::symlink_metadata(&p).unwrap();
+        if rel.ends_with("/.lock") {
+            continue;
+        }
+        if m.is_symlink() {
+            out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()));
+        } else if m.is_dir() {
+            out.insert(rel, "dir".into());
+            walk(root, &p, out);
+        } else {
+            out.insert(
+                rel,
+                String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned(),
+            );
+        }
+    }
+}
+
+/// Plan text for `pruned` into `target` with `moves` (pruned index, addr).
+pub fn plan_text(vol: &str, target: &str, pruned: &[&str], moves: &[(usize, u64)]) -> String {
+    let head = PlanHead {
+        vol: sparsebak_common::names::VolName::new(vol).unwrap(),
+        target: sparsebak_common::names::SessionName::new(target).unwrap(),
+        pruned: pruned
+            .iter()
+            .map(|s| sparsebak_common::names::SessionName::new(s).unwrap())
+            .collect(),
+    };
+    let mut t = head.to_text();
+    for &(session, a) in moves {
+        t.push_str(&head.move_line(&Move {
+            session,
+            addr: ByteOffset(a),
+        }));
+    }
+    t + &end_line(moves.len() as u64)
+}
+
+/// The standard prune: S2 into S3. S2's chunk 2 is shadowed by S3's and
+/// its chunk 4 lies beyond S3's size, so only chunk 1 moves.
+pub fn standard_plan() -> (String, String, String) {
+    (
+        plan_text(VOL, S3, &[S2], &[(0, K)]),
+        "merged manifest of S3\n".into(),
+        "{\"name\":\"S_20260103-000000\",\"merged\":true}".into(),
+    )
+}
