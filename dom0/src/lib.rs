@@ -19,6 +19,7 @@ pub mod meta;
 pub mod output;
 pub mod process;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 pub mod send;
 pub mod source;

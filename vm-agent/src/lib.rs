@@ -117,7 +117,7 @@ fn handle<R: Read, W: Write>(
         }
         Request::ListSessions { vol } => {
             need(archive).map_err(soft)?;
-            prune::settle(archive.as_ref().unwrap(), &vol, false).map_err(soft)?;
+            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::List).map_err(soft)?;
             let vol = store::parse_vol(&vol).map_err(soft)?;
             let (c, t) = archive
                 .as_ref()
@@ -136,7 +136,7 @@ fn handle<R: Read, W: Write>(
         } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
-                prune::settle(archive.as_ref().unwrap(), &vol, true)?;
+                prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data)?;
                 store::put_session(
                     archive.as_ref().unwrap(),
                     &vol,
@@ -164,13 +164,14 @@ fn handle<R: Read, W: Write>(
             volume_info,
         } => {
             need(archive).map_err(soft)?;
-            prune::settle(archive.as_ref().unwrap(), &vol, true).map_err(soft)?;
+            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data).map_err(soft)?;
             store::commit(archive.as_ref().unwrap(), &vol, &session, &volume_info).map_err(soft)?;
             Ok(Some(Response::Ok))
         }
         Request::ReadFiles { vol } => {
             need(archive).map_err(|e| (e, true))?;
-            prune::settle(archive.as_ref().unwrap(), &vol, true).map_err(|e| (e, true))?;
+            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data)
+                .map_err(|e| (e, true))?;
             read::read_files(archive.as_ref().unwrap(), &vol, r, w).map_err(|e| (e, true))?;
             Ok(Some(Response::Ok))
         }

@@ -118,22 +118,37 @@ fn vol_dir(a: &Archive, vol: &VolName) -> Result<PathBuf> {
     }
 }
 
-/// Replay a leftover plan of `vol`, if any. Without the archive lock the
-/// plan cannot be replayed: `required` requests are then refused, others
-/// go ahead on the archive as it is.
-pub fn settle(a: &Archive, vol: &str, required: bool) -> Result<()> {
+/// Why [`settle`] is called.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Listing: replay if we hold the lock, otherwise list as things are.
+    List,
+    /// Reading or writing the volume: replay, or refuse without the lock;
+    /// also discard a plan upload that no `Prune` followed.
+    Data,
+    /// `Prune` itself: replay, keeping the upload it is about to use.
+    Prune,
+}
+
+/// Replay a leftover plan of `vol`, if any, and tidy what an interrupted
+/// prune may leave. Without the archive lock nothing can be replayed.
+pub fn settle(a: &Archive, vol: &str, why: Use) -> Result<()> {
     a.header()?;
     let vol = parse_vol(vol)?;
     let vdir = a.vol_dir(&vol);
+    let writable = a.require_write().is_ok();
+    if writable && why == Use::Data {
+        remove_tree(&vdir.join(PLAN_TMP))?;
+    }
     if !exists(&vdir.join(PLAN_DIR))? {
-        if a.require_write().is_ok() {
+        if writable {
             // A finished plan whose removal was interrupted.
             remove_tree(&vdir.join(PLAN_DONE))?;
         }
         return Ok(());
     }
-    if a.require_write().is_err() {
-        if !required {
+    if !writable {
+        if why == Use::List {
             return Ok(());
         }
         return Err(AgentError::invalid(format!(
@@ -239,7 +254,7 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
             .collect::<Result<_>>()?,
     };
     head.check().map_err(AgentError::invalid)?;
-    settle(a, vol.as_str(), true)?;
+    settle(a, vol.as_str(), Use::Prune)?;
     let vdir = vol_dir(a, &vol)?;
     let tmp = vdir.join(PLAN_TMP);
     for f in PLAN_FILES {

@@ -27,9 +27,19 @@ pub struct Opts {
     /// Local metadata directory.
     #[arg(long, global = true, env = "SPARSEBAK_META_DIR", default_value = DEFAULT_META_DIR)]
     pub meta_dir: PathBuf,
-    /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`.
+    /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`; prune
+    /// also takes a range DT1,DT2.
     #[arg(long, global = true)]
     pub session: Option<String>,
+    /// prune: every session before --session=DT.
+    #[arg(long, global = true)]
+    pub all_before: bool,
+    /// prune: keep the newest N sessions (and prune older ones unless --keep-days keeps them).
+    #[arg(long, global = true, value_name = "N")]
+    pub keep_last: Option<u64>,
+    /// prune: keep the sessions of the last N days (and prune older ones unless --keep-last keeps them).
+    #[arg(long, global = true, value_name = "N")]
+    pub keep_days: Option<u64>,
     /// receive: the file or block device to write the volume to.
     #[arg(long, global = true)]
     pub save_to: Option<PathBuf>,
@@ -80,6 +90,11 @@ pub enum Command {
     Verify { volume: String },
     /// Remove a volume from the archive, the configuration and local metadata.
     Delete { volume: String },
+    /// Merge old sessions into the next newer one (all enabled volumes if none are named).
+    Prune { volumes: Vec<String> },
+    /// Delete the whole archive, local metadata and snapshots (always asks).
+    #[command(name = "arch-delete")]
+    ArchDelete,
     /// Print the version.
     Version,
 }

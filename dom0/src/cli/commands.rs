@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<Done> {
         meta,
         transport: TransportOptions::from_env(),
     };
+    super::prune::before_command(&ctx, &cli)?;
     match &cli.command {
         Command::Add { volume } => add(o, ctx, volume),
         Command::List { volume } => list(o, &ctx, volume.as_deref()),
@@ -67,6 +68,8 @@ pub fn run(cli: Cli) -> Result<Done> {
         Command::Receive { volume } => receive(o, &ctx, volume),
         Command::Verify { volume } => verify(o, &ctx, volume),
         Command::Delete { volume } => delete(o, ctx, volume),
+        Command::Prune { volumes } => super::prune::prune(o, &ctx, &select_volumes(&ctx, volumes)?),
+        Command::ArchDelete => super::remove::arch_delete(o, ctx),
         Command::Version | Command::ArchInit => unreachable!("handled above"),
     }
 }
@@ -425,6 +428,7 @@ fn delete(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
         Err(e) => return Err(e),
     }
     open.conn.close()?;
+    super::remove::drop_snapshots(&ctx.config, &vol, &ctx.config.volumes[&vol]);
     let d = ctx.meta.vol_dir(&vol);
     if d.exists() {
         std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))?;

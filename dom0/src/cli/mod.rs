@@ -6,6 +6,8 @@
 
 pub mod args;
 mod commands;
+mod prune;
+mod remove;
 mod thin;
 mod ui;
 

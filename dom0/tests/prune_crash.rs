@@ -1,0 +1,173 @@
+//! An interrupted prune, at every step on either side, is completed by the
+//! next sparsebak run (a send, a prune, even a verify or a receive), after
+//! which every remaining session restores exactly as before. The steps are
+//! hit with test-only hooks that `abort()` sparsebak or the agent, as
+//! `kill -9` would; a last test kills sparsebak at random moments.
+
+mod common;
+mod prune_support;
+
+use common::*;
+use prune_support::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const AGENT_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
+const AGENT_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
+const DOM0_AT: &str = "SPARSEBAK_TEST_CRASH_AT";
+
+/// Run until the archive is not locked by an agent that is still finishing
+/// the request of a killed sparsebak.
+fn run_when_unlocked(e: &Env, args: &[&str]) -> Out {
+    for _ in 0..150 {
+        let out = e.run(args);
+        if !out.stderr.contains("locked by another sparsebak") {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the archive stayed locked");
+}
+
+/// Prune sessions 0 and 1 of a four-session history into session 2 with
+/// `hook` set; the prune must die. Then `next` must complete it.
+fn crash_then(hook: (&str, &str), next: &str) {
+    let h = Hist::new(&standard_steps()[..4]);
+    let names = h.names();
+    let range = format!("--session={},{}", names[0], names[1]);
+    let out = run_env(&h.e, &["prune", VOL, "-u", &range], &[hook]);
+    assert_ne!(
+        out.code, 0,
+        "{hook:?}: the prune was not interrupted: {out:#?}"
+    );
+    assert!(
+        h.e.meta.join("volumes").join(VOL).join(".prune").is_dir(),
+        "{hook:?}: no journal"
+    );
+    let save = format!("--save-to={}", h.e.path("restored").display());
+    let next: &[&str] = match next {
+        "send" => &["send", "-u"],
+        "verify" => &["verify", VOL],
+        "prune" => &["prune", "-u", "--keep-last=99"],
+        "receive" => &["receive", VOL, "-u", &save],
+        other => panic!("no such next step {other}"),
+    };
+    let out = h.e.run(next);
+    assert_eq!(out.code, 0, "{hook:?} then {next:?}: {out:#?}");
+    assert!(
+        out.stderr
+            .contains(&format!("Completing an interrupted prune of volume {VOL}")),
+        "{hook:?} then {next:?}: {}",
+        out.stderr
+    );
+    h.check(&names[2..]);
+}
+
+#[test]
+fn agent_killed_at_each_step() {
+    crash_then((AGENT_AT, "plan"), "send");
+    crash_then((AGENT_RENAMES, "0"), "verify");
+    crash_then((AGENT_RENAMES, "1"), "prune");
+    crash_then((AGENT_RENAMES, "7"), "receive");
+    crash_then((AGENT_AT, "target"), "send");
+    crash_then((AGENT_AT, "removed"), "verify");
+}
+
+#[test]
+fn sparsebak_killed_at_each_step() {
+    crash_then((DOM0_AT, "journal"), "send");
+    crash_then((DOM0_AT, "agent-done"), "prune");
+    crash_then((DOM0_AT, "local-target"), "receive");
+}
+
+#[test]
+fn killed_again_while_completing() {
+    let h = Hist::new(&standard_steps()[..4]);
+    let names = h.names();
+    let range = format!("--session={},{}", names[0], names[1]);
+    let out = run_env(&h.e, &["prune", VOL, "-u", &range], &[(AGENT_RENAMES, "2")]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    // The completing run dies too, on each side in turn.
+    let out = run_env(&h.e, &["send", "-u"], &[(AGENT_AT, "target")]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    let out = run_env(&h.e, &["send", "-u"], &[(DOM0_AT, "agent-done")]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    let out = h.e.run(&["verify", VOL]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    h.check(&names[2..]);
+    // Sessions sent after the prune chain onto the merged target.
+    write_at(&h.e.img(VOL), 0, &random_bytes(100_000, 77));
+    h.e.ok(&["send", "-u"]);
+    let all = h.names();
+    assert_eq!(all.len(), 3);
+    let s = h.e.receive_sha(VOL, None, "after-prune-send");
+    assert_eq!(s, sha256_file(&h.e.img(VOL)));
+}
+
+#[test]
+fn a_reader_without_the_lock_is_refused_by_the_agent_not_misled() {
+    // The local journal is gone (as if dom0's metadata were restored from a
+    // backup) but the agent's plan remains: a read-only agent refuses to
+    // serve the half-moved volume.
+    let h = Hist::new(&standard_steps()[..3]);
+    let names = h.names();
+    let out = run_env(
+        &h.e,
+        &["prune", VOL, "-u", &format!("--session={}", names[0])],
+        &[(AGENT_AT, "plan")],
+    );
+    assert_ne!(out.code, 0, "{out:#?}");
+    std::fs::remove_dir_all(h.e.meta.join("volumes").join(VOL).join(".prune")).unwrap();
+    h.e.run(&["verify", VOL])
+        .expect(1, &["volume vm-data has an unfinished prune"]);
+}
+
+#[test]
+fn kill_9_of_sparsebak_at_random_moments() {
+    let steps: Vec<Step> = vec![
+        |p| write_file(p, &random_bytes(24 * MIB + 100, 5)),
+        |p| write_at(p, 3 * MIB, &random_bytes(2 * MIB, 6)),
+        |p| write_at(p, 20 * MIB, &random_bytes(MIB, 7)),
+    ];
+    let mut outcomes = Vec::new();
+    for delay_ms in [0u64, 15, 40, 80, 150, 300] {
+        let h = Hist::new(&steps);
+        let names = h.names();
+        let mut child = Command::new(sparsebak_bin())
+            .args([
+                "prune",
+                VOL,
+                "-u",
+                &format!("--session={},{}", names[0], names[1]),
+            ])
+            .env("SPARSEBAK_META_DIR", &h.e.meta)
+            .env("SPARSEBAK_AGENT", agent_bin())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        let out = run_when_unlocked(&h.e, &["verify", VOL]);
+        assert_eq!(out.code, 0, "killed after {delay_ms} ms: {out:#?}");
+        let now = h.names();
+        let completed = out.stderr.contains("Completing an interrupted prune");
+        outcomes.push(format!(
+            "{delay_ms} ms: {}",
+            match (status.success(), now.len(), completed) {
+                (true, _, _) => "finished before the kill",
+                (_, 1, true) => "interrupted, completed by the next run",
+                (_, 1, false) => "finished, killed while closing",
+                _ => "killed before the plan was committed: unchanged",
+            }
+        ));
+        assert!(
+            now == names || now == names[2..],
+            "killed after {delay_ms} ms: {now:?}"
+        );
+        h.check(&now);
+    }
+    eprintln!("kill -9 outcomes: {outcomes:#?}");
+}
