@@ -171,3 +171,38 @@ fn kill_9_of_sparsebak_at_random_moments() {
     }
     eprintln!("kill -9 outcomes: {outcomes:#?}");
 }
+
+#[test]
+fn an_interrupted_prune_holds_up_only_its_own_volume() {
+    let h = Hist::new(&standard_steps()[..3]);
+    let e = &h.e;
+    write_file(&e.img("other"), &realistic_bytes(300_000, 8));
+    e.ok(&["add", "other"]);
+    e.ok(&["send", "-u", "other"]);
+    let names = h.names();
+    let one = format!("--session={}", names[0]);
+    let out = run_env(e, &["prune", VOL, "-u", &one], &[(AGENT_AT, "plan")]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    let journal = e.meta.join("volumes").join(VOL).join(".prune");
+    for args in [
+        vec!["verify", "other"],
+        vec!["send", "-u", "other"],
+        vec!["list", VOL],
+    ] {
+        let out = e.run(&args);
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(
+            !out.stderr.contains("Completing"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(journal.is_dir(), "{args:?} completed the prune of {VOL}");
+    }
+    // Naming no volume means all of them.
+    let out = e.run(&["send", "-u"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out
+        .stderr
+        .contains("Completing an interrupted prune of volume vm-data"));
+    h.check(&names[1..]);
+}

@@ -12,8 +12,9 @@ use anyhow::{bail, Context, Result};
 use sparsebak_common::names::{SessionName, VolName};
 
 /// Run before every command: refuse prune-only options elsewhere, and
-/// complete interrupted prunes before a command reads or writes volumes
-/// (`delete` skips the volume it deletes; local-only commands skip all).
+/// complete the interrupted prunes of the volumes a command is about to
+/// read or write (`delete` and local-only commands need none; an invalid
+/// name is left for the command to report).
 pub fn before_command(ctx: &Ctx, cli: &Cli) -> Result<()> {
     let o = &cli.opts;
     if !matches!(cli.command, Command::Prune { .. }) {
@@ -27,18 +28,16 @@ pub fn before_command(ctx: &Ctx, cli: &Cli) -> Result<()> {
             }
         }
     }
-    let skip = match &cli.command {
-        Command::Send { .. }
-        | Command::Receive { .. }
-        | Command::Verify { .. }
-        | Command::Diff { .. }
-        | Command::Prune { .. } => None,
-        Command::Delete { volume } => Some(volume.as_str()),
+    let named: Vec<&String> = match &cli.command {
+        Command::Send { volumes } | Command::Prune { volumes } => volumes.iter().collect(),
+        Command::Receive { volume } | Command::Verify { volume } | Command::Diff { volume } => {
+            vec![volume]
+        }
         _ => return Ok(()),
     };
     let vols: Vec<VolName> = pending(&ctx.meta)?
         .into_iter()
-        .filter(|v| Some(v.as_str()) != skip)
+        .filter(|v| named.is_empty() || named.iter().any(|n| n.as_str() == v.as_str()))
         .collect();
     if vols.is_empty() {
         return Ok(());
