@@ -136,6 +136,12 @@ pub fn settle(a: &Archive, vol: &str, why: Use) -> Result<()> {
     a.header()?;
     let vol = parse_vol(vol)?;
     let vdir = a.vol_dir(&vol);
+    if !fs::symlink_metadata(&vdir).is_ok_and(|m| m.is_dir()) {
+        // No volume yet, or not a real directory: nothing to replay, and
+        // nothing is ever removed through a symlink. The request itself
+        // reports what is wrong.
+        return Ok(());
+    }
     let writable = a.require_write().is_ok();
     if writable && why == Use::Data {
         remove_tree(&vdir.join(PLAN_TMP))?;

@@ -349,3 +349,35 @@ fn delete_archive_needs_its_uuid_and_stays_inside_dest() {
     assert!(error_text(&r).contains("read-only"), "{r:?}");
     assert!(fx.dest.join("sparsebak/archive.json").is_file());
 }
+
+#[test]
+fn a_symlinked_volume_dir_is_never_written_through() {
+    let fx = Fixture::new();
+    let moved = fx.outside.join("vol");
+    fs::rename(fx.vol_dir(), &moved).unwrap();
+    fs::create_dir(moved.join(".prune-plan-tmp")).unwrap();
+    fs::write(moved.join(".prune-plan-tmp/plan"), b"mine").unwrap();
+    std::os::unix::fs::symlink(&moved, fx.vol_dir()).unwrap();
+    let before = fx.tree();
+    let mut a = fx.agent(true, &[]);
+    let (p, m, i) = standard_plan();
+    let r = a.upload(VOL, &p, &m, &i);
+    assert!(
+        error_text(&r).contains("not a directory; refusing"),
+        "{r:?}"
+    );
+    let r = a.prune(S3, &[S2]).unwrap();
+    assert!(
+        error_text(&r).contains("not a directory; refusing"),
+        "{r:?}"
+    );
+    let r = a.call(&Request::Commit {
+        vol: VOL.into(),
+        session: "S_20260105-000000".into(),
+        volume_info: "{}".into(),
+    });
+    assert!(matches!(r, Response::Error { .. }), "{r:?}");
+    a.call(&Request::ListSessions { vol: VOL.into() });
+    a.bye();
+    assert_eq!(fx.tree(), before);
+}
