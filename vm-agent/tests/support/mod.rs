@@ -383,8 +383,10 @@ impl Agent {
 
     /// Ask for one path inside a `ReadFiles` stream; the raw reply frame.
     pub fn read_one(&mut self, path: &[u8]) -> Vec<u8> {
-        write_frame(&mut self.sock, path).unwrap();
-        self.sock.flush().unwrap();
+        // The agent may refuse the frame after reading only its length and
+        // close the socket, so the rest of this write can meet a broken
+        // pipe; its answer is still there to read.
+        let _ = write_frame(&mut self.sock, path).and_then(|_| self.sock.flush());
         read_frame(&mut self.sock, MAX_FRAME)
             .unwrap()
             .expect("the agent closed the pipe instead of replying")
