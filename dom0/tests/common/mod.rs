@@ -125,19 +125,7 @@ impl Env {
     }
 
     pub fn run_with(&self, args: &[&str], meta: &Path) -> Out {
-        let o = Command::new(sparsebak_bin())
-            .args(args)
-            .env("SPARSEBAK_META_DIR", meta)
-            .env("SPARSEBAK_AGENT", agent_bin())
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot start sparsebak");
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        }
+        run_sparsebak(args, meta, &[])
     }
 
     /// Run and require exit code 0; returns stdout.
@@ -506,5 +494,23 @@ impl Drop for HeldLock {
             let _ = stdin.flush();
         }
         let _ = self.0.wait();
+    }
+}
+
+/// `sparsebak ARGS` with its meta dir and extra environment (test hooks).
+pub fn run_sparsebak(args: &[&str], meta: &Path, env: &[(&str, &str)]) -> Out {
+    let o = Command::new(sparsebak_bin())
+        .args(args)
+        .env("SPARSEBAK_META_DIR", meta)
+        .env("SPARSEBAK_AGENT", agent_bin())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot start sparsebak");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        args: args.iter().map(|s| s.to_string()).collect(),
     }
 }

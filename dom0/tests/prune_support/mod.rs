@@ -132,20 +132,7 @@ fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
 
 /// `sparsebak ARGS` with extra environment (test hooks).
 pub fn run_env(e: &Env, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let o = Command::new(sparsebak_bin())
-        .args(args)
-        .env("SPARSEBAK_META_DIR", &e.meta)
-        .env("SPARSEBAK_AGENT", agent_bin())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot start sparsebak");
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-    }
+    run_sparsebak(args, &e.meta, env)
 }
 
 /// `sparsebak ARGS` inside a pseudo-terminal (util-linux `script`), typing
