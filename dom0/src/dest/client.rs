@@ -31,6 +31,8 @@ pub struct DestError {
 /// said goodbye, before it is killed.
 const LOST_GRACE: Duration = Duration::from_secs(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(120);
+/// How long an agent that broke off a stream gets to finish its message.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 pub struct AgentConn {
     /// The process carrying the pipe, and who it is (for error messages).
@@ -94,6 +96,17 @@ fn read_reply(r: &mut Reader) -> std::result::Result<FileReply, StreamFault> {
         Some((&FILE_REFUSED, msg)) => {
             FileReply::Refused(String::from_utf8_lossy(&msg[..msg.len().min(1024)]).into())
         }
+        // The agent gave up on the stream and said why, as a control message.
+        Some((b'{', _)) => match serde_json::from_slice::<Response>(&frame) {
+            Ok(Response::Error { kind, message }) => {
+                return Err(StreamFault::Other(DestError { kind, message }.into()))
+            }
+            _ => {
+                return Err(StreamFault::Other(anyhow!(
+                    "the agent sent a malformed file reply"
+                )))
+            }
+        },
         _ => {
             return Err(StreamFault::Other(anyhow!(
                 "the agent sent a malformed file reply"
@@ -354,7 +367,11 @@ impl AgentConn {
             Ok(()) => {}
             // The stream is out of step now; the connection cannot be reused.
             Err(StreamFault::Other(e)) => {
-                self.kill();
+                // Let the agent finish what it is saying on stderr, then stop it.
+                drop(self.w.take());
+                if let Some((link, _)) = self.link.as_mut() {
+                    link.end(STOP_GRACE);
+                }
                 return Err(e);
             }
             Err(StreamFault::Pipe(what)) => {
@@ -399,5 +416,63 @@ impl AgentConn {
 impl Drop for AgentConn {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sparsebak_common::proto::ErrorKind;
+
+    fn conn_replying(frames: &[Vec<u8>]) -> AgentConn {
+        let mut input = Vec::new();
+        for f in frames {
+            write_frame(&mut input, f).unwrap();
+        }
+        AgentConn::from_pipes(
+            Box::new(std::io::Cursor::new(input)),
+            Box::new(std::io::sink()),
+            "test".into(),
+        )
+    }
+
+    fn read_one(c: &mut AgentConn) -> Result<()> {
+        c.read_files(
+            "vol",
+            std::iter::once((Some("S_x/000000000/x0".into()), ())),
+            |_, _| Ok(()),
+        )
+    }
+
+    #[test]
+    fn an_error_in_place_of_a_file_reply_is_the_agents_error() {
+        let err = serde_json::to_vec(&Response::Error {
+            kind: ErrorKind::Locked,
+            message: "volume vol has an unfinished prune".into(),
+        })
+        .unwrap();
+        let e = read_one(&mut conn_replying(&[err])).unwrap_err();
+        let d = e.downcast_ref::<DestError>().expect("a DestError");
+        assert_eq!(
+            (d.kind, d.message.as_str()),
+            (ErrorKind::Locked, "volume vol has an unfinished prune")
+        );
+    }
+
+    #[test]
+    fn garbage_in_place_of_a_file_reply_is_malformed() {
+        for f in [b"{not json".to_vec(), vec![9, 1, 2]] {
+            let e = read_one(&mut conn_replying(&[f])).unwrap_err();
+            assert_eq!(e.to_string(), "the agent sent a malformed file reply");
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_in_a_read_is_a_lost_link() {
+        let e = read_one(&mut conn_replying(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "connection to the agent at test was lost (the agent closed the pipe in the middle of a read): the pipe closed"
+        );
     }
 }
