@@ -24,6 +24,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// In the metadata directory: a metadata snapshot this archive reserved
+/// (see [`crate::lvm::metasnap`]).
+pub const METASNAP_MARKER: &str = "metadata-snap-reserved";
+
 /// The VG and pool of a volume read from LVM, or `None` for a file volume.
 pub fn thin_of<'c>(ctx: &'c Ctx, vol: &VolName) -> Result<Option<(&'c str, &'c str)>> {
     let e = ctx.config.volume(vol)?;
@@ -48,6 +52,7 @@ pub fn thin_volume<'a>(
         pool,
         vol,
         map_path: d.join("deltamap"),
+        metasnap_marker: ctx.meta.root.join(METASNAP_MARKER),
         cs: ctx.config.chunk_size,
     })
 }

@@ -175,7 +175,7 @@ impl Lvm for LvmCli {
         .with_context(|| format!("cannot resize {vg}/{lv}"))
         .map(drop)
     }
-    fn metadata_snap_held(&self, vg: &str, pool: &str) -> Result<bool> {
+    fn metadata_snap_root(&self, vg: &str, pool: &str) -> Result<Option<u64>> {
         let dev = pool_device(vg, pool);
         let out = run(Command::new("dmsetup").args(["status", &dev]), 4096)
             .with_context(|| format!("cannot read the status of thin pool {vg}/{pool}"))?;
@@ -185,7 +185,13 @@ impl Lvm for LvmCli {
         if f.get(2) != Some(&"thin-pool") || f.len() < 7 {
             bail!("unexpected dmsetup status for {dev}: {text:?}");
         }
-        Ok(f[6] != "-")
+        match f[6] {
+            "-" => Ok(None),
+            r => r
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| anyhow!("unexpected held metadata root {r:?} for {dev}: {text:?}")),
+        }
     }
     fn reserve_metadata_snap(&self, vg: &str, pool: &str) -> Result<()> {
         run(

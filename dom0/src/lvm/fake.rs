@@ -19,6 +19,8 @@ pub struct State {
     pub data: BTreeMap<u64, Vec<u8>>,
     pub next_id: u64,
     pub meta_held: bool,
+    /// Reservations so far: the held root is 100 + this.
+    pub meta_reservations: u64,
     /// Fail the n-th call (counting from 0) of this operation.
     pub fail: Option<(&'static str, usize)>,
     pub calls: BTreeMap<&'static str, usize>,
@@ -136,8 +138,9 @@ impl Lvm for FakeLvm {
         s.data.get_mut(&id).unwrap().resize(size.0 as usize, 0);
         Ok(())
     }
-    fn metadata_snap_held(&self, _vg: &str, _pool: &str) -> Result<bool> {
-        Ok(self.0.borrow().meta_held)
+    fn metadata_snap_root(&self, _vg: &str, _pool: &str) -> Result<Option<u64>> {
+        let s = self.0.borrow();
+        Ok(s.meta_held.then_some(100 + s.meta_reservations))
     }
     fn reserve_metadata_snap(&self, _vg: &str, _pool: &str) -> Result<()> {
         self.op("reserve")?;
@@ -146,6 +149,7 @@ impl Lvm for FakeLvm {
             bail!("already reserved");
         }
         s.meta_held = true;
+        s.meta_reservations += 1;
         Ok(())
     }
     fn release_metadata_snap(&self, _vg: &str, _pool: &str) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod deltamap;
 pub mod dm;
 #[cfg(test)]
 pub mod fake;
+pub mod metasnap;
 pub mod snapshots;
 
 use anyhow::Result;
@@ -48,8 +49,9 @@ pub trait Lvm {
     fn rename(&self, vg: &str, from: &str, to: &str) -> Result<()>;
     fn create_thin(&self, vg: &str, pool: &str, name: &str, size: Bytes) -> Result<()>;
     fn resize(&self, vg: &str, lv: &str, size: Bytes) -> Result<()>;
-    /// Is the pool's metadata snapshot currently reserved (by anyone)?
-    fn metadata_snap_held(&self, vg: &str, pool: &str) -> Result<bool>;
+    /// The pool's held metadata root: `Some` while the metadata snapshot is
+    /// reserved (by anyone), `None` when it is not.
+    fn metadata_snap_root(&self, vg: &str, pool: &str) -> Result<Option<u64>>;
     fn reserve_metadata_snap(&self, vg: &str, pool: &str) -> Result<()>;
     fn release_metadata_snap(&self, vg: &str, pool: &str) -> Result<()>;
     /// Run thin_delta between two thin ids of the pool (metadata snapshot

@@ -8,7 +8,8 @@
 //!
 //! 1. create tock;
 //! 2. reserve the pool's metadata snapshot, thin_delta tick→tock into the
-//!    map, release (also on error and on SIGINT/SIGTERM/SIGHUP);
+//!    map, release (also on error and on SIGINT/SIGTERM/SIGHUP; one left
+//!    reserved by a killed run is released by the next, see [`MetaSnap`]);
 //! 3. save the map with base = tock's thin id (durable, atomic);
 //! 4. remove tick, rename tock → tick.
 //!
@@ -19,15 +20,12 @@
 //! whole volume, which is slow but never misses a change.
 
 use super::deltamap::DeltaMap;
+use super::metasnap::MetaSnap;
 use super::{LvInfo, Lvm, Survey};
 use anyhow::{anyhow, bail, Result};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::SigId;
 use sparsebak_common::names::VolName;
 use sparsebak_common::units::ChunkSize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 pub struct ThinVolume<'a> {
     pub lvm: &'a dyn Lvm,
@@ -35,6 +33,8 @@ pub struct ThinVolume<'a> {
     pub pool: &'a str,
     pub vol: &'a VolName,
     pub map_path: PathBuf,
+    /// The archive's marker of a reserved metadata snapshot ([`MetaSnap`]).
+    pub metasnap_marker: PathBuf,
     pub cs: ChunkSize,
 }
 
@@ -54,67 +54,6 @@ pub enum Prepared {
         harvested: u64,
         resync: bool,
     },
-}
-
-/// The pool's metadata snapshot, reserved; released on drop. Signals that
-/// would kill us meanwhile are deferred and reported after release.
-struct MetaSnap<'a> {
-    t: &'a ThinVolume<'a>,
-    sigs: Vec<SigId>,
-    caught: Arc<AtomicBool>,
-    held: bool,
-}
-
-impl<'a> MetaSnap<'a> {
-    fn reserve(t: &'a ThinVolume<'a>) -> Result<Self> {
-        if t.lvm.metadata_snap_held(t.vg, t.pool)? {
-            bail!(
-                "the metadata snapshot of thin pool {}/{} is already reserved by another tool \
-                 (thin_dump, thin_ls, another backup program?); sparsebak leaves it alone: \
-                 try again once that tool has released it",
-                t.vg,
-                t.pool
-            );
-        }
-        let caught = Arc::new(AtomicBool::new(false));
-        let mut sigs = Vec::new();
-        for s in [SIGINT, SIGTERM, SIGHUP] {
-            sigs.push(signal_hook::flag::register(s, caught.clone())?);
-        }
-        let mut m = MetaSnap {
-            t,
-            sigs,
-            caught,
-            held: false,
-        };
-        t.lvm.reserve_metadata_snap(t.vg, t.pool)?;
-        m.held = true;
-        Ok(m)
-    }
-
-    fn release(mut self) -> Result<()> {
-        self.held = false;
-        let r = self.t.lvm.release_metadata_snap(self.t.vg, self.t.pool);
-        for id in self.sigs.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-        r?;
-        if self.caught.load(Ordering::SeqCst) {
-            bail!("interrupted by a signal; the pool's metadata snapshot was released");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for MetaSnap<'_> {
-    fn drop(&mut self) {
-        if self.held {
-            let _ = self.t.lvm.release_metadata_snap(self.t.vg, self.t.pool);
-        }
-        for id in self.sigs.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
 }
 
 impl<'a> ThinVolume<'a> {
@@ -271,7 +210,7 @@ impl<'a> ThinVolume<'a> {
             .ok_or_else(|| anyhow!("snapshot {}/{} vanished", self.vg, self.tock()))?;
         let (l, r) = (self.thin_id(tick)?, self.thin_id(&tock)?);
         map.resize(self.cs.count(tock.size));
-        let snap = MetaSnap::reserve(self)?;
+        let snap = MetaSnap::reserve(self.lvm, self.vg, self.pool, &self.metasnap_marker)?;
         let mut n = 0;
         let cs = self.cs;
         let res = self

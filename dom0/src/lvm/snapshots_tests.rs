@@ -26,6 +26,7 @@ impl Env {
             pool: "pool",
             vol: &self.vol,
             map_path: self.dir.path().join("deltamap"),
+            metasnap_marker: self.dir.path().join("metasnap"),
             cs: ChunkSize::from_factor(1).unwrap(),
         }
     }
