@@ -66,7 +66,8 @@ pub fn send_thin(
     pb: &dyn Progress,
 ) -> Result<Option<SendReport>> {
     let lvm = LvmCli;
-    lvm.check_thin_delta()?;
+    lvm.check_thin_delta()
+        .with_context(|| format!("volume {vol}"))?;
     let tv = thin_volume(ctx, &lvm, vg, pool, vol)?;
     let has_sessions = !ctx.meta.chain(vol)?.is_empty();
     let (tick, map, full) = match tv
@@ -99,7 +100,8 @@ pub fn monitor(ctx: &Ctx, vols: &[VolName]) -> Result<()> {
             continue;
         };
         if !any {
-            lvm.check_thin_delta()?;
+            lvm.check_thin_delta()
+                .with_context(|| format!("monitor of volume {vol}"))?;
             any = true;
         }
         let tv = thin_volume(ctx, &lvm, vg, pool, vol)?;
