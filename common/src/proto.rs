@@ -55,11 +55,15 @@ pub enum Request {
     },
     /// Start a session; a data stream with a tar archive follows. Members are
     /// chunk files `<9hex>/x<16hex>`, then `manifest`, then `info.json`.
-    /// `expect_last` is dom0's newest committed session for the volume.
+    /// `expect_last` is dom0's newest committed session for the volume;
+    /// `volume_uuid` is dom0's identity of the volume, which lets the agent
+    /// recognise sessions it committed for this volume that dom0 never did.
     PutSession {
         vol: String,
         session: String,
         expect_last: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        volume_uuid: Option<String>,
     },
     /// Make the session durable and visible, then write `volume.json`.
     Commit {
@@ -348,6 +352,7 @@ mod tests {
                 vol: "v".into(),
                 session: "S_20260101-000000".into(),
                 expect_last: None,
+                volume_uuid: None,
             },
             Request::PrunePart {
                 vol: "v".into(),

@@ -177,6 +177,7 @@ struct Emitter<'a> {
     conn: &'a mut AgentConn,
     vol: &'a VolName,
     session: &'a SessionName,
+    volume_uuid: &'a str,
     expect_last: Option<&'a SessionName>,
     manifest: Option<ManifestWriter>,
     tar: Option<tar::Builder<FrameWriter<Writer>>>,
@@ -203,6 +204,7 @@ impl<'a> Emitter<'a> {
                 self.vol.as_str(),
                 self.session.as_str(),
                 self.expect_last.map(|s| s.as_str()),
+                self.volume_uuid,
             )?;
             self.tar = Some(tar::Builder::new(fw));
         }
@@ -299,11 +301,20 @@ pub fn send_volume(
     let cs = ctx.config.chunk_size;
     let chain = ctx.meta.chain(vol)?;
     let last = chain.last();
-    let state = ctx.meta.load_volume(vol)?.unwrap_or_else(|| VolumeState {
-        name: vol.clone(),
-        uuid: uuid::Uuid::new_v4().to_string(),
-        last: None,
-    });
+    let state = match ctx.meta.load_volume(vol)? {
+        Some(s) => s,
+        None => {
+            // Saved before anything is sent, so a first send that dies after
+            // the destination's commit is recognised by its uuid next time.
+            let s = VolumeState {
+                name: vol.clone(),
+                uuid: uuid::Uuid::new_v4().to_string(),
+                last: None,
+            };
+            ctx.meta.save_volume(&s)?;
+            s
+        }
+    };
     let session = next_session_name(now_unix(), last.map(|l| &l.name));
     let vdir = ctx.meta.vol_dir(vol);
     std::fs::create_dir_all(&vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
@@ -327,6 +338,7 @@ pub fn send_volume(
             conn,
             vol,
             session: &session,
+            volume_uuid: &state.uuid,
             expect_last: last.map(|l| &l.name),
             manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
             tar: None,

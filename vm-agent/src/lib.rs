@@ -133,6 +133,7 @@ fn handle<R: Read, W: Write>(
             vol,
             session,
             expect_last,
+            volume_uuid,
         } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
@@ -142,6 +143,7 @@ fn handle<R: Read, W: Write>(
                     &vol,
                     &session,
                     expect_last.as_deref(),
+                    volume_uuid.as_deref(),
                     &mut stream,
                 )
             });

@@ -69,11 +69,30 @@ fn real_dir(d: &Path) -> Result<()> {
 /// Prepare the volume for a new session: drop stale temporary sessions, set
 /// aside orphans (committed here after dom0's last known session, by a send
 /// that died between the two commits), and check for rollback.
+/// Does the archive's `volume.json` carry this uuid?
+fn same_volume(vdir: &Path, volume_uuid: Option<&str>) -> bool {
+    let Some(want) = volume_uuid else {
+        return false;
+    };
+    let Ok(f) = fs::File::open(vdir.join(VOLUME_FILE)) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    if f.take(64 * 1024).read_to_end(&mut buf).is_err() {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(&buf)
+        .ok()
+        .and_then(|v| v.get("uuid").and_then(|u| u.as_str()).map(|u| u == want))
+        .unwrap_or(false)
+}
+
 fn prepare_volume(
     a: &Archive,
     vol: &VolName,
     session: &SessionName,
     expect_last: Option<&SessionName>,
+    volume_uuid: Option<&str>,
 ) -> Result<PathBuf> {
     let vdir = a.vol_dir(vol);
     real_dir(&a.dir.join(VOLUMES_DIR))?;
@@ -84,7 +103,10 @@ fn prepare_volume(
         fs::remove_dir_all(&p).ctx(format_args!("cannot remove stale {}", p.display()))?;
     }
     match expect_last {
-        None if !committed.is_empty() => {
+        // Sessions committed here for this very volume (same uuid in the
+        // archive's volume.json) by a first send that died before dom0's
+        // local commit: orphans, set aside below like any other.
+        None if !committed.is_empty() && !same_volume(&vdir, volume_uuid) => {
             return Err(AgentError::new(
                 ErrorKind::Mismatch,
                 format!(
@@ -130,6 +152,7 @@ pub fn put_session<R: Read>(
     vol: &str,
     session: &str,
     expect_last: Option<&str>,
+    volume_uuid: Option<&str>,
     stream: R,
 ) -> Result<StoreStats> {
     a.require_write()?;
@@ -137,7 +160,7 @@ pub fn put_session<R: Read>(
     let session = parse_session(session)?;
     let expect_last = expect_last.map(parse_session).transpose()?;
     let max_chunk = a.header()?.chunk_size.max_stored();
-    let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref())?;
+    let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref(), volume_uuid)?;
     let res = unpack(&tmp, stream, max_chunk).map_err(|e| AgentError {
         kind: e.kind,
         message: format!("storing {session} of {vol}: {}", e.message),

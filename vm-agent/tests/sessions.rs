@@ -202,6 +202,43 @@ fn no_expect_last_while_sessions_exist_is_a_mismatch() {
     fx.assert_unchanged(&before, &[]);
 }
 
+/// A first send that died between the agent's commit and dom0's: the same
+/// volume (same uuid in volume.json) may set the session aside and go on;
+/// another uuid may not.
+#[test]
+fn orphaned_first_session_of_the_same_volume_is_set_aside() {
+    let fx = Fixture::new();
+    let s1 = Session::sample(S1);
+    let mut ag = fx.agent(true);
+    assert!(matches!(
+        ag.put(VOL, S1, None, s1.tar()),
+        Response::Stored { .. }
+    ));
+    let commit = Request::Commit {
+        vol: VOL.into(),
+        session: S1.into(),
+        volume_info: r#"{"name":"vol","uuid":"u-1","last":"S_x"}"#.into(),
+    };
+    assert_eq!(ag.call(&commit), Response::Ok);
+    ag.bye();
+    let mut ag = fx.agent(true);
+    let msg = expect_error(
+        ag.put_as(VOL, S2, None, Some("u-2"), Session::sample(S2).tar()),
+        ErrorKind::Mismatch,
+    );
+    assert_names(&msg, "already holds 1 session(s)");
+    let _ = ag.finish();
+    let mut ag = fx.agent(true);
+    let s2 = Session::sample(S2);
+    assert!(matches!(
+        ag.put_as(VOL, S2, None, Some("u-1"), s2.tar()),
+        Response::Stored { .. }
+    ));
+    ag.bye();
+    assert!(fx.vol_dir(VOL).join(format!("{S1}-orphan")).is_dir());
+    assert!(!fx.vol_dir(VOL).join(S1).exists());
+}
+
 #[test]
 fn session_not_newer_than_the_last_is_refused() {
     let fx = Fixture::new();
@@ -392,6 +429,7 @@ fn oversized_frame_inside_a_data_stream_is_an_error() {
         vol: VOL.into(),
         session: S1.into(),
         expect_last: None,
+        volume_uuid: None,
     });
     ag.sock()
         .write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())

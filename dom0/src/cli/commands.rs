@@ -258,58 +258,108 @@ fn select_volumes(ctx: &Ctx, names: &[String]) -> Result<Vec<VolName>> {
 
 fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
     let vols = select_volumes(ctx, names)?;
-    let mut open = ctx.open(true)?;
-    println!(
-        "Sending to {} ({} free)",
-        ctx.config.dest.describe(),
-        Bytes(open.free_bytes)
-    );
+    let mut open = Some(ctx.open(true)?);
+    if let Some(op) = &open {
+        println!(
+            "Sending to {} ({} free)",
+            ctx.config.dest.describe(),
+            Bytes(op.free_bytes)
+        );
+    }
     let pb = progress(o.unattended);
+    let mut failed: Vec<(VolName, anyhow::Error)> = Vec::new();
     for vol in &vols {
-        let r = if let Some(thin) = super::thin::thin_of(ctx, vol)? {
-            match super::thin::send_thin(ctx, &mut open.conn, vol, thin, pb.as_ref())? {
-                Some(r) => r,
-                None => {
-                    log::warn!("volume {vol} does not exist yet in {}; skipped", thin.0);
+        // A failed send may leave the connection unusable: reconnect, so one
+        // bad volume does not keep the others from being backed up.
+        let op = match open.take() {
+            Some(op) => op,
+            None => match ctx.open(true) {
+                Ok(op) => op,
+                Err(e) => {
+                    failed.push((vol.clone(), e));
                     continue;
                 }
-            }
-        } else {
-            let path = ctx.config.volume_path(vol)?;
-            if !path.exists() {
-                log::warn!(
-                    "volume {vol} does not exist yet at {}; skipped",
-                    path.display()
-                );
+            },
+        };
+        let mut op = op;
+        match send_one(ctx, &mut op.conn, vol, pb.as_ref()) {
+            Ok(Some(r)) => print_send_report(vol, &r),
+            Ok(None) => {}
+            Err(e) => {
+                if vols.len() > 1 {
+                    log::error!("{e:#}");
+                }
+                failed.push((vol.clone(), e));
                 continue;
             }
-            let src = FileSource::open(&path).with_context(|| format!("volume {vol}"))?;
-            send_volume(ctx, &mut open.conn, vol, &src, pb.as_ref())?
-        };
-        let secs = r.elapsed.as_secs_f64();
-        match &r.session {
-            None => println!("Volume {vol}: no changes ({} read at {}).", Bytes(r.read_bytes), mb_per_s(r.read_bytes, secs)),
-            Some(s) => println!(
-                "Volume {vol}: {} session {} — {} chunks changed ({} zero), {} stored; {} read in {:.1}s ({}).",
-                if r.full { "full" } else { "incremental" },
-                s.timestamp(),
-                r.changed_chunks,
-                r.zero_chunks,
-                Bytes(r.stored_bytes),
-                Bytes(r.read_bytes),
-                secs,
-                mb_per_s(r.read_bytes, secs)
-            ),
         }
-        if let Some(p) = r.previous_size.filter(|p| *p != r.volsize) {
-            println!(
-                "  volume size changed from {} to {} bytes",
-                p.0, r.volsize.0
-            );
+        open = Some(op);
+    }
+    if let Some(op) = open {
+        op.conn.close()?;
+    }
+    match failed.len() {
+        0 => Ok(Done::Ok),
+        1 if vols.len() == 1 => Err(failed.pop().expect("one failure").1),
+        n => {
+            let names: Vec<String> = failed.iter().map(|(v, _)| v.to_string()).collect();
+            bail!(
+                "{n} of {} volumes failed to send: {}",
+                vols.len(),
+                names.join(", ")
+            )
         }
     }
-    open.conn.close()?;
-    Ok(Done::Ok)
+}
+
+/// Send one volume from its source; `None` if it does not exist yet.
+fn send_one(
+    ctx: &Ctx,
+    conn: &mut crate::dest::AgentConn,
+    vol: &VolName,
+    pb: &dyn crate::progress::Progress,
+) -> Result<Option<crate::send::SendReport>> {
+    if let Some(thin) = super::thin::thin_of(ctx, vol)? {
+        let r = super::thin::send_thin(ctx, conn, vol, thin, pb)?;
+        if r.is_none() {
+            log::warn!("volume {vol} does not exist yet in {}; skipped", thin.0);
+        }
+        return Ok(r);
+    }
+    let path = ctx.config.volume_path(vol)?;
+    if !path.exists() {
+        log::warn!(
+            "volume {vol} does not exist yet at {}; skipped",
+            path.display()
+        );
+        return Ok(None);
+    }
+    let src = FileSource::open(&path).with_context(|| format!("volume {vol}"))?;
+    send_volume(ctx, conn, vol, &src, pb).map(Some)
+}
+
+fn print_send_report(vol: &VolName, r: &crate::send::SendReport) {
+    let secs = r.elapsed.as_secs_f64();
+    match &r.session {
+        None => println!("Volume {vol}: no changes ({} read at {}).", Bytes(r.read_bytes), mb_per_s(r.read_bytes, secs)),
+        Some(s) => println!(
+            "Volume {vol}: {} session {} — {} chunks changed ({} zero), {} stored; {} read in {:.1}s ({}).",
+            if r.full { "full" } else { "incremental" },
+            s.timestamp(),
+            r.changed_chunks,
+            r.zero_chunks,
+            Bytes(r.stored_bytes),
+            Bytes(r.read_bytes),
+            secs,
+            mb_per_s(r.read_bytes, secs)
+        ),
+    }
+    if let Some(p) = r.previous_size.filter(|p| *p != r.volsize) {
+        println!(
+            "  volume size changed from {} to {} bytes",
+            p.0, r.volsize.0
+        );
+    }
 }
 
 fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {

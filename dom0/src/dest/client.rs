@@ -274,11 +274,13 @@ impl AgentConn {
         vol: &str,
         session: &str,
         expect_last: Option<&str>,
+        volume_uuid: &str,
     ) -> Result<FrameWriter<Writer>> {
         let req = Request::PutSession {
             vol: vol.into(),
             session: session.into(),
             expect_last: expect_last.map(Into::into),
+            volume_uuid: Some(volume_uuid.into()),
         };
         if let Err(e) = send_msg(self.w()?, &req) {
             return Err(self.lost(e));

@@ -93,6 +93,7 @@ impl Agent {
                 vol: VOL.into(),
                 session: s.into(),
                 expect_last: prev.map(Into::into),
+                volume_uuid: None,
             },
         )
         .unwrap();

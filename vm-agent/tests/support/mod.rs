@@ -357,10 +357,23 @@ impl Agent {
         expect_last: Option<&str>,
         data: Vec<u8>,
     ) -> Response {
+        self.put_as(vol, session, expect_last, None, data)
+    }
+
+    /// [`Agent::put`] naming dom0's volume uuid.
+    pub fn put_as(
+        &mut self,
+        vol: &str,
+        session: &str,
+        expect_last: Option<&str>,
+        volume_uuid: Option<&str>,
+        data: Vec<u8>,
+    ) -> Response {
         self.send(&Request::PutSession {
             vol: vol.into(),
             session: session.into(),
             expect_last: expect_last.map(String::from),
+            volume_uuid: volume_uuid.map(String::from),
         });
         let w = self.sock.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
