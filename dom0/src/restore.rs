@@ -18,6 +18,8 @@ use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
 use sparsebak_common::names::{chunk_rel_path, SessionName, VolName};
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 /// Chunks verified together on all cores.
@@ -221,7 +223,6 @@ pub fn restore(
         if verify_only { "verify" } else { "receive" },
         info.volsize.0,
     );
-    let mut batch: Vec<(Item, Option<FileReply>)> = Vec::with_capacity(BATCH);
     let flush = |batch: &mut Vec<(Item, Option<FileReply>)>,
                  report: &mut RestoreReport|
      -> Result<()> {
@@ -257,24 +258,54 @@ pub fn restore(
         }
         Ok(())
     };
-    conn.read_files(vol.as_str(), requests, |item, reply| {
-        if let Item::Broken(m) = &item {
-            bail!("{m}");
-        }
-        if let Item::Chunk { chunk, .. } = &item {
-            report.chunks += 1;
-            match chunk {
-                ChunkRef::Zero => report.zero_chunks += 1,
-                ChunkRef::Data { .. } => report.data_chunks += 1,
+    // Replies are read on this thread while a second thread verifies and
+    // writes the previous batches, so the pipe keeps flowing during hashing.
+    let (tx, rx) = sync_channel::<Vec<(Item, Option<FileReply>)>>(4);
+    let stop = AtomicBool::new(false);
+    let (flush, stop) = (&flush, &stop);
+    let (read_res, verified) = std::thread::scope(|sc| {
+        let verifier = sc.spawn(move || -> Result<(u64, Vec<String>)> {
+            let mut part = RestoreReport::default();
+            for mut b in rx.iter() {
+                if let Err(e) = flush(&mut b, &mut part) {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
             }
-        }
-        batch.push((item, reply));
-        if batch.len() >= BATCH {
-            flush(&mut batch, &mut report)?;
-        }
-        Ok(())
-    })?;
-    flush(&mut batch, &mut report)?;
+            Ok((part.stored_bytes, part.bad))
+        });
+        let mut batch: Vec<(Item, Option<FileReply>)> = Vec::with_capacity(BATCH);
+        let stopped = || anyhow!("stopped: a chunk failed verification");
+        let r = conn
+            .read_files(vol.as_str(), requests, |item, reply| {
+                if stop.load(Ordering::SeqCst) {
+                    return Err(stopped());
+                }
+                if let Item::Broken(m) = &item {
+                    bail!("{m}");
+                }
+                if let Item::Chunk { chunk, .. } = &item {
+                    report.chunks += 1;
+                    match chunk {
+                        ChunkRef::Zero => report.zero_chunks += 1,
+                        ChunkRef::Data { .. } => report.data_chunks += 1,
+                    }
+                }
+                batch.push((item, reply));
+                if batch.len() >= BATCH {
+                    tx.send(std::mem::take(&mut batch)).map_err(|_| stopped())?;
+                }
+                Ok(())
+            })
+            .and_then(|()| tx.send(std::mem::take(&mut batch)).map_err(|_| stopped()));
+        drop(tx);
+        (r, verifier.join().expect("verifier thread"))
+    });
+    // A verification failure explains a stopped read better than the read does.
+    let (stored_bytes, bad) = verified?;
+    read_res?;
+    report.stored_bytes = stored_bytes;
+    report.bad = bad;
     progress.finish();
     report.elapsed = t0.elapsed();
     Ok(report)
