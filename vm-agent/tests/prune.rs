@@ -4,6 +4,7 @@
 //! volume-name checks of DeleteVolume.
 
 mod prune_support;
+mod support;
 
 use prune_support::*;
 use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};

@@ -25,17 +25,7 @@ pub const S3: &str = "S_20260103-000000";
 pub const S4: &str = "S_20260104-000000";
 pub const K: u64 = 65536;
 
-/// The longest mount point in /proc/self/mountinfo that holds `p`.
-pub fn mount_point_of(p: &Path) -> PathBuf {
-    let real = p.canonicalize().unwrap();
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .filter(|m| real.starts_with(m))
-        .max_by_key(|m| m.as_os_str().len())
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
+pub use super::support::mount_point_of;
 
 pub struct Agent {
     child: Child,
