@@ -304,7 +304,22 @@ fn nonexistent_and_malformed_sessions() {
             &[&format!("--session {bad:?}: expected YYYYMMDD-HHMMSS")],
         );
     }
+    for range in [
+        format!("{},{}", names[0], names[1]),
+        format!("{},", names[0]),
+    ] {
+        let s = format!("--session={range}");
+        for cmd in ["receive", "verify"] {
+            e.run(&[cmd, "vol", &save, &s])
+                .expect(1, &[&format!("{cmd} takes one session, not a range")]);
+        }
+    }
+    e.run(&["diff", "vol", &format!("--session={}", names[0])])
+        .expect(1, &["diff always compares with the latest session"]);
     assert!(!e.path("r.img").exists());
+    // The `S_` spelling of a session name is accepted as well.
+    let s = format!("--session=S_{}", names[0]);
+    e.ok(&["verify", "vol", &s]);
     intact(&e);
 }
 

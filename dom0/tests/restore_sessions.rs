@@ -238,3 +238,55 @@ fn failed_receive_leaves_existing_target_untouched() {
         .collect();
     assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
 }
+
+/// Sends in the same second, and a clock that went backwards, still give
+/// distinct, ordered sessions that each restore their own bytes. The clock
+/// is frozen with libfaketime (LD_PRELOAD), the real library, not a hook.
+#[test]
+fn sends_in_the_same_second_do_not_collide() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(lib).is_file(),
+        "{lib} is missing: tests/setup-host.sh installs the faketime package"
+    );
+    let e = Env::new();
+    e.init(&[]);
+    let img = e.img("vol");
+    write_file(&img, &random_bytes(3 * MIB, 11));
+    e.ok(&["add", "vol"]);
+    let mut shas = Vec::new();
+    // Three sends at one frozen instant, then one with the clock a day back.
+    for (i, when) in [
+        "2026-01-01 00:00:00",
+        "2026-01-01 00:00:00",
+        "2026-01-01 00:00:00",
+        "2025-12-31 00:00:00",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write_at(&img, i as u64 * MIB, &random_bytes(4096, 100 + i as u64));
+        let o = run_sparsebak(
+            &["send", "-u"],
+            &e.meta,
+            &[("LD_PRELOAD", lib), ("FAKETIME", when)],
+        );
+        assert_eq!(o.code, 0, "send {i} at {when}: {o:#?}");
+        shas.push(sha256_file(&img));
+    }
+    let names = e.session_names("vol");
+    assert_eq!(
+        names,
+        [
+            "20260101-000000",
+            "20260101-000001",
+            "20260101-000002",
+            "20260101-000003"
+        ],
+        "sessions are named after the previous one when the clock does not advance"
+    );
+    for (i, (name, sha)) in names.iter().zip(&shas).enumerate() {
+        let got = e.receive_sha("vol", Some(name), &format!("r{i}"));
+        assert_eq!(&got, sha, "session {name}");
+    }
+}

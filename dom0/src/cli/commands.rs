@@ -56,6 +56,9 @@ pub fn run(cli: Cli) -> Result<Done> {
             Ok(Done::Ok)
         }
         Command::Diff { volume } => {
+            if let Some(s) = &o.session {
+                bail!("--session {s:?}: diff always compares with the latest session (restore an older one with `receive --session`)");
+            }
             let vol = vol_name(volume)?;
             ctx.config.volume(&vol)?;
             let n = super::thin::diff(&ctx, &vol, o.remap, progress(o.unattended).as_ref())?;
@@ -78,14 +81,22 @@ fn vol_name(s: &str) -> Result<VolName> {
     Ok(VolName::new(s)?)
 }
 
-fn session_arg(o: &Opts) -> Result<Option<SessionName>> {
-    o.session
-        .as_deref()
-        .map(|s| {
-            SessionName::from_timestamp(s)
-                .with_context(|| format!("--session {s:?}: expected YYYYMMDD-HHMMSS"))
-        })
-        .transpose()
+/// `--session` for commands that restore one session (receive, verify): a
+/// single date-time as `list` shows it (an `S_` prefix is accepted too).
+fn session_arg(o: &Opts, cmd: &str) -> Result<Option<SessionName>> {
+    let Some(s) = o.session.as_deref() else {
+        return Ok(None);
+    };
+    if s.contains(',') {
+        bail!(
+            "--session {s:?}: {cmd} takes one session, not a range (ranges are for prune; \
+             `sparsebak list VOL` shows the sessions)"
+        );
+    }
+    let ts = s.strip_prefix("S_").unwrap_or(s);
+    SessionName::from_timestamp(ts)
+        .map(Some)
+        .with_context(|| format!("--session {s:?}: expected YYYYMMDD-HHMMSS"))
 }
 
 fn arch_init(o: &Opts, meta: &Meta) -> Result<Done> {
@@ -369,7 +380,7 @@ fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
         .save_to
         .as_deref()
         .context("receive needs --save-to=PATH (a file or block device)")?;
-    let want = session_arg(o)?;
+    let want = session_arg(o, "receive")?;
     let chain = ctx.meta.chain(&vol)?;
     let sel = crate::restore::select(&chain, &vol, want.as_ref())?;
     let info = &chain[sel];
@@ -429,7 +440,7 @@ fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
 fn verify(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
     let vol = vol_name(volume)?;
     ctx.config.volume(&vol)?;
-    let want = session_arg(o)?;
+    let want = session_arg(o, "verify")?;
     let mut open = ctx.open(false)?;
     let pb = progress(o.unattended);
     let r = restore(ctx, &mut open.conn, &vol, want.as_ref(), None, pb.as_ref())?;
