@@ -86,7 +86,15 @@ if readelf -lW "$A" | grep -q INTERP; then fail "the packaged agent has a progra
 if readelf -dW "$A" | grep -q '(NEEDED)'; then fail "the packaged agent needs shared libraries"; fi
 [ "$("$A" --version)" = "sparsebak-agent $VERSION" ] || fail "the packaged agent does not run"
 ok "the packaged agent is static (no INTERP, no NEEDED) and runs"
-[ "$("$T/root/usr/bin/sparsebak" version)" = "sparsebak $VERSION" ] || fail "the packaged sparsebak does not run"
+D=$T/root/usr/bin/sparsebak
+if readelf -lW "$D" | grep -q INTERP; then fail "the packaged sparsebak has a program interpreter"; fi
+if readelf -dW "$D" | grep -q '(NEEDED)'; then fail "the packaged sparsebak needs shared libraries"; fi
+[ "$(env -i "$D" version)" = "sparsebak $VERSION" ] || fail "the packaged sparsebak does not run"
+ok "the packaged sparsebak is static (runs on any dom0 glibc) and runs"
+if rpm -qRp "$DOM0" 2>/dev/null | grep -E '\.so|GLIBC'; then
+    fail "the dom0 package requires shared libraries"
+fi
+ok "the dom0 package requires no shared libraries"
 
 cmp "$T/root/etc/qubes-rpc/qubes.SparsebakStore" qubes-rpc/qubes.SparsebakStore || fail "packaged service differs"
 cmp "$T/root/etc/qubes/policy.d/50-sparsebak.policy" policy/50-sparsebak.policy || fail "packaged policy differs"
