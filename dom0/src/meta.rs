@@ -19,6 +19,7 @@ use sparsebak_common::units::{Bytes, ChunkSize};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::fs::File;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 const MAX_META_FILE: u64 = 1024 * 1024;
 
@@ -72,21 +73,51 @@ impl Meta {
 
     /// Take the single-instance lock; held until the returned guard drops.
     pub fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
+        self.lock_wait(Duration::ZERO)
+    }
+
+    /// Take the single-instance lock, waiting up to `wait` for another
+    /// sparsebak (a timer's `monitor`, say) to finish.
+    pub fn lock_wait(&self, wait: Duration) -> Result<nix::fcntl::Flock<File>> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create meta dir {}", self.root.display()))?;
         let p = self.root.join("lock");
-        let f = std::fs::OpenOptions::new()
+        let deadline = Instant::now() + wait;
+        let mut said = false;
+        let mut f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&p)
             .with_context(|| format!("cannot open lock file {}", p.display()))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-            anyhow::anyhow!(
-                "sparsebak is already running (lock {} is held)",
-                p.display()
-            )
-        })
+        loop {
+            match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(l),
+                Err((back, _)) if Instant::now() < deadline => {
+                    if !said {
+                        log::info!(
+                            "another sparsebak holds {}; waiting up to {}s",
+                            p.display(),
+                            wait.as_secs()
+                        );
+                        said = true;
+                    }
+                    f = back;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(_) => {
+                    let hint = if wait.is_zero() {
+                        " (--wait=SECONDS waits for it)"
+                    } else {
+                        ""
+                    };
+                    bail!(
+                        "sparsebak is already running (lock {} is held){hint}",
+                        p.display()
+                    )
+                }
+            }
+        }
     }
 
     pub fn load_volume(&self, vol: &VolName) -> Result<Option<VolumeState>> {

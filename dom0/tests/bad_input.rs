@@ -343,7 +343,24 @@ fn second_instance_is_refused_while_the_lock_is_held() {
     ] {
         e.run(&args).expect(1, &[&msg]);
     }
+    // --wait gives up after its time, naming the lock; without it, the
+    // message says how to wait.
+    let t = std::time::Instant::now();
+    e.run(&["list", "--wait=1"]).expect(1, &[&msg]);
+    assert!(t.elapsed() >= std::time::Duration::from_secs(1));
+    e.run(&["list"]).expect(1, &["--wait=SECONDS waits for it"]);
+    // A run with --wait proceeds as soon as the holder lets go.
+    let meta = e.meta.clone();
+    let waiter =
+        std::thread::spawn(move || run_sparsebak(&["verify", "vol", "--wait=60"], &meta, &[]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     drop(lock);
+    let o = waiter.join().unwrap();
+    assert_eq!(
+        o.code, 0,
+        "verify --wait after the lock was released: {o:#?}"
+    );
+    assert!(o.stderr.contains("waiting up to 60s"), "{o:#?}");
     assert!(e.config()["volumes"].get("other").is_none());
     intact(&e);
 }

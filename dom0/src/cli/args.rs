@@ -24,6 +24,10 @@ pub struct Opts {
     /// No prompts, no progress bars (for timers and scripts).
     #[arg(short = 'u', long, global = true)]
     pub unattended: bool,
+    /// Wait up to SECONDS for another sparsebak run (e.g. a timer's monitor)
+    /// to finish instead of failing at once.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
+    pub wait: u64,
     /// Local metadata directory.
     #[arg(long, global = true, env = "SPARSEBAK_META_DIR", default_value = DEFAULT_META_DIR)]
     pub meta_dir: PathBuf,

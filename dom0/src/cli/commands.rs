@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<Done> {
             bail!("{name} is only accepted by arch-init");
         }
     }
-    let _lock = meta.lock()?;
+    let _lock = meta.lock_wait(std::time::Duration::from_secs(o.wait))?;
     let ctx = Ctx {
         config: Config::load(&meta.root)?,
         meta,
