@@ -40,6 +40,9 @@ pub fn run(cli: Cli) -> Result<Done> {
             bail!("{name} is only accepted by arch-init");
         }
     }
+    if super::legacy::applies(&cli)? {
+        return super::legacy::run(&cli, &meta);
+    }
     let _lock = meta.lock()?;
     let ctx = Ctx {
         config: Config::load(&meta.root)?,
@@ -78,7 +81,7 @@ fn vol_name(s: &str) -> Result<VolName> {
     Ok(VolName::new(s)?)
 }
 
-fn session_arg(o: &Opts) -> Result<Option<SessionName>> {
+pub(super) fn session_arg(o: &Opts) -> Result<Option<SessionName>> {
     o.session
         .as_deref()
         .map(|s| {
