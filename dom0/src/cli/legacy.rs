@@ -89,16 +89,25 @@ fn open(arch: &LegacyArchive) -> Result<AgentConn> {
 fn list(o: &Opts, arch: &LegacyArchive, volume: Option<&str>) -> Result<Done> {
     let Some(v) = volume else {
         let mut rows = Vec::new();
+        let mut broken = Vec::new();
         for (vol, enabled) in &arch.config.volumes {
-            let chain = arch.chain(vol)?;
+            // One volume's broken metadata must not hide the others.
+            let chain = arch.chain(vol).unwrap_or_else(|e| {
+                broken.push(format!("{e:#}"));
+                Vec::new()
+            });
             rows.push(serde_json::json!({
                 "volume": vol.as_str(), "enabled": enabled, "sessions": chain.len(),
                 "last": chain.last().map(|s| s.name.timestamp().to_string()),
             }));
         }
+        let done = || match broken.len() {
+            0 => Ok(Done::Ok),
+            n => bail!("{}; metadata of {n} volume(s) is broken", broken.join("; ")),
+        };
         if o.json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
-            return Ok(Done::Ok);
+            return done();
         }
         println!(
             "Archive: {LABEL} at {}, chunk size {}",
@@ -122,7 +131,7 @@ fn list(o: &Opts, arch: &LegacyArchive, volume: Option<&str>) -> Result<Done> {
                 }
             );
         }
-        return Ok(Done::Ok);
+        return done();
     };
     let vol = arch.volume(v)?;
     let chain = arch.chain(&vol)?;

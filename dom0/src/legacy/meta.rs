@@ -168,3 +168,67 @@ impl LegacyArchive {
         Ok(archive)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::LegacyConfig;
+
+    fn arch(cs: u64) -> LegacyArchive {
+        let ini = format!("[var]\nchunksize = {cs}\ndestsys = internal:\ndestmountpoint = /mnt\n");
+        LegacyArchive {
+            dir: "/nonexistent".into(),
+            config: LegacyConfig::parse(&ini).unwrap(),
+        }
+    }
+
+    fn ses(name: &str, cs: Option<u64>) -> LegacySession {
+        LegacySession {
+            name: SessionName::new(name).unwrap(),
+            volsize: Bytes(1),
+            sequence: None,
+            previous: None,
+            format: "folders".into(),
+            chunk_size: cs,
+        }
+    }
+
+    #[test]
+    fn chunk_size_of_a_chain() {
+        let v = LegacyVolName::new("v").unwrap();
+        let a = arch(65536);
+        let old = ses("S_20181101-000000", Some(131072));
+        let new = ses("S_20190601-000000", None);
+        // Sessions that record their own size win over archive.ini...
+        let c = a.chain_chunk_size(&v, std::slice::from_ref(&old)).unwrap();
+        assert_eq!(c.bytes(), 131072);
+        assert_eq!(
+            a.chain_chunk_size(&v, std::slice::from_ref(&new))
+                .unwrap()
+                .bytes(),
+            65536
+        );
+        // ...but a chain mixing sizes cannot be restored.
+        let e = a.chain_chunk_size(&v, &[old.clone(), new]).unwrap_err();
+        assert!(e.to_string().contains("use different chunk sizes"), "{e}");
+        assert!(a
+            .chain_chunk_size(&v, &[ses("S_20181101-000000", Some(1000))])
+            .is_err());
+        assert_eq!(
+            arch(131072).chain_chunk_size(&v, &[old]).unwrap().bytes(),
+            131072
+        );
+    }
+
+    #[test]
+    fn key_value_files() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("info");
+        std::fs::write(&p, "volsize = 10\nprevious = none\n").unwrap();
+        assert_eq!(parse_kv(&p).unwrap()["volsize"], "10");
+        for bad in ["volsize=10\n", "a = 1\na = 2\n", " = x\n"] {
+            std::fs::write(&p, bad).unwrap();
+            assert!(parse_kv(&p).is_err(), "{bad:?}");
+        }
+    }
+}
