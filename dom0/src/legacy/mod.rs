@@ -261,6 +261,46 @@ mod tests {
         }
     }
 
+    /// Mutated and truncated inputs never panic a parser (a poor man's fuzzer:
+    /// every byte of this metadata comes from outside sparsebak).
+    #[test]
+    fn parsers_survive_garbage() {
+        let ini = "[var]\nchunksize = 65536\ndestsys = ssh://u@h\ndestmountpoint = /mnt\ndestdir = ./a\n[volumes]\nvm-a = enable\n";
+        let line = format!("{} x0000000000010000", "ab".repeat(32));
+        let chunk = {
+            use std::io::Write;
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(4));
+            e.write_all(&[3u8; 3000]).unwrap();
+            e.finish().unwrap()
+        };
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let specials = b"[]=:#; \n\txX0fF/.\xff";
+        for _ in 0..20_000 {
+            for base in [ini.as_bytes(), line.as_bytes(), &chunk[..]] {
+                let mut b = base.to_vec();
+                for _ in 0..(rnd() % 4 + 1) {
+                    let i = (rnd() as usize) % b.len();
+                    b[i] = if rnd() % 2 == 0 {
+                        specials[(rnd() as usize) % specials.len()]
+                    } else {
+                        rnd() as u8
+                    };
+                }
+                b.truncate((rnd() as usize) % (b.len() + 1));
+                let text = String::from_utf8_lossy(&b);
+                let _ = LegacyConfig::parse(&text);
+                let _ = manifest::LegacyEntry::parse(&text);
+                let _ = chunk::decode(&b, 65536);
+            }
+        }
+    }
+
     #[test]
     fn config_rules() {
         let base = "[var]\ndestsys = internal:\ndestmountpoint = /mnt\n";
