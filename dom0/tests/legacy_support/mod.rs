@@ -20,6 +20,9 @@
 //! Every session's source image is kept, so tests compare what comes back.
 #![allow(dead_code)]
 
+mod cases;
+pub use cases::*;
+
 use flate2::write::{GzEncoder, ZlibEncoder};
 use flate2::Compression;
 use sha2::Digest;
