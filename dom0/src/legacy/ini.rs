@@ -14,7 +14,7 @@ pub type Sections = Vec<(String, Vec<(String, String)>)>;
 pub fn parse(text: &str, what: &str) -> Result<Sections, LegacyError> {
     let mut out: Sections = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let at = |why: String| LegacyError::Malformed(format!("{what} line {}: {why}", i + 1));
+        let at = |why: String| LegacyError(format!("{what} line {}: {why}", i + 1));
         if raw.len() > Bounds::LINE {
             return Err(at("line too long".into()));
         }

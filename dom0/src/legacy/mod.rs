@@ -42,13 +42,10 @@ impl Bounds {
     pub const CHAIN: usize = 1_000_000;
 }
 
+/// A malformed 0.2 metadata file; the message names the file and line.
 #[derive(Debug, thiserror::Error)]
-pub enum LegacyError {
-    #[error("{0}")]
-    Malformed(String),
-    #[error("{0}")]
-    Unsupported(String),
-}
+#[error("{0}")]
+pub struct LegacyError(pub String);
 
 /// The `[var]` and `[volumes]` sections of archive.ini, validated.
 #[derive(Clone, Debug)]

@@ -203,7 +203,6 @@ fn check(
 
 /// Rebuild into `out` (receive) or only check (verify, `out == None`) the
 /// volume at `chain[sel]`.
-#[allow(clippy::too_many_arguments)]
 pub fn restore(
     arch: &LegacyArchive,
     conn: &mut AgentConn,
