@@ -45,6 +45,14 @@ pub enum Request {
         mountpoint: String,
         write: bool,
     },
+    /// Open the sparsebak 0.2 archive (`<dest_path>/sparsebak/default/`)
+    /// read-only: no lock, nothing created. Answered by `Opened` without a
+    /// header; afterwards only `ReadFiles` (0.2 chunk paths) and `Bye` are
+    /// accepted. See docs/FORMAT.md §13.
+    OpenLegacy {
+        dest_path: String,
+        mountpoint: String,
+    },
     /// Create the archive with this header (JSON text). Fails if one exists.
     InitArchive {
         header: String,

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod dest;
 pub mod fsutil;
+pub mod legacy;
 pub mod lvm;
 pub mod manifest;
 pub mod meta;

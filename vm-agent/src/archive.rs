@@ -26,6 +26,8 @@ pub struct Archive {
     pub header: Option<ArchiveHeader>,
     lock: Option<Flock<File>>,
     pub writable: bool,
+    /// A sparsebak 0.2 archive opened read-only (see crate::legacy).
+    pub legacy: bool,
 }
 
 impl Archive {
@@ -37,11 +39,26 @@ impl Archive {
             header,
             lock: None,
             writable: write,
+            legacy: false,
         };
         if write && a.header.is_some() {
             a.take_lock()?;
         }
         Ok(a)
+    }
+
+    /// A sparsebak 0.2 archive under `dest`, read-only: no header, no lock,
+    /// nothing created (crate::legacy checks the layout first).
+    pub fn open_legacy(dest: &Path) -> Result<Self> {
+        let dir = dest.join(ARCHIVE_DIR);
+        crate::legacy::check_set_dir(&dir)?;
+        Ok(Archive {
+            dir,
+            header: None,
+            lock: None,
+            writable: false,
+            legacy: true,
+        })
     }
 
     fn take_lock(&mut self) -> Result<()> {

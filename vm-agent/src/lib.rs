@@ -8,6 +8,7 @@ pub mod archive;
 pub mod delete;
 pub mod error;
 pub mod fsutil;
+pub mod legacy;
 pub mod mount;
 pub mod prune;
 pub mod read;
@@ -68,6 +69,9 @@ fn handle<R: Read, W: Write>(
             .map(|_| ())
             .ok_or_else(|| AgentError::invalid("no archive is open"))
     };
+    if archive.as_ref().is_some_and(|a| a.legacy) {
+        legacy::allowed(&req).map_err(soft)?;
+    }
     match req {
         Request::Hello { protocol } => {
             if protocol != PROTOCOL_VERSION {
@@ -101,6 +105,22 @@ fn handle<R: Read, W: Write>(
             *archive = Some(a);
             Ok(Some(Response::Opened {
                 header,
+                free_bytes: free,
+                total_bytes: total,
+            }))
+        }
+        Request::OpenLegacy {
+            dest_path,
+            mountpoint,
+        } => {
+            let dest = mount::clean_abs_path(&dest_path, "archive path").map_err(soft)?;
+            let mp = mount::clean_abs_path(&mountpoint, "mountpoint").map_err(soft)?;
+            mount::check_dest(&dest, &mp).map_err(soft)?;
+            mount::check_dest(&dest.join(sparsebak_common::ARCHIVE_DIR), &mp).map_err(soft)?;
+            let (free, total) = mount::space(&mp).map_err(soft)?;
+            *archive = Some(Archive::open_legacy(&dest).map_err(soft)?);
+            Ok(Some(Response::Opened {
+                header: None,
                 free_bytes: free,
                 total_bytes: total,
             }))
@@ -168,6 +188,10 @@ fn handle<R: Read, W: Write>(
             need(archive).map_err(soft)?;
             prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data).map_err(soft)?;
             store::commit(archive.as_ref().unwrap(), &vol, &session, &volume_info).map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::ReadFiles { vol } if archive.as_ref().is_some_and(|a| a.legacy) => {
+            legacy::read_files(archive.as_ref().unwrap(), &vol, r, w).map_err(|e| (e, true))?;
             Ok(Some(Response::Ok))
         }
         Request::ReadFiles { vol } => {

@@ -36,7 +36,7 @@ fn check_path(p: &str) -> std::result::Result<(), String> {
 /// one component at a time, refusing a symlink at every component (not only
 /// the last) and opening the file non-blocking so a planted FIFO cannot hang
 /// the agent. `Ok(None)` if some component does not exist.
-fn open_regular(base: &Path, rel: &str) -> io::Result<Option<File>> {
+pub(crate) fn open_regular(base: &Path, rel: &str) -> io::Result<Option<File>> {
     let mut fd: OwnedFd = match File::open(base) {
         Ok(d) => d.into(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -71,6 +71,10 @@ pub struct Opts {
     /// list: machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// list, receive, verify: read the sparsebak 0.2 archive in
+    /// <meta-dir>/default even when an archive of our own is configured.
+    #[arg(long, global = true)]
+    pub legacy: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -40,6 +40,9 @@ pub fn run(cli: Cli) -> Result<Done> {
             bail!("{name} is only accepted by arch-init");
         }
     }
+    if super::legacy::applies(&cli)? {
+        return super::legacy::run(&cli, &meta);
+    }
     let _lock = meta.lock_wait(std::time::Duration::from_secs(o.wait))?;
     let ctx = Ctx {
         config: Config::load(&meta.root)?,
@@ -83,7 +86,7 @@ fn vol_name(s: &str) -> Result<VolName> {
 
 /// `--session` for commands that restore one session (receive, verify): a
 /// single date-time as `list` shows it (an `S_` prefix is accepted too).
-fn session_arg(o: &Opts, cmd: &str) -> Result<Option<SessionName>> {
+pub(super) fn session_arg(o: &Opts, cmd: &str) -> Result<Option<SessionName>> {
     let Some(s) = o.session.as_deref() else {
         return Ok(None);
     };
