@@ -12,6 +12,7 @@ pub mod mount;
 pub mod prune;
 pub mod read;
 pub mod store;
+pub mod tarsession;
 
 use archive::Archive;
 use error::{AgentError, Result};
@@ -134,6 +135,7 @@ fn handle<R: Read, W: Write>(
             session,
             expect_last,
             volume_uuid,
+            format,
         } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
@@ -144,6 +146,7 @@ fn handle<R: Read, W: Write>(
                     &session,
                     expect_last.as_deref(),
                     volume_uuid.as_deref(),
+                    format.as_deref(),
                     &mut stream,
                 )
             });
