@@ -239,3 +239,77 @@ fn prune_with_parts_killed_at_each_step() {
         assert!(crash_then_complete(hook).is_some(), "{hook:?} did not fire");
     }
 }
+
+/// (addr, data offset) of index entry `i` of a part.
+fn idx_entry(idx: &Path, i: usize) -> (u64, u64) {
+    let b = std::fs::read(idx).unwrap();
+    let e = &b[16 + 24 * i..16 + 24 * (i + 1)];
+    let u = |k: usize| u64::from_le_bytes(e[k..k + 8].try_into().unwrap());
+    (u(0), u(8))
+}
+
+/// verify exits 3 naming `needles` (a part whose index is refused makes
+/// every chunk read from it bad, not only those past the damage), receive of `session` exits 1 and
+/// leaves no file behind; restoring `good` makes verify pass again.
+fn damaged(h: &Hist, session: &str, file: &Path, good: Vec<u8>, needles: &[&str]) {
+    let v = h.e.run(&["verify", VOL]);
+    let mut want = vec!["FAILED: ", " bad chunk(s)"];
+    want.extend_from_slice(needles);
+    v.expect(3, &want);
+    let target = h.e.path("restore.img");
+    let save = format!("--save-to={}", target.display());
+    let ses = format!("--session={session}");
+    h.e.run(&["receive", VOL, &save, &ses]).expect(1, needles);
+    assert!(!target.exists(), "receive left its target behind");
+    std::fs::write(file, good).unwrap();
+    h.e.verify_ok(VOL);
+}
+
+#[test]
+fn damaged_tar_or_index_is_reported_by_chunk_and_session() {
+    let steps: Vec<Step> = vec![
+        |p| write_file(p, &realistic_bytes(2 * MIB + 5000, 1)),
+        |p| write_at(p, 100_000, &random_bytes(200_000, 2)),
+    ];
+    let h = Hist::with_tar(&steps, &[T, T]);
+    let n = h.names();
+    let (s0, s1) = (sdir(&h, &n[0]), sdir(&h, &n[1]));
+
+    // A flipped byte inside a member of the newest session.
+    let tar = s1.join("chunks.tar");
+    let good = std::fs::read(&tar).unwrap();
+    let (addr, off) = idx_entry(&s1.join("chunks.idx"), 0);
+    let mut bad = good.clone();
+    bad[off as usize + 20] ^= 0x40;
+    std::fs::write(&tar, &bad).unwrap();
+    let chunk = format!("chunk 0x{addr:x} of {VOL} from S_{}: hash mismatch", n[1]);
+    damaged(&h, &n[1], &tar, good, &[&chunk]);
+
+    // The full session's tar cut in half: its index points past the end.
+    let tar = s0.join("chunks.tar");
+    let good = std::fs::read(&tar).unwrap();
+    std::fs::write(&tar, &good[..good.len() / 2]).unwrap();
+    let who = format!("from S_{}: the agent refused it", n[0]);
+    let part = format!("S_{}/chunks.tar: index entry", n[0]);
+    damaged(
+        &h,
+        &n[0],
+        &tar,
+        good,
+        &[&who, &part, "past the end of the tar file"],
+    );
+
+    // A truncated index.
+    let idx = s1.join("chunks.idx");
+    let good = std::fs::read(&idx).unwrap();
+    std::fs::write(&idx, &good[..good.len() - 10]).unwrap();
+    let who = format!("from S_{}: the agent refused it", n[1]);
+    damaged(
+        &h,
+        &n[1],
+        &idx,
+        good,
+        &[&who, "not a whole number of entries"],
+    );
+    h.check(&n);
+}

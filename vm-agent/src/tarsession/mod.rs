@@ -51,6 +51,9 @@ pub fn open_at(dir: &OwnedFd, name: &str, directory: bool) -> io::Result<Option<
         Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
         Err(Errno::ENOENT) => Ok(None),
         Err(Errno::ELOOP) => Err(io::Error::other(format!("{name} is a symlink"))),
+        Err(Errno::ENOTDIR) if directory => Err(io::Error::other(format!(
+            "{name} is not a directory (or a symlink to one)"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
