@@ -18,8 +18,9 @@ pub const IDX_HEADER: u64 = 16;
 pub const IDX_ENTRY: u64 = 24;
 /// Tar block size.
 pub const BLOCK: u64 = 512;
-/// The smallest a member can take in a tar file: its header and one data block.
-const MIN_MEMBER: u64 = 2 * BLOCK;
+/// The smallest a member can take in a tar file: its header (an empty
+/// member has no data block).
+const MIN_MEMBER: u64 = BLOCK;
 
 /// One index entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,5 +219,68 @@ impl Part {
         buf.resize(start + e.len as usize, 0);
         self.tar.read_exact_at(&mut buf[start..], e.offset)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tarsession::writer::TarWriter;
+    use crate::tarsession::{IDX_FILE, TAR_FILE};
+
+    /// The on-disk index format is pinned: changing it breaks archives.
+    #[test]
+    fn index_bytes_are_pinned() {
+        assert_eq!(&idx_header(3), b"SBTIDX1\n\x03\0\0\0\0\0\0\0");
+        let e = IdxEntry {
+            addr: ByteOffset(0x1_0000),
+            offset: 512,
+            len: 0x0102,
+        };
+        let mut want = vec![0u8; 24];
+        want[2] = 1;
+        want[9] = 2;
+        want[16] = 2;
+        want[17] = 1;
+        assert_eq!(e.encode().to_vec(), want);
+        assert_eq!(IdxEntry::decode(&e.encode()), e);
+    }
+
+    #[test]
+    fn written_parts_read_back_and_list_as_tar() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = TarWriter::create(d.path()).unwrap();
+        let chunks: Vec<(u64, Vec<u8>)> = vec![
+            (0, vec![1; 511]),
+            (0x10000, vec![2; 512]),
+            (0x20000, vec![]),
+            (0x30000, vec![3; 70000]),
+        ];
+        for (a, data) in &chunks {
+            let n = w
+                .append(ByteOffset(*a), &mut &data[..], data.len() as u64)
+                .unwrap();
+            assert_eq!(n, data.len() as u64);
+        }
+        w.finish().unwrap();
+        let open = |n: &str| File::open(d.path().join(n)).unwrap();
+        let p = Part::open("t".into(), open(TAR_FILE), open(IDX_FILE), 1 << 20).unwrap();
+        assert_eq!(p.len(), 4);
+        for (a, data) in &chunks {
+            let mut buf = vec![9];
+            assert!(p.read(ByteOffset(*a), &mut buf).unwrap());
+            assert_eq!(&buf[1..], &data[..]);
+        }
+        assert!(!p.read(ByteOffset(0x40000), &mut Vec::new()).unwrap());
+        let mut ar = tar::Archive::new(open(TAR_FILE));
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names[3], "000000000/x0000000000030000");
+        // A member over the length limit is refused when the index is checked.
+        let e = Part::open("t".into(), open(TAR_FILE), open(IDX_FILE), 60000).unwrap_err();
+        assert!(e.contains("over the chunk file limit"), "{e}");
     }
 }
