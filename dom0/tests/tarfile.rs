@@ -184,13 +184,20 @@ const AGENT_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
 const AGENT_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
 const DOM0_AT: &str = "SPARSEBAK_TEST_CRASH_AT";
 
-/// Prune sessions 0 and 1 (a tar session and a folder session whose
-/// winners are files) into tar session 2 with `hook` set. `Some(out)` if
-/// the prune died: then a verify completed it and every session left
-/// restores as before. `None` if the hook never fired.
-fn crash_then_complete(hook: (&str, &str)) -> Option<()> {
-    let h = Hist::with_tar(&standard_steps()[..4], &[T, F, T, T]);
-    let names = h.names();
+/// Prune two sessions into tar session 2 with `hook` set: plain, a tar
+/// session and a folder session whose winners are files; `nested`, first
+/// session 0 into tar session 1 (which inherits a part), then 1 and folder
+/// session 2 into 3, moving an inherited part out of `S_1/parts/`.
+/// `Some(())` if the prune died: then a verify completed it and every
+/// session left restores as before. `None` if the hook never fired.
+fn crash_then_complete(hook: (&str, &str), nested: bool) -> Option<()> {
+    let h = Hist::with_tar(&standard_steps()[..4], &[T, T, F, T]);
+    let mut names = h.names();
+    if nested {
+        prune_ok(&h, &[&format!("--session={}", names[0])], 0..=0);
+        assert!(sdir(&h, &names[1]).join("parts").is_dir());
+        names.remove(0);
+    }
     let out = run_env(&h.e, &["prune", VOL, "-u", &range(&names, 0, 1)], &[hook]);
     if out.code == 0 {
         h.check(&names[2..]);
@@ -217,13 +224,15 @@ fn crash_then_complete(hook: (&str, &str)) -> Option<()> {
 
 #[test]
 fn prune_with_parts_killed_after_every_rename() {
-    let mut n = 0;
-    while crash_then_complete((AGENT_RENAMES, &n.to_string())).is_some() {
-        n += 1;
-        assert!(n < 64, "the prune never finished");
+    for nested in [false, true] {
+        let mut n = 0;
+        while crash_then_complete((AGENT_RENAMES, &n.to_string()), nested).is_some() {
+            n += 1;
+            assert!(n < 64, "the prune never finished");
+        }
+        // Folder files of the folder session and both files of each part.
+        assert!(n >= 3, "only {n} renames");
     }
-    // Folder files of session 1 and both files of session 0's part.
-    assert!(n >= 3, "only {n} renames");
 }
 
 #[test]
@@ -236,7 +245,12 @@ fn prune_with_parts_killed_at_each_step() {
         (DOM0_AT, "agent-done"),
         (DOM0_AT, "local-target"),
     ] {
-        assert!(crash_then_complete(hook).is_some(), "{hook:?} did not fire");
+        for nested in [false, true] {
+            assert!(
+                crash_then_complete(hook, nested).is_some(),
+                "{hook:?} did not fire"
+            );
+        }
     }
 }
 
@@ -312,4 +326,33 @@ fn damaged_tar_or_index_is_reported_by_chunk_and_session() {
         &[&who, "not a whole number of entries"],
     );
     h.check(&n);
+}
+
+#[test]
+fn prune_does_not_move_a_symlink_planted_as_a_part() {
+    let h = Hist::with_tar(&standard_steps()[..3], &[T, T, F]);
+    let n = h.names();
+    let real = sdir(&h, &n[0]).join("chunks.tar");
+    let outside = h.e.path("outside.tar");
+    std::fs::rename(&real, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &real).unwrap();
+    let before = std::fs::read(&outside).unwrap();
+    prune(&h, &[&format!("--session={}", n[0])]).expect(
+        1,
+        &["chunks.tar) is not a regular file; refusing to move it"],
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), before);
+    assert!(std::fs::symlink_metadata(&real).unwrap().is_symlink());
+    assert!(!sdir(&h, &n[1])
+        .join("parts")
+        .join(format!("S_{}.tar", n[0]))
+        .exists());
+}
+
+#[test]
+fn tarfile_is_a_send_option_only() {
+    let e = Env::new();
+    e.init(&[]);
+    e.run(&["list", "--tarfile"])
+        .expect(1, &["--tarfile is only accepted by send"]);
 }
