@@ -356,3 +356,48 @@ fn tarfile_is_a_send_option_only() {
     e.run(&["list", "--tarfile"])
         .expect(1, &["--tarfile is only accepted by send"]);
 }
+
+/// Kept parts hold data past a shrink that later sessions regrow over
+/// (FORMAT.md §13.4): the growth entries, zeros or data, are what every
+/// session restores, never the older bytes still inside the parts.
+#[test]
+fn stale_data_past_a_shrink_in_kept_parts_is_never_served() {
+    let steps: Vec<Step> = vec![
+        |p| write_file(p, &random_bytes(16 * CHUNK, 21)),
+        |p| {
+            write_at(p, CHUNK, &random_bytes(CHUNK, 22));
+            write_at(p, 12 * CHUNK, &random_bytes(2 * CHUNK, 23));
+        },
+        |p| set_len(p, 4 * CHUNK + 100),
+        |p| {
+            set_len(p, 16 * CHUNK);
+            write_at(p, 13 * CHUNK + 5, &random_bytes(1000, 24));
+        },
+        |p| write_at(p, 3, b"x"),
+    ];
+    let h = Hist::with_tar(&steps, &[T, T, T, T, T]);
+    let n = h.names();
+    h.check(&n);
+    prune_ok(&h, &[&range(&n, 0, 2)], 0..=2);
+    let parts = sdir(&h, &n[3]).join("parts");
+    assert!(parts.join(format!("S_{}.tar", n[0])).is_file());
+    assert!(parts.join(format!("S_{}.tar", n[1])).is_file());
+    prune_ok(&h, &[&format!("--session={}", n[3])], 0..=0);
+}
+
+#[test]
+fn tar_sessions_with_large_chunks() {
+    let e = Env::new();
+    e.init(&["--chunk-factor=4"]);
+    let img = e.img(VOL);
+    write_file(&img, &realistic_bytes(3 * MIB + 1234, 31));
+    e.ok(&["add", VOL]);
+    e.ok(&["send", "-u", "--tarfile"]);
+    let first = sha256_file(&img);
+    write_at(&img, MIB - 7, &random_bytes(300_000, 32));
+    e.ok(&["send", "-u", "--tarfile"]);
+    let n = e.session_names(VOL);
+    assert_eq!(e.receive_sha(VOL, Some(&n[0]), "r0"), first);
+    assert_eq!(e.receive_sha(VOL, Some(&n[1]), "r1"), sha256_file(&img));
+    e.verify_ok(VOL);
+}
