@@ -401,3 +401,50 @@ fn tar_sessions_with_large_chunks() {
     assert_eq!(e.receive_sha(VOL, Some(&n[1]), "r1"), sha256_file(&img));
     e.verify_ok(VOL);
 }
+
+/// `sparsebak ARGS` (and so its agent) with a soft limit of 64 open files.
+fn run_low_fd_limit(e: &Env, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 64 && exec \"$@\"", "sh"])
+        .arg(sparsebak_bin())
+        .args(args)
+        .env("SPARSEBAK_META_DIR", &e.meta)
+        .env("SPARSEBAK_AGENT", agent_bin())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A session that inherited 40 parts (80 descriptors to read it) is pruned
+/// and restored under a soft limit of 64 open files: the agent raises its
+/// soft limit to the hard one.
+#[test]
+fn a_session_with_many_parts_is_read_under_a_low_soft_fd_limit() {
+    let e = Env::new();
+    e.init(&[]);
+    let img = e.img(VOL);
+    write_file(&img, &random_bytes(48 * CHUNK, 50));
+    e.ok(&["add", VOL]);
+    e.ok(&["send", "-u", "--tarfile"]);
+    for i in 1..=40u64 {
+        write_at(&img, i * CHUNK, &random_bytes(CHUNK, 50 + i));
+        e.ok(&["send", "-u", "--tarfile"]);
+    }
+    let n = e.session_names(VOL);
+    assert_eq!(n.len(), 41);
+    let range = format!("--session={},{}", n[0], n[39]);
+    let o = run_low_fd_limit(&e, &["prune", VOL, "-u", &range]);
+    assert!(o.status.success(), "{o:#?}");
+    let parts = e
+        .vol_archive_dir(VOL)
+        .join(format!("S_{}", n[40]))
+        .join("parts");
+    assert_eq!(std::fs::read_dir(&parts).unwrap().count(), 80);
+    let target = e.path("restored");
+    let save = format!("--save-to={}", target.display());
+    let o = run_low_fd_limit(&e, &["receive", VOL, &save]);
+    assert!(o.status.success(), "{o:#?}");
+    assert_eq!(sha256_file(&target), sha256_file(&img));
+    let o = run_low_fd_limit(&e, &["verify", VOL]);
+    assert!(o.status.success(), "{o:#?}");
+}

@@ -38,6 +38,30 @@ pub const PARTS_DIR: &str = "parts";
 pub const TAR_EXT: &str = ".tar";
 pub const IDX_EXT: &str = ".idx";
 
+/// Raise the soft limit on open files to the hard limit, once: reading or
+/// pruning a session keeps two descriptors open per part, and a session
+/// that inherited many parts through repeated prunes needs more than the
+/// usual soft limit of 1024. Failure leaves the limit as it was (an open
+/// that then fails is reported like any other).
+pub fn raise_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut r = nix::libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain libc calls on a local struct of the right type.
+        unsafe {
+            if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut r) == 0
+                && r.rlim_cur < r.rlim_max
+            {
+                r.rlim_cur = r.rlim_max;
+                nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &r);
+            }
+        }
+    });
+}
+
 /// Open `name` under `dir` without following a symlink; `Ok(None)` if absent.
 pub fn open_at(dir: &OwnedFd, name: &str, directory: bool) -> io::Result<Option<OwnedFd>> {
     let kind = if directory {
@@ -157,16 +181,21 @@ impl SessionParts {
 pub struct TarReads {
     max_len: u64,
     open: HashMap<SessionName, Rc<Result<SessionParts, String>>>,
+    /// Parts open in `open`.
+    parts: usize,
 }
 
-/// Sessions kept open at once (two descriptors per part).
-const MAX_OPEN: usize = 32;
+/// Parts kept open at once across sessions (two descriptors each); a
+/// session is opened whole even if it alone has more.
+const MAX_OPEN_PARTS: usize = 256;
 
 impl TarReads {
     pub fn new(max_len: u64) -> Self {
+        raise_fd_limit();
         TarReads {
             max_len,
             open: HashMap::new(),
+            parts: 0,
         }
     }
 
@@ -192,9 +221,12 @@ impl TarReads {
                     .join(vol.as_str())
                     .join(s.as_str());
                 let p = Rc::new(SessionParts::open(&sfd, &spath, s, self.max_len));
-                if self.open.len() >= MAX_OPEN {
+                let n = p.as_ref().as_ref().map_or(0, |p| p.parts.len());
+                if self.parts + n > MAX_OPEN_PARTS {
                     self.open.clear();
+                    self.parts = 0;
                 }
+                self.parts += n;
                 self.open.insert(s.clone(), p.clone());
                 p
             }

@@ -90,6 +90,7 @@ impl PruneParts {
         tfd: &OwnedFd,
         max_len: u64,
     ) -> Result<Self> {
+        super::raise_fd_limit();
         let t = &head.target;
         let tparts = open_at(tfd, PARTS_DIR, true)
             .map_err(|e| ioerr(format_args!("cannot open {t}/{PARTS_DIR}"), e))?;
