@@ -103,10 +103,13 @@ fn prune_tar_sessions_into_a_folder_target() {
     let h = Hist::with_tar(&standard_steps(), &[T, T, F, T, T, F]);
     let n = h.names();
     h.check(&n);
+    let files = h.e.chunk_files(VOL, &n[2]);
     prune_ok(&h, &[&range(&n, 0, 1)], 0..=1);
     // The folder target inherited the tar parts that still hold winners,
     // renamed whole; no chunk was unpacked into a file.
+    assert_eq!(h.e.chunk_files(VOL, &n[2]), files);
     let parts = sdir(&h, &n[2]).join("parts");
+    assert!(parts.join(format!("S_{}.tar", n[0])).is_file());
     assert!(parts.join(format!("S_{}.tar", n[1])).is_file());
     assert!(parts.join(format!("S_{}.idx", n[1])).is_file());
     // Tar sessions 3 and 4 into folder 5: 3 holds the shrink, 4 the regrowth.
@@ -141,15 +144,23 @@ fn prune_tar_into_tar_ranges_and_all_before() {
     prune_ok(&h, &["--all-before", &format!("--session={}", n[4])], 0..=0);
     prune_ok(&h, &[&format!("--session={}", n[4])], 0..=0);
     assert_eq!(h.names(), vec![n[5].clone()]);
-    // A part with no winning entry left is not kept: session 0's full
-    // backup was overwritten in places only, so it stays; nothing else
-    // remains in 5 than parts and its own tar.
+    // All tar: nothing was unpacked into chunk files, only whole parts
+    // moved, each with its index. Session 0's full backup still supplies
+    // most chunks, so its part is kept.
+    assert!(fan_dirs(&sdir(&h, &n[5])).is_empty());
     let kept: Vec<String> = std::fs::read_dir(sdir(&h, &n[5]).join("parts"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(kept.contains(&format!("S_{}.tar", n[0])), "{kept:?}");
+    for k in &kept {
+        let pair = match k.strip_suffix(".tar") {
+            Some(o) => format!("{o}.idx"),
+            None => k.replace(".idx", ".tar"),
+        };
+        assert!(kept.contains(&pair), "{k} without {pair}: {kept:?}");
+    }
 }
 
 #[test]
