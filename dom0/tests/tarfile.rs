@@ -459,3 +459,40 @@ fn a_session_with_many_parts_is_read_under_a_low_soft_fd_limit() {
     let o = run_low_fd_limit(&e, &["verify", VOL]);
     assert!(o.status.success(), "{o:#?}");
 }
+
+/// A tar send onto a full disk fails like a folder send: nothing recorded,
+/// no temporary session left, and a later send succeeds once there is room.
+#[test]
+fn tar_send_onto_a_full_disk() {
+    if !have_root("tar_send_onto_a_full_disk") {
+        return;
+    }
+    let e = Env::new();
+    let m = Mount::tmpfs(&e.path("mnt"), "3m");
+    let d = format!("--dest=internal:{}", m.0.display());
+    let src = format!("--source=dir:{}", e.src.display());
+    e.ok(&["arch-init", &d, "--subdir=archive", &src]);
+    write_file(&e.img(VOL), &random_bytes(16 * MIB, 60));
+    e.ok(&["add", VOL]);
+    e.run(&["send", "-u", "--tarfile"]).expect(
+        1,
+        &[
+            "send of volume vm-data failed; the previous sessions are intact",
+            "destination is full",
+        ],
+    );
+    assert!(e.sessions(VOL).is_empty());
+    let vdir = m.0.join("archive/sparsebak/volumes").join(VOL);
+    let left: Vec<String> = std::fs::read_dir(&vdir)
+        .unwrap()
+        .flatten()
+        .map(|x| x.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("S_"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    m.resize("64m");
+    e.ok(&["send", "-u", "--tarfile"]);
+    assert_eq!(e.sessions(VOL)[0]["format"], "tar");
+    e.verify_ok(VOL);
+    assert_eq!(e.receive_sha(VOL, None, "r.img"), sha256_file(&e.img(VOL)));
+}
