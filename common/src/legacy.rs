@@ -1,5 +1,5 @@
 //! Names in archives written by sparsebak 0.2 ("format 1"), which sparsebak
-//! reads but never writes (docs/FORMAT.md §13).
+//! reads but never writes (docs/FORMAT.md §14).
 //!
 //! Layout under the destination path: `sparsebak/default/<vol>/S_<ts>/<9hex>/x<16hex>`.
 //! Both dom0 (reading 0.2's local metadata) and the agent (serving files)

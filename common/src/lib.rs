@@ -29,3 +29,7 @@ pub const VOLUME_FILE: &str = "volume.json";
 pub const SESSION_INFO_FILE: &str = "info.json";
 /// Per-session manifest file name, inside a session directory.
 pub const MANIFEST_FILE: &str = "manifest";
+/// `info.json` `format` of a session stored one file per chunk.
+pub const FORMAT_FOLDERS: &str = "folders";
+/// `info.json` `format` of a session stored as one tar file (FORMAT.md §13).
+pub const FORMAT_TAR: &str = "tar";

@@ -72,6 +72,10 @@ pub enum Request {
         expect_last: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         volume_uuid: Option<String>,
+        /// How the agent stores the session: `folders` (the default when
+        /// absent) or `tar` (docs/FORMAT.md §13).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
     },
     /// Make the session durable and visible, then write `volume.json`.
     Commit {
@@ -361,6 +365,7 @@ mod tests {
                 session: "S_20260101-000000".into(),
                 expect_last: None,
                 volume_uuid: None,
+                format: Some("tar".into()),
             },
             Request::PrunePart {
                 vol: "v".into(),

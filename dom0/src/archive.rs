@@ -12,6 +12,8 @@ pub struct Ctx {
     pub meta: Meta,
     pub config: Config,
     pub transport: TransportOptions,
+    /// `info.json` format of sessions this run sends: `folders` or `tar`.
+    pub send_format: &'static str,
 }
 
 /// An open archive connection.

@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::plan::{end_line, Move, PlanHead, PlanReader, PLAN_FILE};
 use sparsebak_common::proto::{Request, Response};
-use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
+use sparsebak_common::{FORMAT_FOLDERS, FORMAT_TAR, MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::RangeInclusive;
@@ -118,10 +118,10 @@ pub fn plan(
     let pruned = &chain[first..=last];
     if let Some(s) = chain[first..=last + 1]
         .iter()
-        .find(|s| s.format != "folders")
+        .find(|s| ![FORMAT_FOLDERS, FORMAT_TAR].contains(&s.format.as_str()))
     {
         bail!(
-            "session {} of {vol} is stored as {:?}; prune works on \"folders\" sessions only",
+            "session {} of {vol} is stored as {:?}; prune knows \"folders\" and \"tar\" sessions only",
             s.name,
             s.format
         );

@@ -178,6 +178,8 @@ struct Emitter<'a> {
     vol: &'a VolName,
     session: &'a SessionName,
     volume_uuid: &'a str,
+    /// `folders` or `tar` (docs/FORMAT.md §13).
+    format: &'static str,
     expect_last: Option<&'a SessionName>,
     manifest: Option<ManifestWriter>,
     tar: Option<tar::Builder<FrameWriter<Writer>>>,
@@ -205,6 +207,7 @@ impl<'a> Emitter<'a> {
                 self.session.as_str(),
                 self.expect_last.map(|s| s.as_str()),
                 self.volume_uuid,
+                self.format,
             )?;
             self.tar = Some(tar::Builder::new(fw));
         }
@@ -339,6 +342,7 @@ pub fn send_volume(
             vol,
             session: &session,
             volume_uuid: &state.uuid,
+            format: ctx.send_format,
             expect_last: last.map(|l| &l.name),
             manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
             tar: None,
@@ -434,7 +438,7 @@ fn finish_session(
         volsize: size,
         chunk_size: cs,
         created_utc: iso8601(now_unix()),
-        format: "folders".into(),
+        format: em.format.into(),
         chunks: lines,
         stored_chunks: em.report.stored_chunks,
         stored_bytes: em.report.stored_bytes,

@@ -1,4 +1,4 @@
-//! Serving a sparsebak 0.2 archive, read-only (docs/FORMAT.md §13).
+//! Serving a sparsebak 0.2 archive, read-only (docs/FORMAT.md §14).
 //!
 //! 0.2 stored chunks under `<dest>/sparsebak/default/<vol>/S_<ts>/<9hex>/x<16hex>`
 //! and had no header, no lock and no agent. The agent serves exactly those

@@ -13,6 +13,7 @@ pub mod mount;
 pub mod prune;
 pub mod read;
 pub mod store;
+pub mod tarsession;
 
 use archive::Archive;
 use error::{AgentError, Result};
@@ -154,6 +155,7 @@ fn handle<R: Read, W: Write>(
             session,
             expect_last,
             volume_uuid,
+            format,
         } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
@@ -164,6 +166,7 @@ fn handle<R: Read, W: Write>(
                     &session,
                     expect_last.as_deref(),
                     volume_uuid.as_deref(),
+                    format.as_deref(),
                     &mut stream,
                 )
             });

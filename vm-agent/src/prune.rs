@@ -23,6 +23,7 @@ use crate::archive::Archive;
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
 use crate::store::{parse_session, parse_vol};
+use crate::tarsession::prune::PruneParts;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
@@ -163,7 +164,7 @@ pub fn settle(a: &Archive, vol: &str, why: Use) -> Result<()> {
         )));
     }
     eprintln!("sparsebak-agent: completing an interrupted prune of volume {vol}");
-    apply(&vol_dir(a, &vol)?).map(|_| ())
+    apply(&vol_dir(a, &vol)?, a.header()?.chunk_size.max_stored()).map(|_| ())
 }
 
 /// `PrunePart`: append `data` to one file of the plan upload.
@@ -328,7 +329,7 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
     fs::rename(&tmp, &plan).ctx(format_args!("cannot commit {}", plan.display()))?;
     fsync_dir(&vdir)?;
     test_hook_crash_at("plan");
-    let moved = apply(&vdir)?;
+    let moved = apply(&vdir, a.header()?.chunk_size.max_stored())?;
     Ok(Pruned {
         moved,
         already_done: false,
@@ -363,7 +364,10 @@ fn fan_dir<'a>(
     create: bool,
     shown: &Path,
 ) -> Result<Option<&'a OwnedFd>> {
-    if cache.as_ref().is_none_or(|(n, _)| n != name) {
+    if cache
+        .as_ref()
+        .is_none_or(|(n, fd)| n != name || (create && fd.is_none()))
+    {
         if create {
             match mkdirat(
                 Some(parent.as_raw_fd()),
@@ -413,8 +417,8 @@ fn copy_atomic(src: &Path, dst: &Path) -> Result<()> {
 
 /// Carry out the committed plan in `vdir/.prune-plan`; idempotent, so a
 /// replay after a crash at any point finishes the job. Returns the number
-/// of chunk files renamed by this run.
-fn apply(vdir: &Path) -> Result<u64> {
+/// of chunk files (and tar part files, §13) renamed by this run.
+fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     let plan_dir = vdir.join(PLAN_DIR);
     let mut reader = open_plan(&plan_dir)?;
     let head = reader.head.clone();
@@ -435,6 +439,7 @@ fn apply(vdir: &Path) -> Result<u64> {
         head.pruned.iter().map(|_| None).collect();
     let mut tfan: Fan = None;
     let mut moved = 0u64;
+    let mut parts = PruneParts::new(&vfd, vdir, &head, &tfd, max_chunk)?;
     for m in reader.by_ref() {
         let m = m.map_err(AgentError::invalid)?;
         if crash_after == Some(moved) {
@@ -459,7 +464,6 @@ fn apply(vdir: &Path) -> Result<u64> {
             Some(sfd) => fan_dir(sfan, sfd, &fan, false, &sdir)?,
             None => None,
         };
-        let dst = fan_dir(&mut tfan, &tfd, &fan, true, &tdir)?.expect("created");
         let what = format!("{s}/{fan}/{name}");
         let renamed = match src {
             None => false,
@@ -472,6 +476,7 @@ fn apply(vdir: &Path) -> Result<u64> {
                     )))
                 }
                 Ok(true) => {
+                    let dst = fan_dir(&mut tfan, &tfd, &fan, true, &tdir)?.expect("created");
                     renameat(
                         Some(src.as_raw_fd()),
                         name.as_str(),
@@ -487,7 +492,10 @@ fn apply(vdir: &Path) -> Result<u64> {
         };
         if renamed {
             moved += 1;
-        } else if !is_regular_at(dst, &name).unwrap_or(false) {
+        } else if !fan_dir(&mut tfan, &tfd, &fan, false, &tdir)?
+            .is_some_and(|dst| is_regular_at(dst, &name).unwrap_or(false))
+            && !parts.resolve(m.session, m.addr)?
+        {
             return Err(AgentError::new(
                 ErrorKind::Mismatch,
                 format!(
@@ -498,11 +506,19 @@ fn apply(vdir: &Path) -> Result<u64> {
             ));
         }
     }
-    if crash_after == Some(moved) {
-        eprintln!("sparsebak-agent: test hook {TEST_HOOK_CRASH_AFTER_RENAMES}={moved}: aborting");
-        std::process::abort();
-    }
-    drop((sources, tfan));
+    let mut crash_hook = |n: u64| {
+        if crash_after == Some(moved + n) {
+            eprintln!(
+                "sparsebak-agent: test hook {TEST_HOOK_CRASH_AFTER_RENAMES}={}: aborting",
+                moved + n
+            );
+            std::process::abort();
+        }
+    };
+    let part_files = parts.move_needed(&tfd, &mut crash_hook)?;
+    crash_hook(part_files);
+    moved += part_files;
+    drop((sources, tfan, parts));
     syncfs(vdir)?;
     copy_atomic(&plan_dir.join(MANIFEST_FILE), &tdir.join(MANIFEST_FILE))?;
     copy_atomic(

@@ -5,6 +5,7 @@
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::Result;
 use crate::store::parse_vol;
+use crate::tarsession::TarReads;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -65,8 +66,25 @@ pub(crate) fn open_regular(base: &Path, rel: &str) -> io::Result<Option<File>> {
     Ok(Some(f))
 }
 
+/// A chunk path of no folder chunk file: serve it from the session's tar
+/// parts, if any (FORMAT.md §13).
+fn from_parts(
+    a: &Archive,
+    vol: &VolName,
+    p: &str,
+    buf: &mut Vec<u8>,
+    tars: &mut TarReads,
+) -> io::Result<bool> {
+    let (ses, rest) = p.split_once('/').expect("checked path");
+    let (Ok(s), Ok(addr)) = (SessionName::new(ses), parse_chunk_rel_path(rest)) else {
+        return Ok(false); // manifest or info.json
+    };
+    buf.push(FILE_DATA);
+    tars.read(&a.dir, vol, &s, addr, buf)
+}
+
 /// One reply frame for one path.
-fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>) {
+fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>, tars: &mut TarReads) {
     buf.clear();
     if let Err(msg) = check_path(p) {
         buf.push(FILE_REFUSED);
@@ -75,7 +93,7 @@ fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>) {
     }
     let rel = format!("{VOLUMES_DIR}/{vol}/{p}");
     let res = open_regular(&a.dir, &rel).and_then(|f| match f {
-        None => Ok(false),
+        None => from_parts(a, vol, p, buf, tars),
         Some(f) => {
             buf.push(FILE_DATA);
             // Read one byte past the limit so an oversized file is detected.
@@ -102,7 +120,7 @@ fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>) {
 
 /// Answer a stream of path frames, one reply frame each, until the empty frame.
 pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut W) -> Result<()> {
-    a.header()?;
+    let mut tars = TarReads::new(a.header()?.chunk_size.max_stored());
     let vol = parse_vol(vol)?;
     let mut buf = Vec::new();
     loop {
@@ -118,7 +136,7 @@ pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut 
             Some(f) => f,
         };
         let p = String::from_utf8_lossy(&frame);
-        reply_for(a, &vol, &p, &mut buf);
+        reply_for(a, &vol, &p, &mut buf, &mut tars);
         write_frame(w, &buf)
             .and_then(|_| w.flush())
             .map_err(|e| crate::error::AgentError::io("writing file reply", e))?;

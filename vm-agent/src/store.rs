@@ -10,6 +10,7 @@
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, write_atomic};
+use crate::tarsession::writer::TarWriter;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
@@ -153,15 +154,25 @@ pub fn put_session<R: Read>(
     session: &str,
     expect_last: Option<&str>,
     volume_uuid: Option<&str>,
+    format: Option<&str>,
     stream: R,
 ) -> Result<StoreStats> {
     a.require_write()?;
+    let tar = match format {
+        None | Some(sparsebak_common::FORMAT_FOLDERS) => false,
+        Some(sparsebak_common::FORMAT_TAR) => true,
+        Some(f) => {
+            return Err(AgentError::invalid(format!(
+                "session format {f:?} is not known (folders, tar)"
+            )))
+        }
+    };
     let vol = parse_vol(vol)?;
     let session = parse_session(session)?;
     let expect_last = expect_last.map(parse_session).transpose()?;
     let max_chunk = a.header()?.chunk_size.max_stored();
     let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref(), volume_uuid)?;
-    let res = unpack(&tmp, stream, max_chunk).map_err(|e| AgentError {
+    let res = unpack(&tmp, stream, max_chunk, tar).map_err(|e| AgentError {
         kind: e.kind,
         message: format!("storing {session} of {vol}: {}", e.message),
     });
@@ -171,7 +182,9 @@ pub fn put_session<R: Read>(
     res
 }
 
-fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> {
+fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64, tar: bool) -> Result<StoreStats> {
+    // A tar session keeps its chunk members in one file (FORMAT.md §13).
+    let mut tarw = tar.then(|| TarWriter::create(tmp)).transpose()?;
     let mut ar = tar::Archive::new(stream);
     let mut stats = StoreStats::default();
     let mut phase = Phase::Chunks;
@@ -220,6 +233,18 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
                 "tar member {name:?} is {size} bytes, over the limit of {limit}"
             )));
         }
+        if let (Some(w), Some(addr)) = (tarw.as_mut(), last_addr.filter(|_| phase == Phase::Chunks))
+        {
+            let n = w.append(addr, &mut entry, size)?;
+            if n != size {
+                return Err(AgentError::invalid(format!(
+                    "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
+                )));
+            }
+            stats.files += 1;
+            stats.bytes += n;
+            continue;
+        }
         let path = tmp.join(&name);
         if let Some(dir) = path.parent() {
             match fs::create_dir(dir) {
@@ -251,6 +276,9 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
         return Err(AgentError::invalid(
             "the session's tar stream ended before its manifest and info.json",
         ));
+    }
+    if let Some(w) = tarw {
+        w.finish()?;
     }
     Ok(stats)
 }

@@ -68,6 +68,11 @@ pub struct Opts {
     /// diff: flag differing chunks so the next send carries them.
     #[arg(long, global = true)]
     pub remap: bool,
+    /// send: store each new session on the destination as one tar file
+    /// instead of one file per chunk (for file systems where many small
+    /// files are slow; docs/FORMAT.md §13).
+    #[arg(long, global = true)]
+    pub tarfile: bool,
     /// list: machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,

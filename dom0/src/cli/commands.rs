@@ -48,7 +48,15 @@ pub fn run(cli: Cli) -> Result<Done> {
         config: Config::load(&meta.root)?,
         meta,
         transport: TransportOptions::from_env(),
+        send_format: if o.tarfile {
+            sparsebak_common::FORMAT_TAR
+        } else {
+            sparsebak_common::FORMAT_FOLDERS
+        },
     };
+    if o.tarfile && !matches!(cli.command, Command::Send { .. }) {
+        bail!("--tarfile is only accepted by send");
+    }
     super::prune::before_command(&ctx, &cli)?;
     match &cli.command {
         Command::Add { volume } => add(o, ctx, volume),
@@ -236,11 +244,16 @@ fn list(o: &Opts, ctx: &Ctx, volume: Option<&str>) -> Result<Done> {
     println!("Sessions of volume {vol} (oldest first, UTC):");
     for s in &chain {
         println!(
-            "  {}  size {:>10}  {:>8} chunks recorded, {:>10} stored",
+            "  {}  size {:>10}  {:>8} chunks recorded, {:>10} stored{}",
             s.name.timestamp(),
             Bytes(s.volsize.0).to_string(),
             s.chunks,
-            Bytes(s.stored_bytes).to_string()
+            Bytes(s.stored_bytes).to_string(),
+            if s.format == sparsebak_common::FORMAT_TAR {
+                " (tar)"
+            } else {
+                ""
+            }
         );
     }
     if chain.is_empty() {

@@ -1,5 +1,5 @@
 //! `list`, `receive` and `verify` on a sparsebak 0.2 archive
-//! (`<meta-dir>/default/archive.ini`; docs/FORMAT.md §13). Used when no
+//! (`<meta-dir>/default/archive.ini`; docs/FORMAT.md §14). Used when no
 //! archive of our own is configured there, or with `--legacy`. Every other
 //! command is refused on such a meta dir: 0.2 archives are read-only.
 
@@ -183,6 +183,7 @@ fn receive(o: &Opts, meta: &Meta, arch: &LegacyArchive, volume: &str) -> Result<
         meta: meta.clone(),
         config: arch.as_config(),
         transport: TransportOptions::from_env(),
+        send_format: sparsebak_common::FORMAT_FOLDERS,
     };
     let device = super::thin::prepare_lv_target(&ctx, target, info.volsize)?;
     let out = Output::create(

@@ -275,12 +275,15 @@ impl AgentConn {
         session: &str,
         expect_last: Option<&str>,
         volume_uuid: &str,
+        format: &str,
     ) -> Result<FrameWriter<Writer>> {
         let req = Request::PutSession {
             vol: vol.into(),
             session: session.into(),
             expect_last: expect_last.map(Into::into),
             volume_uuid: Some(volume_uuid.into()),
+            // Absent means folders, so an agent of before §13 still accepts it.
+            format: (format != sparsebak_common::FORMAT_FOLDERS).then(|| format.into()),
         };
         if let Err(e) = send_msg(self.w()?, &req) {
             return Err(self.lost(e));

@@ -1,5 +1,5 @@
 //! Reading archives written by sparsebak 0.2 ("format 1"), read-only:
-//! `list`, `receive` and `verify` (docs/FORMAT.md §13).
+//! `list`, `receive` and `verify` (docs/FORMAT.md §14).
 //!
 //! 0.2 kept its local metadata in `<meta-dir>/default/` (archive.ini, and per
 //! volume `volinfo` plus `S_*/{info,manifest}`) and its chunks on the

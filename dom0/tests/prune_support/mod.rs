@@ -41,6 +41,11 @@ pub struct Hist {
 impl Hist {
     /// arch-init, add VOL, and one send per step (each must make a session).
     pub fn new(steps: &[Step]) -> Hist {
+        Hist::with_tar(steps, &[])
+    }
+
+    /// [`Hist::new`], sending step `i` with `send --tarfile` when `tar[i]`.
+    pub fn with_tar(steps: &[Step], tar: &[bool]) -> Hist {
         let e = Env::new();
         e.init(&[]);
         let img = e.img(VOL);
@@ -49,7 +54,11 @@ impl Hist {
         let mut sha = BTreeMap::new();
         for (i, step) in steps.iter().enumerate() {
             step(&img);
-            e.ok(&["send", "-u"]);
+            if tar.get(i).copied().unwrap_or(false) {
+                e.ok(&["send", "-u", "--tarfile"]);
+            } else {
+                e.ok(&["send", "-u"]);
+            }
             let names = e.session_names(VOL);
             assert_eq!(names.len(), i + 1, "step {i} made no session");
             sha.insert(names[i].clone(), sha256_file(&img));

@@ -84,6 +84,7 @@ impl Agent {
                 session: s.into(),
                 expect_last: prev.map(Into::into),
                 volume_uuid: None,
+                format: None,
             },
         )
         .unwrap();

@@ -374,6 +374,7 @@ impl Agent {
             session: session.into(),
             expect_last: expect_last.map(String::from),
             volume_uuid: volume_uuid.map(String::from),
+            format: None,
         });
         let w = self.sock.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
