@@ -12,6 +12,7 @@ pub mod legacy;
 pub mod mount;
 pub mod prune;
 pub mod read;
+pub mod readahead;
 pub mod store;
 pub mod tarsession;
 
@@ -61,7 +62,7 @@ type Handled = std::result::Result<Option<Response>, (AgentError, bool)>;
 fn handle<R: Read, W: Write>(
     archive: &mut Option<Archive>,
     req: Request,
-    r: &mut R,
+    r: &mut BufReader<R>,
     w: &mut W,
 ) -> Handled {
     let soft = |e: AgentError| (e, false);

@@ -4,6 +4,7 @@
 
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::Result;
+use crate::readahead::ReadAhead;
 use crate::store::parse_vol;
 use crate::tarsession::TarReads;
 use nix::errno::Errno;
@@ -15,7 +16,7 @@ use sparsebak_common::proto::{
 };
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -83,8 +84,25 @@ fn from_parts(
     tars.read(&a.dir, vol, &s, addr, buf)
 }
 
-/// One reply frame for one path.
-fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>, tars: &mut TarReads) {
+/// Open a requested path ahead of its turn, if it is a valid path of an
+/// existing regular file; anything else is left to [`reply_for`].
+fn open_ahead(a: &Archive, vol: &VolName, p: &str) -> Option<File> {
+    check_path(p).ok()?;
+    open_regular(&a.dir, &format!("{VOLUMES_DIR}/{vol}/{p}"))
+        .ok()
+        .flatten()
+}
+
+/// One reply frame for one path; `pre` is the file [`ReadAhead`] opened for
+/// it, through the same checks.
+fn reply_for(
+    a: &Archive,
+    vol: &VolName,
+    p: &str,
+    buf: &mut Vec<u8>,
+    tars: &mut TarReads,
+    pre: Option<File>,
+) {
     buf.clear();
     if let Err(msg) = check_path(p) {
         buf.push(FILE_REFUSED);
@@ -92,7 +110,11 @@ fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>, tars: &mut 
         return;
     }
     let rel = format!("{VOLUMES_DIR}/{vol}/{p}");
-    let res = open_regular(&a.dir, &rel).and_then(|f| match f {
+    let opened = match pre {
+        Some(f) => Ok(Some(f)),
+        None => open_regular(&a.dir, &rel),
+    };
+    let res = opened.and_then(|f| match f {
         None => from_parts(a, vol, p, buf, tars),
         Some(f) => {
             buf.push(FILE_DATA);
@@ -118,13 +140,23 @@ fn reply_for(a: &Archive, vol: &VolName, p: &str, buf: &mut Vec<u8>, tars: &mut 
     }
 }
 
-/// Answer a stream of path frames, one reply frame each, until the empty frame.
-pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut W) -> Result<()> {
+/// Longest path request accepted.
+const MAX_PATH_FRAME: usize = 4096;
+
+/// Answer a stream of path frames, one reply frame each, until the empty
+/// frame. Requests already buffered are opened ahead ([`ReadAhead`]).
+pub fn read_files<R: Read, W: Write>(
+    a: &Archive,
+    vol: &str,
+    r: &mut BufReader<R>,
+    w: &mut W,
+) -> Result<()> {
     let mut tars = TarReads::new(a.header()?.chunk_size.max_stored());
     let vol = parse_vol(vol)?;
     let mut buf = Vec::new();
+    let mut ahead = ReadAhead::default();
     loop {
-        let frame = read_frame(r, 4096)
+        let frame = read_frame(r, MAX_PATH_FRAME)
             .map_err(|e| crate::error::AgentError::io("reading path requests", e))?;
         let frame = match frame {
             None => {
@@ -135,8 +167,10 @@ pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut 
             Some(f) if f.is_empty() => break,
             Some(f) => f,
         };
+        let pre = ahead.take(&frame);
+        ahead.top_up(r.buffer(), MAX_PATH_FRAME, |p| open_ahead(a, &vol, p));
         let p = String::from_utf8_lossy(&frame);
-        reply_for(a, &vol, &p, &mut buf, &mut tars);
+        reply_for(a, &vol, &p, &mut buf, &mut tars, pre);
         write_frame(w, &buf)
             .and_then(|_| w.flush())
             .map_err(|e| crate::error::AgentError::io("writing file reply", e))?;
