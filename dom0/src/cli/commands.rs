@@ -21,6 +21,9 @@ use sparsebak_common::units::{Bytes, ChunkSize};
 pub fn run(cli: Cli) -> Result<Done> {
     let o = &cli.opts;
     let meta = Meta::new(&o.meta_dir);
+    if o.tarfile && !matches!(cli.command, Command::Send { .. }) {
+        bail!("--tarfile is only accepted by send");
+    }
     match &cli.command {
         Command::Version => {
             println!("sparsebak {}", env!("CARGO_PKG_VERSION"));
@@ -54,9 +57,6 @@ pub fn run(cli: Cli) -> Result<Done> {
             sparsebak_common::FORMAT_FOLDERS
         },
     };
-    if o.tarfile && !matches!(cli.command, Command::Send { .. }) {
-        bail!("--tarfile is only accepted by send");
-    }
     super::prune::before_command(&ctx, &cli)?;
     match &cli.command {
         Command::Add { volume } => add(o, ctx, volume),
