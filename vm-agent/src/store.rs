@@ -161,7 +161,8 @@ pub fn put_session<R: Read>(
     let expect_last = expect_last.map(parse_session).transpose()?;
     let max_chunk = a.header()?.chunk_size.max_stored();
     let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref(), volume_uuid)?;
-    let res = unpack(&tmp, stream, max_chunk).map_err(|e| AgentError {
+    let mut linker = crate::dedup::member::Linker::new(a, &vol, &session, &tmp, max_chunk);
+    let res = unpack(&tmp, stream, max_chunk, &mut linker).map_err(|e| AgentError {
         kind: e.kind,
         message: format!("storing {session} of {vol}: {}", e.message),
     });
@@ -171,7 +172,12 @@ pub fn put_session<R: Read>(
     res
 }
 
-fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> {
+fn unpack<R: Read>(
+    tmp: &Path,
+    stream: R,
+    max_chunk: u64,
+    linker: &mut crate::dedup::member::Linker<'_>,
+) -> Result<StoreStats> {
     let mut ar = tar::Archive::new(stream);
     let mut stats = StoreStats::default();
     let mut phase = Phase::Chunks;
@@ -186,7 +192,9 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
             ))
         })?;
         let kind = entry.header().entry_type();
-        if !kind.is_file() {
+        // A hard link to a chunk already in the archive (docs/FORMAT.md §12).
+        let link = kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok();
+        if !kind.is_file() && !link {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is not a regular file ({kind:?})"
             )));
@@ -215,6 +223,13 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64) -> Result<StoreStats> 
             )));
         }
         phase = next;
+        if link {
+            stats.files += 1;
+            if let crate::dedup::member::Linked::Copy(n) = linker.link(&mut entry, &name)? {
+                stats.bytes += n;
+            }
+            continue;
+        }
         if size > limit {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is {size} bytes, over the limit of {limit}"

@@ -67,6 +67,9 @@ pub struct Opts {
     /// list: machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// send: store chunks already in the archive (any volume or session) as hard links.
+    #[arg(long, global = true)]
+    pub dedup: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +98,9 @@ pub enum Command {
     /// Delete the whole archive, local metadata and snapshots (always asks).
     #[command(name = "arch-delete")]
     ArchDelete,
+    /// Replace duplicate chunk files in the archive by hard links.
+    #[command(name = "arch-deduplicate")]
+    ArchDeduplicate,
     /// Print the version.
     Version,
 }

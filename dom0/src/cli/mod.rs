@@ -6,6 +6,7 @@
 
 pub mod args;
 mod commands;
+mod dedup;
 mod prune;
 mod remove;
 mod thin;
