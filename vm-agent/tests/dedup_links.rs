@@ -366,7 +366,7 @@ fn dedup_operations_outside_the_layout_are_refused() {
         ),
         format!("{} {} zz\n", loc(VOL, S1, 0), loc(VOL, S1, 0x10000)),
     ] {
-        let r = dedup(&fx, &[bad.clone()]);
+        let r = dedup(&fx, std::slice::from_ref(&bad));
         assert!(
             matches!(
                 r,
