@@ -3,8 +3,8 @@
 //!
 //! Lookups go to the on-disk index of the archive as it was when the run
 //! started, then to the chunks this run has stored. Those are kept in
-//! memory, at most [`RUN_CAP`] of them (about 60 bytes each, so at most
-//! ~120 MiB); past the cap new chunks are still sent, just not deduplicated
+//! memory, at most [`RUN_CAP`] of them (a table of at most 50 MiB); past
+//! the cap new chunks are still sent, just not deduplicated
 //! against each other. A session's chunks become link targets for later
 //! volumes only once that session is committed on both sides; a failed
 //! session's are forgotten, so nothing ever links into a session that does
@@ -18,8 +18,11 @@ use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::units::ByteOffset;
 use std::collections::HashMap;
 
-/// Most chunks of this run remembered as link targets.
-pub const RUN_CAP: usize = 2 << 20;
+/// Most chunks of this run remembered as link targets: 7/8 of 2^21, the
+/// most a hash table of 2^21 slots holds before it doubles. A slot is a
+/// 16-byte key, two u32 and a control byte (25 bytes), so the table never
+/// exceeds 2^21 × 25 bytes = 50 MiB.
+pub const RUN_CAP: usize = (1 << 21) / 8 * 7;
 
 /// What `send` asks while it emits a session.
 pub trait LinkSource: Send {
@@ -40,8 +43,11 @@ pub struct RunDedup {
     catalog: Catalog,
     /// Sessions this run created (or is creating): (volume, session).
     sessions: Vec<(VolName, SessionName)>,
-    committed: HashMap<Key, (u32, u64)>,
-    current: HashMap<Key, (u32, u64)>,
+    /// Key → (index into `sessions`, chunk index), for committed sessions
+    /// and the one being sent (`open`).
+    seen: HashMap<Key, (u32, u32)>,
+    /// The session being sent, whose chunks are forgotten if it fails.
+    open: Option<u32>,
     /// Chunks not remembered because the cap was reached.
     pub over_cap: u64,
     /// Keeps the index's directory alive.
@@ -58,8 +64,8 @@ impl RunDedup {
             index,
             catalog,
             sessions: Vec::new(),
-            committed: HashMap::new(),
-            current: HashMap::new(),
+            seen: HashMap::new(),
+            open: None,
             over_cap: 0,
             _dir: dir,
         }
@@ -67,26 +73,30 @@ impl RunDedup {
 
     /// The session being sent ended: committed (`ok`) or abandoned.
     pub fn end_session(&mut self, ok: bool) {
-        let cur = std::mem::take(&mut self.current);
-        if ok {
-            self.committed.extend(cur);
+        if let Some(sid) = self.open.take() {
+            if !ok {
+                self.seen.retain(|_, (s, _)| *s != sid);
+            }
         }
     }
 
     /// Chunks of this run remembered as link targets.
     pub fn remembered(&self) -> usize {
-        self.committed.len() + self.current.len()
+        self.seen.len()
     }
 
     fn session_id(&mut self, vol: &VolName, session: &SessionName) -> u32 {
         match self.sessions.last() {
-            Some((v, s)) if v == vol && s == session => (self.sessions.len() - 1) as u32,
-            _ => {
-                // A new session starts: whatever the last one left is void
-                // unless end_session(true) kept it.
-                self.current.clear();
-                self.sessions.push((vol.clone(), session.clone()));
+            Some((v, s)) if v == vol && s == session && self.open.is_some() => {
                 (self.sessions.len() - 1) as u32
+            }
+            _ => {
+                // A new session starts; one never ended did not commit.
+                self.end_session(false);
+                self.sessions.push((vol.clone(), session.clone()));
+                let sid = (self.sessions.len() - 1) as u32;
+                self.open = Some(sid);
+                sid
             }
         }
     }
@@ -107,16 +117,23 @@ impl LinkSource for RunDedup {
                 return Ok(Some(loc));
             }
         }
-        if let Some(&(s, a)) = self.current.get(&key).or_else(|| self.committed.get(&key)) {
+        if let Some(&(s, a)) = self.seen.get(&key) {
             let (v, ses) = &self.sessions[s as usize];
             return Ok(Some(ChunkLoc {
                 vol: v.clone(),
                 session: ses.clone(),
-                addr: ByteOffset(a),
+                addr: ByteOffset(u64::from(a) * self.catalog.chunk_size.bytes()),
             }));
         }
-        if self.remembered() < RUN_CAP {
-            self.current.insert(key, (sid, addr.0));
+        let chunk = self.catalog.index_loc(sid, addr).map(|l| l.chunk);
+        if let (true, Some(c)) = (self.remembered() < RUN_CAP, chunk) {
+            if self.seen.capacity() == 0 {
+                // All at once: growing by doubling would hold the old and
+                // the new table together (75 MiB at the last step). Pages
+                // are touched only as entries land in them.
+                self.seen.reserve(RUN_CAP);
+            }
+            self.seen.insert(key, (sid, c));
         } else {
             self.over_cap += 1;
         }
