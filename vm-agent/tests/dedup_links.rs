@@ -380,3 +380,42 @@ fn dedup_operations_outside_the_layout_are_refused() {
     }
     fx.assert_unchanged(&before, &[]);
 }
+
+/// ext4 allows 65 000 links to one inode: past that, a link member becomes a
+/// copy of the target (checked against the same hash).
+#[test]
+fn a_target_with_too_many_links_is_copied() {
+    let fx = Fixture::new();
+    let s1 = fx.commit_session(S1, None);
+    let (a1, d1) = (s1.chunks[1].0, &s1.chunks[1].1);
+    let target = chunk_file(&fx, VOL, S1, a1);
+    let extra = fx.root.path().join("links");
+    std::fs::create_dir(&extra).unwrap();
+    let mut n = 0u64;
+    loop {
+        match std::fs::hard_link(&target, extra.join(n.to_string())) {
+            Ok(()) => n += 1,
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMLINK) => break,
+            Err(e) => panic!("cannot make link {n}: {e}"),
+        }
+        if n > 200_000 {
+            eprintln!("*** SKIPPED: this file system has no small link limit ***");
+            return;
+        }
+    }
+    let t = link(Tar::new(), 0x30000, &loc(VOL, S1, a1), Some(&sha(d1)));
+    let mut ag = fx.agent(true);
+    let r = ag.put(VOL, S2, Some(S1), rest(t));
+    assert_eq!(
+        r,
+        Response::Stored {
+            files: 3,
+            bytes: d1.len() as u64 + 2 + 3
+        }
+    );
+    ag.bye();
+    let copy = fx.tmp_dir(VOL, S2).join(chunk_path(0x30000));
+    assert_eq!(std::fs::read(&copy).unwrap(), *d1);
+    assert_ne!(ino(&copy), ino(&target));
+    std::fs::remove_dir_all(&extra).unwrap();
+}
