@@ -403,3 +403,35 @@ fn a_destination_without_hard_links_is_refused_before_anything_is_sent() {
     assert_eq!(got, sha256_file(&e.img(VA)));
     drop(_m);
 }
+
+/// A prune of va killed after the destination merged but before dom0 did:
+/// dom0's manifests still name files the destination has moved. `send
+/// --dedup vb` indexes every volume, so it completes va's prune first and
+/// links to where the files are now.
+#[test]
+fn send_dedup_completes_an_interrupted_prune_of_another_volume_first() {
+    let mut w = World::new();
+    w.send(true);
+    write_at(&w.e.img(VA), 0, &block(4000));
+    w.send(true);
+    let first = w.e.session_names(VA)[0].clone();
+    let o = run_sparsebak(
+        &["-u", "prune", VA, &format!("--session={first}")],
+        &w.e.meta,
+        &[("SPARSEBAK_TEST_CRASH_AT", "agent-done")],
+    );
+    assert_ne!(o.code, 0, "the test hook did not stop the prune: {o:#?}");
+    assert!(w.e.meta.join("volumes").join(VA).join(".prune").exists());
+    // va's own block 200 is only in the pruned session (moved on the
+    // destination, not yet in dom0's manifests).
+    write_at(&w.e.img(VB), 0, &block(200));
+    let out = w.e.ok(&["-u", "send", "--dedup", VB]);
+    assert!(out.contains("deduplicated: 1 chunks linked"), "{out}");
+    let last = w.e.session_names(VB).last().unwrap().clone();
+    w.hist
+        .get_mut(VB)
+        .unwrap()
+        .insert(last, sha256_file(&w.e.img(VB)));
+    assert_eq!(w.e.session_names(VA).len(), 1, "va's prune was completed");
+    w.check_all();
+}

@@ -3,9 +3,11 @@
 //!
 //! Accepted members, in this order: chunk files `<9hex>/x<16hex>` (regular
 //! files, at most the header's stored-chunk limit), then `manifest`, then
-//! `info.json`. Anything else (absolute paths, `..`, links, devices,
-//! directories, duplicates, a fan-out dir that doesn't match the address) is
-//! refused and the temporary directory removed.
+//! `info.json`. A chunk may also be a hard-link member naming a chunk file
+//! already in the archive (`send --dedup`, checked by
+//! [`crate::dedup::member`]). Anything else (absolute paths, `..`, other
+//! links, devices, directories, duplicates, a fan-out dir that doesn't match
+//! the address) is refused and the temporary directory removed.
 
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
