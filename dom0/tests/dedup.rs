@@ -164,9 +164,16 @@ fn send_dedup_links_shared_and_repeated_chunks_and_every_session_restores() {
         );
     }
     assert_eq!(ino(&w.file(VB, &b0, 10 * CHUNK)), rep);
-    let (files, inodes, _) = usage(&w.e.archive_dir());
+    let (files, inodes, bytes) = usage(&w.e.archive_dir());
     assert_eq!(files, 16 + 15);
     assert_eq!(files - inodes, 12);
+    // The same images sent without --dedup take 12 (incompressible) chunk
+    // files more.
+    let mut plain = World::new();
+    plain.send(false);
+    let (pfiles, pinodes, pbytes) = usage(&plain.e.archive_dir());
+    assert_eq!((pfiles, pinodes), (files, files));
+    assert!(pbytes >= bytes + 12 * CHUNK, "{pbytes} vs {bytes}");
 
     // Incremental sessions: va copies vb's own block; vb gets va's own block
     // and a brand-new block twice.
