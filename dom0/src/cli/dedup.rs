@@ -38,6 +38,7 @@ fn settle(ctx: &Ctx, conn: &mut AgentConn) -> Result<()> {
 /// `send --dedup`: settle, check, and build the index of the archive.
 pub fn prepare_send(ctx: &Ctx, conn: &mut AgentConn) -> Result<RunDedup> {
     settle(ctx, conn)?;
+    log::info!("Building the deduplication index from the local manifests…");
     let t0 = Instant::now();
     let cat = Catalog::load(&ctx.meta, &all_volumes(ctx), ctx.config.chunk_size)?;
     let dir = index_dir(&ctx.meta)?;
