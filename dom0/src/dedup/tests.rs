@@ -183,3 +183,43 @@ fn run_dedup_stops_remembering_at_the_cap() {
         .unwrap()
         .is_none());
 }
+
+/// Pins the link member's wire format (docs/FORMAT.md §12.2).
+#[test]
+fn link_member_wire_format_golden() {
+    let target = sparsebak_common::linkref::ChunkLoc {
+        vol: VolName::new("vm-a").unwrap(),
+        session: SessionName::new("S_20260101-000000").unwrap(),
+        addr: ByteOffset(0x30000),
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    wire::append_link(&mut b, "000000000/x0000000000050000", &target, &[0xab; 32]).unwrap();
+    let bytes = b.into_inner().unwrap();
+    // A PAX header block, its records block, the link header block, and
+    // the two zero blocks that end a tar archive.
+    assert_eq!(bytes.len(), 5 * 512);
+    let pax = String::from_utf8_lossy(&bytes[512..1024]);
+    assert!(
+        pax.starts_with("71 linkpath=volumes/vm-a/S_20260101-000000/000000000/x0000000000030000\n")
+    );
+    assert!(pax.contains(&format!("85 SPARSEBAK.sha256={}\n", "ab".repeat(32))));
+    let mut ar = tar::Archive::new(&bytes[..]);
+    let mut entries = ar.entries().unwrap();
+    let mut e = entries.next().unwrap().unwrap();
+    assert_eq!(e.header().entry_type(), tar::EntryType::Link);
+    assert_eq!(e.size(), 0);
+    assert_eq!(&*e.path_bytes(), b"000000000/x0000000000050000");
+    assert_eq!(
+        &*e.link_name_bytes().unwrap(),
+        b"volumes/vm-a/S_20260101-000000/000000000/x0000000000030000"
+    );
+    let sha = e
+        .pax_extensions()
+        .unwrap()
+        .unwrap()
+        .map(|x| x.unwrap())
+        .find(|x| x.key() == Ok("SPARSEBAK.sha256"))
+        .map(|x| x.value().unwrap().to_string());
+    assert_eq!(sha, Some("ab".repeat(32)));
+    assert!(entries.next().is_none());
+}
