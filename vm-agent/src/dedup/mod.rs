@@ -78,7 +78,13 @@ pub(crate) fn open_path_dir(p: &Path) -> io::Result<OwnedFd> {
 /// The fan-out directory of a committed chunk location, opened component by
 /// component from the archive dir. `Ok(None)` if some component is missing.
 pub(crate) fn committed_fanout(a: &Archive, loc: &ChunkLoc) -> io::Result<Option<OwnedFd>> {
-    let mut fd = open_path_dir(&a.dir)?;
+    // The archive dir itself is opened as `Open` checked it (it may be a
+    // symlink within the mount, as for every other request); everything
+    // below it, never through a symlink.
+    let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let raw = nix::fcntl::open(&a.dir, flags, Mode::empty())?;
+    // SAFETY: open just returned this descriptor and nothing else owns it.
+    let mut fd = unsafe { OwnedFd::from_raw_fd(raw) };
     for part in [
         VOLUMES,
         loc.vol.as_str(),
