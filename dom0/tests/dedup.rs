@@ -331,13 +331,39 @@ fn arch_deduplicate_never_replaces_a_good_duplicate_by_a_damaged_kept_copy() {
     let got = w.e.receive_sha(VB, None, "vb.img");
     assert_eq!(got, w.hist[VB][&b0]);
     w.e.run(&["verify", VA]).expect(3, &["damaged"]);
-    // send --dedup refuses to link to the damaged file: the session fails,
-    // nothing is committed, and the message names the file.
+    // send --dedup never links to the damaged file: the agent fails that
+    // session naming the file, and sparsebak sends the volume again without
+    // linking to it, so a damaged file does not stop every later backup.
     write_at(&w.e.img(VB), 0, &block(100));
+    write_at(&w.e.img(VB), 11 * CHUNK, &block(100));
     let n = w.e.session_names(VB).len();
     let out = w.e.run(&["-u", "send", "--dedup", VB]);
-    out.expect(1, &["is damaged", &kept.display().to_string()]);
-    assert_eq!(w.e.session_names(VB).len(), n);
+    out.expect(
+        0,
+        &[
+            "is damaged",
+            &kept.display().to_string(),
+            "sending volume vb again",
+        ],
+    );
+    assert!(
+        out.stdout.contains("deduplicated: 1 chunks linked"),
+        "{}",
+        out.stdout
+    );
+    let names = w.e.session_names(VB);
+    assert_eq!(names.len(), n + 1);
+    let b1 = names[n].clone();
+    let fresh = w.file(VB, &b1, 0);
+    assert_ne!(ino(&fresh), ino(&kept));
+    assert_eq!(
+        ino(&w.file(VB, &b1, 11 * CHUNK)),
+        ino(&fresh),
+        "repeats link to the fresh copy"
+    );
+    assert_eq!(std::fs::read(&fresh).unwrap(), good);
+    let got = w.e.receive_sha(VB, Some(&b1), "vb1.img");
+    assert_eq!(got, sha256_file(&w.e.img(VB)));
 }
 
 #[test]

@@ -280,7 +280,9 @@ fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
     };
     let pb = progress(o.unattended);
     let mut failed: Vec<(VolName, anyhow::Error)> = Vec::new();
-    for vol in &vols {
+    let mut i = 0;
+    while let Some(vol) = vols.get(i) {
+        i += 1;
         // A failed send may leave the connection unusable: reconnect, so one
         // bad volume does not keep the others from being backed up.
         let op = match open.take() {
@@ -307,6 +309,13 @@ fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
             }
             Ok(None) => {}
             Err(e) => {
+                if dedup
+                    .as_mut()
+                    .is_some_and(|d| super::dedup::avoid_damaged(d, vol, &e))
+                {
+                    i -= 1; // the same volume again
+                    continue;
+                }
                 if vols.len() > 1 {
                     log::error!("{e:#}");
                 }

@@ -8,12 +8,14 @@ use crate::archive::Ctx;
 use crate::dedup::archive::deduplicate;
 use crate::dedup::catalog::{index_dir, Catalog};
 use crate::dedup::run::RunDedup;
+use crate::dest::client::DestError;
 use crate::dest::AgentConn;
 use crate::prune::{complete, pending};
 use crate::send::SendReport;
 use anyhow::{Context, Result};
+use sparsebak_common::linkref::ChunkLoc;
 use sparsebak_common::names::VolName;
-use sparsebak_common::proto::Request;
+use sparsebak_common::proto::{ErrorKind, Request};
 use sparsebak_common::units::Bytes;
 use std::time::Instant;
 
@@ -50,6 +52,49 @@ pub fn prepare_send(ctx: &Ctx, conn: &mut AgentConn) -> Result<RunDedup> {
         t0.elapsed().as_secs_f64()
     );
     Ok(RunDedup::new(Box::new(index), cat, Some(dir)))
+}
+
+/// Most damaged link targets one `send --dedup` steps around.
+const MAX_AVOIDED: usize = 16;
+
+/// A send failed: if the agent refused a link target as damaged, never link
+/// to that file again in this run and say so; `true` means "send the volume
+/// again". A damaged file must not stop every later backup (FORMAT.md §12.6).
+pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, e: &anyhow::Error) -> bool {
+    let Some(de) = e.chain().find_map(|c| c.downcast_ref::<DestError>()) else {
+        return false;
+    };
+    if de.kind != ErrorKind::Mismatch {
+        return false;
+    }
+    let Some(loc) = damaged_target(&de.message) else {
+        return false;
+    };
+    if d.avoided() >= MAX_AVOIDED || !d.avoid(loc.clone()) {
+        return false;
+    }
+    log::warn!(
+        "{}; sending volume {vol} again without linking to it (run `sparsebak verify {}`)",
+        de.message,
+        loc.vol
+    );
+    true
+}
+
+/// The file named by the agent's "link target PATH is damaged" message.
+fn damaged_target(msg: &str) -> Option<ChunkLoc> {
+    let path = msg
+        .split("link target ")
+        .nth(1)?
+        .split(" is damaged")
+        .next()?;
+    let mut parts: Vec<&str> = path.rsplitn(6, '/').collect();
+    if parts.len() < 6 {
+        return None;
+    }
+    parts.truncate(5);
+    parts.reverse();
+    ChunkLoc::parse(&parts.join("/")).ok()
 }
 
 /// The line `send --dedup` adds to a volume's report.
@@ -109,4 +154,19 @@ pub fn arch_deduplicate(o: &Opts, ctx: &Ctx) -> Result<Done> {
         r.problem_count
     );
     Ok(Done::Damaged)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn damaged_target_is_read_from_the_agents_message() {
+        let m = "storing S_20260102-000000 of vb: link target /mnt/a b/volumes/x/sparsebak/volumes/volumes/S_20260101-000000/000000000/x0000000000030000 is damaged: its sha256 is 00, expected 11";
+        let l = super::damaged_target(m).unwrap();
+        assert_eq!(
+            l.to_path(),
+            "volumes/volumes/S_20260101-000000/000000000/x0000000000030000"
+        );
+        assert!(super::damaged_target("link target /x is damaged").is_none());
+        assert!(super::damaged_target("something else").is_none());
+    }
 }

@@ -16,7 +16,7 @@ use anyhow::Result;
 use sparsebak_common::linkref::ChunkLoc;
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::units::ByteOffset;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Most chunks of this run remembered as link targets: 7/8 of 2^21, the
 /// most a hash table of 2^21 slots holds before it doubles. A slot is a
@@ -50,6 +50,8 @@ pub struct RunDedup {
     open: Option<u32>,
     /// Chunks not remembered because the cap was reached.
     pub over_cap: u64,
+    /// Files the agent found damaged: never linked to again in this run.
+    avoid: HashSet<ChunkLoc>,
     /// Keeps the index's directory alive.
     _dir: Option<tempfile::TempDir>,
 }
@@ -67,6 +69,7 @@ impl RunDedup {
             seen: HashMap::new(),
             open: None,
             over_cap: 0,
+            avoid: HashSet::new(),
             _dir: dir,
         }
     }
@@ -78,6 +81,24 @@ impl RunDedup {
                 self.seen.retain(|_, (s, _)| *s != sid);
             }
         }
+    }
+
+    /// Never link to `loc` again in this run (the agent found it damaged);
+    /// `false` if it was already avoided.
+    pub fn avoid(&mut self, loc: ChunkLoc) -> bool {
+        self.seen.retain(|_, (s, c)| {
+            !self.sessions.get(*s as usize).is_some_and(|(v, ses)| {
+                v == &loc.vol
+                    && ses == &loc.session
+                    && u64::from(*c) * self.catalog.chunk_size.bytes() == loc.addr.0
+            })
+        });
+        self.avoid.insert(loc)
+    }
+
+    /// How many files this run avoids.
+    pub fn avoided(&self) -> usize {
+        self.avoid.len()
     }
 
     /// Chunks of this run remembered as link targets.
@@ -113,7 +134,7 @@ impl LinkSource for RunDedup {
         let sid = self.session_id(vol, session);
         let key = key_of(stored);
         if let Some(l) = self.index.lookup(&key)? {
-            if let Some(loc) = self.catalog.loc(l) {
+            if let Some(loc) = self.catalog.loc(l).filter(|l| !self.avoid.contains(l)) {
                 return Ok(Some(loc));
             }
         }

@@ -223,3 +223,38 @@ fn link_member_wire_format_golden() {
     assert_eq!(sha, Some("ab".repeat(32)));
     assert!(entries.next().is_none());
 }
+
+#[test]
+fn run_dedup_never_links_to_an_avoided_file_again() {
+    let mut m = MemIndex::default();
+    m.insert(key_of(&digest(1)), loc(0, 4));
+    let cat = catalog(&[("old", "S_20260101-000000")]);
+    let mut r = RunDedup::new(Box::new(m), cat, None);
+    let v = VolName::new("a").unwrap();
+    let s1 = SessionName::new("S_20260201-000000").unwrap();
+    let bad = r
+        .link_for(&v, &s1, &digest(1), ByteOffset(0))
+        .unwrap()
+        .unwrap();
+    r.end_session(false);
+    assert!(r.avoid(bad.clone()));
+    assert!(!r.avoid(bad), "already avoided");
+    let s2 = SessionName::new("S_20260202-000000").unwrap();
+    assert!(r
+        .link_for(&v, &s2, &digest(1), ByteOffset(0))
+        .unwrap()
+        .is_none());
+    let l = r
+        .link_for(&v, &s2, &digest(1), ByteOffset(0x10000))
+        .unwrap()
+        .unwrap();
+    assert_eq!((l.session.as_str(), l.addr.0), (s2.as_str(), 0));
+    r.end_session(true);
+    // A file of this run can be avoided too.
+    assert!(r.avoid(l));
+    let s3 = SessionName::new("S_20260203-000000").unwrap();
+    assert!(r
+        .link_for(&v, &s3, &digest(1), ByteOffset(0))
+        .unwrap()
+        .is_none());
+}
