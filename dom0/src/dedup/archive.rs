@@ -13,7 +13,7 @@ use crate::dest::AgentConn;
 use crate::meta::Meta;
 use crate::progress::Progress;
 use anyhow::{bail, Result};
-use sparsebak_common::linkref::{ChunkLoc, DedupOp};
+use sparsebak_common::linkref::DedupOp;
 use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{Request, Response};
 use sparsebak_common::units::ChunkSize;
@@ -107,9 +107,4 @@ pub fn deduplicate(
         }
         r => bail!("unexpected answer to Dedup: {r:?}"),
     }
-}
-
-/// For messages: a location as the destination names it.
-pub fn describe(l: &ChunkLoc) -> String {
-    l.to_path()
 }
