@@ -6,12 +6,14 @@
 //! * [`proto`]: the framed request/response protocol spoken over a byte pipe.
 //! * [`plan`]: the prune plan dom0 computes and the agent carries out.
 //! * [`legacy`]: names in sparsebak 0.2 archives, which are read, never written.
+//! * [`linkref`]: chunk locations and the records deduplication sends.
 //!
 //! The agent depends on this crate and nothing else of dom0, so everything here
 //! is small, dependency-light and free of I/O policy.
 
 pub mod header;
 pub mod legacy;
+pub mod linkref;
 pub mod names;
 pub mod plan;
 pub mod proto;

@@ -115,6 +115,13 @@ pub enum Request {
     DeleteArchive {
         uuid: String,
     },
+    /// Check that the destination supports hard links (needed by
+    /// deduplication): link `archive.json` to a temporary name and remove it.
+    CheckHardlinks,
+    /// Replace duplicate chunk files by hard links. A data stream follows,
+    /// one [`crate::linkref::DedupOp`] line per operation; answered by
+    /// [`Response::Deduped`] (docs/FORMAT.md §12).
+    Dedup,
     Bye,
 }
 
@@ -173,7 +180,21 @@ pub enum Response {
         kind: ErrorKind,
         message: String,
     },
+    /// `Dedup` is done: `linked` duplicates were replaced (`bytes_saved`
+    /// freed), `already` were the same file already, `problems` (at most
+    /// [`MAX_PROBLEMS`] of `problem_count`) explain operations skipped
+    /// because a file was damaged or missing.
+    Deduped {
+        linked: u64,
+        already: u64,
+        bytes_saved: u64,
+        problem_count: u64,
+        problems: Vec<String>,
+    },
 }
+
+/// Most problem messages a [`Response::Deduped`] carries.
+pub const MAX_PROBLEMS: usize = 100;
 
 /// Write one frame.
 pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {

@@ -11,6 +11,7 @@ pub mod archive;
 pub mod chunk;
 pub mod cli;
 pub mod config;
+pub mod dedup;
 pub mod dest;
 pub mod fsutil;
 pub mod legacy;

@@ -182,7 +182,16 @@ pub fn plan(
         .zip(&per_session)
         .map(|(info, &n)| moved_bytes(info, n))
         .sum();
+    // A target that inherits tar parts is recorded as "tar": its chunks
+    // are no longer all plain files, so deduplication must not link to them
+    // (FORMAT.md §12, §13.5).
+    let format = if pruned.iter().any(|s| s.format == FORMAT_TAR) {
+        FORMAT_TAR.to_string()
+    } else {
+        target.format.clone()
+    };
     let info = SessionInfo {
+        format,
         previous: pruned[0].previous.clone(),
         chunks,
         stored_chunks: target.stored_chunks + moves,

@@ -14,6 +14,7 @@
 
 use crate::archive::Ctx;
 use crate::chunk::{encode, sha256};
+use crate::dedup::run::LinkSource;
 use crate::dest::client::Writer;
 use crate::dest::AgentConn;
 use crate::fsutil::{fsync_dir, write_atomic};
@@ -47,6 +48,10 @@ pub struct SendReport {
     pub zero_chunks: u64,
     pub stored_chunks: u64,
     pub stored_bytes: u64,
+    /// `--dedup`: chunk files stored as hard links (counted in
+    /// `stored_chunks`/`stored_bytes` too) and the bytes they did not send.
+    pub linked_chunks: u64,
+    pub linked_bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -184,6 +189,7 @@ struct Emitter<'a> {
     manifest: Option<ManifestWriter>,
     tar: Option<tar::Builder<FrameWriter<Writer>>>,
     report: SendReport,
+    dedup: Option<&'a mut dyn LinkSource>,
 }
 
 fn tar_header(name: &str, len: u64) -> tar::Header {
@@ -233,6 +239,20 @@ impl<'a> Emitter<'a> {
         res.map_err(|e| self.fail(e))
     }
 
+    /// `--dedup`: store chunk `name` as a hard link if its bytes are
+    /// already in the archive; `false` if they must be sent.
+    fn try_link(&mut self, name: &str, addr: ByteOffset, stored: &[u8; 32]) -> Result<bool> {
+        let Some(d) = self.dedup.as_mut() else {
+            return Ok(false);
+        };
+        let Some(target) = d.link_for(self.vol, self.session, stored, addr)? else {
+            return Ok(false);
+        };
+        let res = crate::dedup::wire::append_link(self.upload()?, name, &target, stored);
+        res.map_err(|e| self.fail(e))?;
+        Ok(true)
+    }
+
     fn fail(&mut self, e: std::io::Error) -> anyhow::Error {
         self.tar = None;
         self.conn.upload_failed(e)
@@ -260,7 +280,13 @@ impl<'a> Emitter<'a> {
                 stored,
                 content,
             } => {
-                self.append(&chunk_rel_path(addr), &file)?;
+                let name = chunk_rel_path(addr);
+                if self.try_link(&name, addr, &stored)? {
+                    self.report.linked_chunks += 1;
+                    self.report.linked_bytes += file.len() as u64;
+                } else {
+                    self.append(&name, &file)?;
+                }
                 self.manifest
                     .as_mut()
                     .expect("manifest open")
@@ -299,6 +325,18 @@ pub fn send_volume(
     vol: &VolName,
     src: &dyn VolumeSource,
     progress: &dyn Progress,
+) -> Result<SendReport> {
+    send_volume_with(ctx, conn, vol, src, progress, None)
+}
+
+/// [`send_volume`], with `--dedup`'s link decisions when `dedup` is given.
+pub fn send_volume_with(
+    ctx: &Ctx,
+    conn: &mut AgentConn,
+    vol: &VolName,
+    src: &dyn VolumeSource,
+    progress: &dyn Progress,
+    dedup: Option<&mut dyn LinkSource>,
 ) -> Result<SendReport> {
     let t0 = Instant::now();
     let cs = ctx.config.chunk_size;
@@ -346,6 +384,7 @@ pub fn send_volume(
             expect_last: last.map(|l| &l.name),
             manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
             tar: None,
+            dedup: dedup.map(|d| &mut *d as &mut dyn LinkSource),
             report: SendReport {
                 full: last.is_none(),
                 volsize: src.size(),

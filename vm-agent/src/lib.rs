@@ -5,6 +5,7 @@
 //! side must never write outside the archive. It runs no shell commands.
 
 pub mod archive;
+pub mod dedup;
 pub mod delete;
 pub mod error;
 pub mod fsutil;
@@ -244,6 +245,27 @@ fn handle<R: Read, W: Write>(
             // The archive (and its lock file) is gone.
             *archive = None;
             Ok(Some(Response::Ok))
+        }
+        Request::CheckHardlinks => {
+            need(archive).map_err(soft)?;
+            dedup::check_hardlinks(archive.as_ref().unwrap()).map_err(soft)?;
+            Ok(Some(Response::Ok))
+        }
+        Request::Dedup => {
+            let mut stream = FrameReader::new(r);
+            let res = need(archive)
+                .and_then(|_| dedup::ops::dedup(archive.as_ref().unwrap(), &mut stream));
+            let d = res.map_err(|e| (e, true))?;
+            stream
+                .drain()
+                .map_err(|e| (AgentError::io("reading the dedup stream", e), true))?;
+            Ok(Some(Response::Deduped {
+                linked: d.linked,
+                already: d.already,
+                bytes_saved: d.bytes_saved,
+                problem_count: d.problem_count,
+                problems: d.problems,
+            }))
         }
         Request::Bye => {
             send_msg(w, &Response::Ok).map_err(|e| (AgentError::io("pipe", e), true))?;

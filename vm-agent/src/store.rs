@@ -3,9 +3,11 @@
 //!
 //! Accepted members, in this order: chunk files `<9hex>/x<16hex>` (regular
 //! files, at most the header's stored-chunk limit), then `manifest`, then
-//! `info.json`. Anything else (absolute paths, `..`, links, devices,
-//! directories, duplicates, a fan-out dir that doesn't match the address) is
-//! refused and the temporary directory removed.
+//! `info.json`. A chunk may also be a hard-link member naming a chunk file
+//! already in the archive (`send --dedup`, checked by
+//! [`crate::dedup::member`]). Anything else (absolute paths, `..`, other
+//! links, devices, directories, duplicates, a fan-out dir that doesn't match
+//! the address) is refused and the temporary directory removed.
 
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
@@ -172,7 +174,8 @@ pub fn put_session<R: Read>(
     let expect_last = expect_last.map(parse_session).transpose()?;
     let max_chunk = a.header()?.chunk_size.max_stored();
     let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref(), volume_uuid)?;
-    let res = unpack(&tmp, stream, max_chunk, tar).map_err(|e| AgentError {
+    let mut linker = crate::dedup::member::Linker::new(a, &vol, &session, &tmp, max_chunk);
+    let res = unpack(&tmp, stream, max_chunk, tar, &mut linker).map_err(|e| AgentError {
         kind: e.kind,
         message: format!("storing {session} of {vol}: {}", e.message),
     });
@@ -182,7 +185,13 @@ pub fn put_session<R: Read>(
     res
 }
 
-fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64, tar: bool) -> Result<StoreStats> {
+fn unpack<R: Read>(
+    tmp: &Path,
+    stream: R,
+    max_chunk: u64,
+    tar: bool,
+    linker: &mut crate::dedup::member::Linker<'_>,
+) -> Result<StoreStats> {
     // A tar session keeps its chunk members in one file (FORMAT.md §13).
     let mut tarw = tar.then(|| TarWriter::create(tmp)).transpose()?;
     let mut ar = tar::Archive::new(stream);
@@ -199,7 +208,9 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64, tar: bool) -> Result<S
             ))
         })?;
         let kind = entry.header().entry_type();
-        if !kind.is_file() {
+        // A hard link to a chunk already in the archive (docs/FORMAT.md §12).
+        let link = kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok();
+        if !kind.is_file() && !link {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is not a regular file ({kind:?})"
             )));
@@ -228,6 +239,19 @@ fn unpack<R: Read>(tmp: &Path, stream: R, max_chunk: u64, tar: bool) -> Result<S
             )));
         }
         phase = next;
+        if link && tarw.is_some() {
+            // Nothing can link into one tar file (FORMAT.md §12, §13).
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} is a hard link, which a tar session cannot hold"
+            )));
+        }
+        if link {
+            stats.files += 1;
+            if let crate::dedup::member::Linked::Copy(n) = linker.link(&mut entry, &name)? {
+                stats.bytes += n;
+            }
+            continue;
+        }
         if size > limit {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is {size} bytes, over the limit of {limit}"

@@ -80,6 +80,9 @@ pub struct Opts {
     /// <meta-dir>/default even when an archive of our own is configured.
     #[arg(long, global = true)]
     pub legacy: bool,
+    /// send: store chunks already in the archive (any volume or session) as hard links.
+    #[arg(long, global = true, conflicts_with = "tarfile")]
+    pub dedup: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,6 +111,9 @@ pub enum Command {
     /// Delete the whole archive, local metadata and snapshots (always asks).
     #[command(name = "arch-delete")]
     ArchDelete,
+    /// Replace duplicate chunk files in the archive by hard links.
+    #[command(name = "arch-deduplicate")]
+    ArchDeduplicate,
     /// Print the version.
     Version,
 }

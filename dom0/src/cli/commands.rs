@@ -9,7 +9,7 @@ use crate::dest::{connect, DestSpec, TransportOptions};
 use crate::meta::Meta;
 use crate::output::Output;
 use crate::restore::restore;
-use crate::send::send_volume;
+use crate::send::send_volume_with;
 use crate::source::file::FileSource;
 use crate::timefmt::{iso8601, now_unix};
 use anyhow::{bail, Context, Result};
@@ -38,8 +38,15 @@ pub fn run(cli: Cli) -> Result<Done> {
         (o.subdir.is_some(), "--subdir"),
         (o.compression.is_some(), "--compression"),
         (o.chunk_factor.is_some(), "--chunk-factor"),
+        (
+            o.dedup && !matches!(cli.command, Command::Send { .. }),
+            "--dedup",
+        ),
     ] {
         if set {
+            if name == "--dedup" {
+                bail!("--dedup is only accepted by send");
+            }
             bail!("{name} is only accepted by arch-init");
         }
     }
@@ -84,6 +91,7 @@ pub fn run(cli: Cli) -> Result<Done> {
         Command::Delete { volume } => delete(o, ctx, volume),
         Command::Prune { volumes } => super::prune::prune(o, &ctx, &select_volumes(&ctx, volumes)?),
         Command::ArchDelete => super::remove::arch_delete(o, ctx),
+        Command::ArchDeduplicate => super::dedup::arch_deduplicate(o, &ctx),
         Command::Version | Command::ArchInit => unreachable!("handled above"),
     }
 }
@@ -293,9 +301,15 @@ fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
             Bytes(op.free_bytes)
         );
     }
+    let mut dedup = match (o.dedup, open.as_mut()) {
+        (true, Some(op)) => Some(super::dedup::prepare_send(ctx, &mut op.conn)?),
+        _ => None,
+    };
     let pb = progress(o.unattended);
     let mut failed: Vec<(VolName, anyhow::Error)> = Vec::new();
-    for vol in &vols {
+    let mut i = 0;
+    while let Some(vol) = vols.get(i) {
+        i += 1;
         // A failed send may leave the connection unusable: reconnect, so one
         // bad volume does not keep the others from being backed up.
         let op = match open.take() {
@@ -309,10 +323,26 @@ fn send(o: &Opts, ctx: &Ctx, names: &[String]) -> Result<Done> {
             },
         };
         let mut op = op;
-        match send_one(ctx, &mut op.conn, vol, pb.as_ref()) {
-            Ok(Some(r)) => print_send_report(vol, &r),
+        let res = send_one(ctx, &mut op.conn, vol, pb.as_ref(), dedup.as_mut());
+        if let Some(d) = dedup.as_mut() {
+            d.end_session(matches!(&res, Ok(Some(r)) if r.session.is_some()));
+        }
+        match res {
+            Ok(Some(r)) => {
+                print_send_report(vol, &r);
+                if dedup.is_some() {
+                    super::dedup::print_send_line(&r);
+                }
+            }
             Ok(None) => {}
             Err(e) => {
+                if dedup
+                    .as_mut()
+                    .is_some_and(|d| super::dedup::avoid_damaged(d, vol, &e))
+                {
+                    i -= 1; // the same volume again
+                    continue;
+                }
                 if vols.len() > 1 {
                     log::error!("{e:#}");
                 }
@@ -345,9 +375,11 @@ fn send_one(
     conn: &mut crate::dest::AgentConn,
     vol: &VolName,
     pb: &dyn crate::progress::Progress,
+    dedup: Option<&mut crate::dedup::run::RunDedup>,
 ) -> Result<Option<crate::send::SendReport>> {
+    let dedup = dedup.map(|d| d as &mut dyn crate::dedup::run::LinkSource);
     if let Some(thin) = super::thin::thin_of(ctx, vol)? {
-        let r = super::thin::send_thin(ctx, conn, vol, thin, pb)?;
+        let r = super::thin::send_thin(ctx, conn, vol, thin, pb, dedup)?;
         if r.is_none() {
             log::warn!("volume {vol} does not exist yet in {}; skipped", thin.0);
         }
@@ -362,7 +394,7 @@ fn send_one(
         return Ok(None);
     }
     let src = FileSource::open(&path).with_context(|| format!("volume {vol}"))?;
-    send_volume(ctx, conn, vol, &src, pb).map(Some)
+    send_volume_with(ctx, conn, vol, &src, pb, dedup).map(Some)
 }
 
 fn print_send_report(vol: &VolName, r: &crate::send::SendReport) {

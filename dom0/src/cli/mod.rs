@@ -2,11 +2,14 @@
 //! map the outcome to an exit code (the one place exit codes are decided).
 //!
 //! Exit codes: 0 success; 1 failure (message on stderr); 2 usage error;
-//! 3 verify found damaged or missing chunks; 4 diff found differences.
+//! 3 verify found damaged or missing chunks (arch-deduplicate: left
+//! duplicates alone because a file is damaged or missing); 4 diff found
+//! differences.
 
 pub mod args;
 mod commands;
 mod legacy;
+mod dedup;
 mod prune;
 mod remove;
 mod thin;

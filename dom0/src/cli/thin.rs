@@ -12,7 +12,7 @@ use crate::lvm::snapshots::{Prepared, ThinVolume};
 use crate::lvm::Lvm;
 use crate::progress::Progress;
 use crate::restore::{restore, Sink};
-use crate::send::{send_volume, SendReport};
+use crate::send::{send_volume_with, SendReport};
 use crate::source::file::FileSource;
 use crate::source::lvm::LvmSource;
 use crate::source::VolumeSource;
@@ -64,6 +64,7 @@ pub fn send_thin(
     vol: &VolName,
     (vg, pool): (&str, &str),
     pb: &dyn Progress,
+    dedup: Option<&mut dyn crate::dedup::run::LinkSource>,
 ) -> Result<Option<SendReport>> {
     let lvm = LvmCli;
     lvm.check_thin_delta()
@@ -87,7 +88,7 @@ pub fn send_thin(
         }
     };
     let src = LvmSource::open(vg, &tick.name, (!full).then(|| map.clone()))?;
-    let report = send_volume(ctx, conn, vol, &src, pb)?;
+    let report = send_volume_with(ctx, conn, vol, &src, pb, dedup)?;
     tv.sent(map)?;
     Ok(Some(report))
 }

@@ -301,6 +301,22 @@ impl AgentConn {
         }
     }
 
+    /// Send a request followed by a data stream (`Dedup`); the returned
+    /// writer carries the stream; hand it back to [`AgentConn::finish_stream`].
+    pub fn start_stream(&mut self, req: &Request) -> Result<FrameWriter<Writer>> {
+        if let Err(e) = send_msg(self.w()?, req) {
+            return Err(self.lost(e));
+        }
+        Ok(FrameWriter::new(self.w.take().expect("pipe available")))
+    }
+
+    /// Close a data stream and return the agent's answer.
+    pub fn finish_stream(&mut self, fw: FrameWriter<Writer>) -> Result<Response> {
+        let w = fw.finish().map_err(|e| self.lost(e))?;
+        self.w = Some(w);
+        self.expect_reply()
+    }
+
     /// Turn a write error during an upload into the agent's stated reason.
     pub fn upload_failed(&mut self, e: std::io::Error) -> anyhow::Error {
         self.lost(e)
