@@ -468,3 +468,56 @@ fn send_dedup_completes_an_interrupted_prune_of_another_volume_first() {
     assert_eq!(w.e.session_names(VA).len(), 1, "va's prune was completed");
     w.check_all();
 }
+
+/// Tar sessions and deduplication: `--dedup --tarfile` is a usage error; a
+/// tar session is never a link target; a folder session that inherits tar
+/// parts in a prune becomes `tar`, so a later `send --dedup` never links to
+/// a chunk that is not a plain file; every session restores throughout.
+#[test]
+fn dedup_never_links_into_tar_sessions_or_inherited_tar_parts() {
+    let mut w = World::new();
+    w.e.run(&["-u", "send", "--dedup", "--tarfile"])
+        .expect(2, &["--tarfile"]);
+    // va: a tar full session, then a folder session changing one chunk.
+    w.e.ok(&["-u", "send", "--tarfile", VA]);
+    let h = w.hist.entry(VA.into()).or_default();
+    let s0 = w.e.session_names(VA)[0].clone();
+    h.insert(s0.clone(), sha256_file(&w.e.img(VA)));
+    write_at(&w.e.img(VA), 0, &block(6000));
+    let out = w.e.ok(&["-u", "send", "--dedup", VA]);
+    assert!(out.contains("deduplicated: 0 chunks linked"), "{out}");
+    let s1 = w.e.session_names(VA)[1].clone();
+    w.hist
+        .get_mut(VA)
+        .unwrap()
+        .insert(s1.clone(), sha256_file(&w.e.img(VA)));
+    let formats: Vec<String> =
+        w.e.sessions(VA)
+            .iter()
+            .map(|s| s["format"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(formats, ["tar", "folders"]);
+    w.check_all();
+    // Prune the tar session into the folder one: it inherits a tar part.
+    w.e.ok(&["-u", "prune", VA, &format!("--session={s0}")]);
+    let after = w.e.sessions(VA);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["format"], "tar", "the target now holds a tar part");
+    w.hist.get_mut(VA).unwrap().remove(&s0);
+    w.check_all();
+    // vb shares 8 blocks with va, which now sit in va's inherited tar part:
+    // none may be linked.
+    let out = w.send(true);
+    assert!(out.contains("deduplicated: 0 chunks linked"), "{out}");
+    let vb = w.e.session_names(VB)[0].clone();
+    for i in 0..8u64 {
+        assert_eq!(
+            std::fs::metadata(w.file(VB, &vb, (2 + i) * CHUNK))
+                .unwrap()
+                .nlink(),
+            1,
+            "vb chunk {i} must be its own file"
+        );
+    }
+    w.check_all();
+}

@@ -8,8 +8,8 @@
 
 pub mod args;
 mod commands;
-mod legacy;
 mod dedup;
+mod legacy;
 mod prune;
 mod remove;
 mod thin;
