@@ -7,7 +7,6 @@ use crate::archive::Ctx;
 use crate::config::{Config, SourceSpec, VolumeEntry, CONFIG_VERSION};
 use crate::dest::{connect, DestSpec, TransportOptions};
 use crate::meta::Meta;
-use crate::output::Output;
 use crate::restore::restore;
 use crate::send::send_volume_with;
 use crate::source::file::FileSource;
@@ -223,22 +222,7 @@ fn list(o: &Opts, ctx: &Ctx, volume: Option<&str>) -> Result<Done> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
             println!("Configured volumes ({}):", ctx.config.dest.describe());
-            for r in rows {
-                println!(
-                    "  {:<40} {:>4} sessions{}{}",
-                    r["volume"].as_str().unwrap_or(""),
-                    r["sessions"],
-                    r["last"]
-                        .as_str()
-                        .map(|l| format!(", last {l}"))
-                        .unwrap_or_default(),
-                    if r["enabled"] == false {
-                        " (disabled)"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            super::received::print_volume_rows(rows);
         }
         return Ok(Done::Ok);
     };
@@ -432,87 +416,34 @@ fn receive(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
     let chain = ctx.meta.chain(&vol)?;
     let sel = crate::restore::select(&chain, &vol, want.as_ref())?;
     let info = &chain[sel];
-    if Output::exists(target)
-        && !confirm(
-            &format!(
-                "This will erase all existing data in {}. Continue?",
-                target.display()
-            ),
-            o.unattended,
-        )?
-    {
-        bail!("receive cancelled; {} is unchanged", target.display());
-    }
-    let mut open = ctx.open(false)?;
-    let device = super::thin::prepare_lv_target(ctx, target, info.volsize)?;
-    let out = Output::create(
-        device.as_deref().unwrap_or(target),
-        info.volsize,
-        device.is_some(),
-    )?;
-    let pb = progress(o.unattended);
-    match restore(
+    super::received::receive(
+        o,
         ctx,
-        &mut open.conn,
         &vol,
-        Some(&info.name),
-        Some(&out),
-        pb.as_ref(),
-    ) {
-        Ok(r) => {
-            out.commit()?;
-            open.conn.close()?;
-            let secs = r.elapsed.as_secs_f64();
-            println!(
-                "Received {vol} session {} into {}: {} ({} chunks, {} zero) in {:.1}s ({}).",
-                info.name.timestamp(),
-                target.display(),
-                Bytes(r.volsize.0),
-                r.chunks,
-                r.zero_chunks,
-                secs,
-                mb_per_s(r.volsize.0, secs)
-            );
-            if sel + 1 != chain.len() {
-                log::info!("note: this is not the latest session of {vol}");
-            }
-            Ok(Done::Ok)
-        }
-        Err(e) => {
-            out.abandon();
-            Err(e.context(format!("receive of {vol} into {} failed", target.display())))
-        }
+        &info.name,
+        info.volsize,
+        target,
+        "",
+        || Ok(ctx.open(false)?.conn),
+        |conn, out, pb| restore(ctx, conn, &vol, Some(&info.name), Some(out), pb),
+    )?;
+    if sel + 1 != chain.len() {
+        log::info!("note: this is not the latest session of {vol}");
     }
+    Ok(Done::Ok)
 }
 
 fn verify(o: &Opts, ctx: &Ctx, volume: &str) -> Result<Done> {
     let vol = vol_name(volume)?;
     ctx.config.volume(&vol)?;
     let want = session_arg(o, "verify")?;
-    let mut open = ctx.open(false)?;
-    let pb = progress(o.unattended);
-    let r = restore(ctx, &mut open.conn, &vol, want.as_ref(), None, pb.as_ref())?;
-    open.conn.close()?;
-    let s = r.session.as_ref().map(|s| s.timestamp()).unwrap_or("-");
-    if r.bad.is_empty() {
-        println!(
-            "Verified {vol} session {s}: {} chunks ({} stored, {} zero) restore {} correctly in {:.1}s.",
-            r.chunks,
-            r.data_chunks,
-            r.zero_chunks,
-            Bytes(r.volsize.0),
-            r.elapsed.as_secs_f64()
-        );
-        return Ok(Done::Ok);
-    }
-    for b in &r.bad {
-        eprintln!("sparsebak: damaged: {b}");
-    }
-    eprintln!(
-        "sparsebak: verify of {vol} session {s} FAILED: {} bad chunk(s)",
-        r.bad.len()
-    );
-    Ok(Done::Damaged)
+    super::received::verify(
+        o,
+        &vol,
+        "",
+        || Ok(ctx.open(false)?.conn),
+        |conn, pb| restore(ctx, conn, &vol, want.as_ref(), None, pb),
+    )
 }
 
 fn delete(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {

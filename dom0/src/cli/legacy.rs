@@ -4,7 +4,6 @@
 //! command is refused on such a meta dir: 0.2 archives are read-only.
 
 use super::args::{Cli, Command, Opts};
-use super::ui::{confirm, mb_per_s, progress};
 use super::Done;
 use crate::archive::Ctx;
 use crate::config::Config;
@@ -12,7 +11,6 @@ use crate::dest::{connect, AgentConn, TransportOptions};
 use crate::legacy::restore::{restore, select};
 use crate::legacy::{self, LegacyArchive};
 use crate::meta::Meta;
-use crate::output::Output;
 use anyhow::{bail, Result};
 use sparsebak_common::names::SessionName;
 use sparsebak_common::proto::{Request, Response};
@@ -112,22 +110,7 @@ fn list(o: &Opts, arch: &LegacyArchive, volume: Option<&str>) -> Result<Done> {
             Bytes(arch.config.chunk_size.bytes())
         );
         println!("Configured volumes:");
-        for r in rows {
-            println!(
-                "  {:<40} {:>4} sessions{}{}",
-                r["volume"].as_str().unwrap_or(""),
-                r["sessions"],
-                r["last"]
-                    .as_str()
-                    .map(|l| format!(", last {l}"))
-                    .unwrap_or_default(),
-                if r["enabled"] == false {
-                    " (disabled)"
-                } else {
-                    ""
-                }
-            );
-        }
+        super::received::print_volume_rows(rows);
         return done();
     };
     let vol = arch.volume(v)?;
@@ -167,53 +150,24 @@ fn receive(o: &Opts, meta: &Meta, arch: &LegacyArchive, volume: &str) -> Result<
     let chain = arch.chain(&vol)?;
     let sel = select(&chain, &vol, want.as_ref())?;
     let info = &chain[sel];
-    if Output::exists(target)
-        && !confirm(
-            &format!(
-                "This will erase all existing data in {}. Continue?",
-                target.display()
-            ),
-            o.unattended,
-        )?
-    {
-        bail!("receive cancelled; {} is unchanged", target.display());
-    }
-    let mut conn = open(arch)?;
     let ctx = Ctx {
         meta: meta.clone(),
         config: arch.as_config(),
         transport: TransportOptions::from_env(),
         send_format: sparsebak_common::FORMAT_FOLDERS,
     };
-    let device = super::thin::prepare_lv_target(&ctx, target, info.volsize)?;
-    let out = Output::create(
-        device.as_deref().unwrap_or(target),
+    super::received::receive(
+        o,
+        &ctx,
+        &vol,
+        &info.name,
         info.volsize,
-        device.is_some(),
+        target,
+        &format!(" ({LABEL} archive)"),
+        || open(arch),
+        |conn, out, pb| restore(arch, conn, &vol, &chain, sel, Some(out), pb),
     )?;
-    let pb = progress(o.unattended);
-    match restore(arch, &mut conn, &vol, &chain, sel, Some(&out), pb.as_ref()) {
-        Ok(r) => {
-            out.commit()?;
-            conn.close()?;
-            let secs = r.elapsed.as_secs_f64();
-            println!(
-                "Received {vol} session {} ({LABEL} archive) into {}: {} ({} chunks, {} zero) in {:.1}s ({}).",
-                info.name.timestamp(),
-                target.display(),
-                Bytes(r.volsize.0),
-                r.chunks,
-                r.zero_chunks,
-                secs,
-                mb_per_s(r.volsize.0, secs)
-            );
-            Ok(Done::Ok)
-        }
-        Err(e) => {
-            out.abandon();
-            Err(e.context(format!("receive of {vol} into {} failed", target.display())))
-        }
-    }
+    Ok(Done::Ok)
 }
 
 fn verify(o: &Opts, arch: &LegacyArchive, volume: &str) -> Result<Done> {
@@ -221,28 +175,11 @@ fn verify(o: &Opts, arch: &LegacyArchive, volume: &str) -> Result<Done> {
     let want = one_session(o, "verify")?;
     let chain = arch.chain(&vol)?;
     let sel = select(&chain, &vol, want.as_ref())?;
-    let mut conn = open(arch)?;
-    let pb = progress(o.unattended);
-    let r = restore(arch, &mut conn, &vol, &chain, sel, None, pb.as_ref())?;
-    conn.close()?;
-    let s = chain[sel].name.timestamp();
-    if r.bad.is_empty() {
-        println!(
-            "Verified {vol} session {s} ({LABEL} archive): {} chunks ({} stored, {} zero) restore {} correctly in {:.1}s.",
-            r.chunks,
-            r.data_chunks,
-            r.zero_chunks,
-            Bytes(r.volsize.0),
-            r.elapsed.as_secs_f64()
-        );
-        return Ok(Done::Ok);
-    }
-    for b in &r.bad {
-        eprintln!("sparsebak: damaged: {b}");
-    }
-    eprintln!(
-        "sparsebak: verify of {vol} session {s} FAILED: {} bad chunk(s)",
-        r.bad.len()
-    );
-    Ok(Done::Damaged)
+    super::received::verify(
+        o,
+        &vol,
+        &format!(" ({LABEL} archive)"),
+        || open(arch),
+        |conn, pb| restore(arch, conn, &vol, &chain, sel, None, pb),
+    )
 }

@@ -11,6 +11,7 @@ mod commands;
 mod dedup;
 mod legacy;
 mod prune;
+mod received;
 mod remove;
 mod thin;
 mod ui;
