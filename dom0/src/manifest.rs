@@ -163,26 +163,55 @@ impl Iterator for ManifestReader {
     }
 }
 
-/// An entry together with the session that recorded it.
+/// What merging needs of a manifest entry: its chunk address. Our entries
+/// and 0.2's ([`crate::legacy::manifest::LegacyEntry`]) share [`MergeChain`].
+pub trait Addressed: Copy {
+    fn addr(&self) -> ByteOffset;
+}
+
+impl Addressed for Entry {
+    fn addr(&self) -> ByteOffset {
+        self.addr
+    }
+}
+
+/// An entry together with the session that recorded it and that session's
+/// index in the newest-first chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sourced {
-    pub entry: Entry,
+pub struct Sourced<E = Entry> {
+    pub entry: E,
+    pub source: usize,
     pub session: SessionName,
 }
 
 /// The newest entry per address over a chain of manifests (given newest
-/// first), cut at `limit` (exclusive byte address).
-pub struct Merged {
-    readers: Vec<(SessionName, ManifestReader)>,
+/// first), cut at `limit` (exclusive byte address). Each reader checks its
+/// own manifest's syntax and order; this only merges.
+pub struct MergeChain<R, E> {
+    readers: Vec<(SessionName, R)>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
-    heads: Vec<Option<Entry>>,
+    heads: Vec<Option<E>>,
     limit: u64,
     failed: bool,
 }
 
+/// [`MergeChain`] over manifests of our own format.
+pub type Merged = MergeChain<ManifestReader, Entry>;
+
 impl Merged {
     pub fn new(chain_newest_first: Vec<(SessionName, PathBuf)>, limit: u64) -> Result<Self> {
-        let mut m = Merged {
+        Self::open(chain_newest_first, limit, ManifestReader::open)
+    }
+}
+
+impl<R: Iterator<Item = Result<E>>, E: Addressed> MergeChain<R, E> {
+    /// Open each manifest with `open` (newest first) and read its first entry.
+    pub fn open(
+        chain_newest_first: Vec<(SessionName, PathBuf)>,
+        limit: u64,
+        mut open: impl FnMut(&Path) -> Result<R>,
+    ) -> Result<Self> {
+        let mut m = MergeChain {
             readers: Vec::new(),
             heap: BinaryHeap::new(),
             heads: Vec::new(),
@@ -190,7 +219,7 @@ impl Merged {
             failed: false,
         };
         for (i, (s, p)) in chain_newest_first.into_iter().enumerate() {
-            m.readers.push((s, ManifestReader::open(&p)?));
+            m.readers.push((s, open(&p)?));
             m.heads.push(None);
             m.advance(i)?;
         }
@@ -202,19 +231,19 @@ impl Merged {
             None => None,
             Some(r) => {
                 let e = r?;
-                (e.addr.0 < self.limit).then_some(e)
+                (e.addr().0 < self.limit).then_some(e)
             }
         };
         if let Some(e) = self.heads[i] {
-            self.heap.push(Reverse((e.addr.0, i)));
+            self.heap.push(Reverse((e.addr().0, i)));
         }
         Ok(())
     }
 }
 
-impl Iterator for Merged {
-    type Item = Result<Sourced>;
-    fn next(&mut self) -> Option<Result<Sourced>> {
+impl<R: Iterator<Item = Result<E>>, E: Addressed> Iterator for MergeChain<R, E> {
+    type Item = Result<Sourced<E>>;
+    fn next(&mut self) -> Option<Result<Sourced<E>>> {
         if self.failed {
             return None;
         }
@@ -237,7 +266,11 @@ impl Iterator for Merged {
             self.failed = true;
             return Some(Err(e));
         }
-        Some(Ok(Sourced { entry, session }))
+        Some(Ok(Sourced {
+            entry,
+            source: i,
+            session,
+        }))
     }
 }
 

@@ -9,13 +9,12 @@
 //! The reader streams (a manifest can have millions of lines), bounds each
 //! line, and checks syntax, strict ascending order and alignment to the chunk
 //! size. [`LegacyMerged`] yields the newest entry per address over a chain,
-//! like `crate::manifest::Merged` does for our own format.
+//! with the same merge as our own format (`crate::manifest::MergeChain`).
 
+use crate::manifest::{Addressed, MergeChain, Sourced};
 use anyhow::{anyhow, bail, Context, Result};
 use sparsebak_common::names::{parse_chunk_file_name, SessionName};
 use sparsebak_common::units::{ByteOffset, ChunkSize};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -129,22 +128,18 @@ impl Iterator for LegacyManifestReader {
     }
 }
 
-/// An entry with the index (in the newest-first list) of the session that holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LegacySourced {
-    pub entry: LegacyEntry,
-    pub source: usize,
-    pub session: SessionName,
+impl Addressed for LegacyEntry {
+    fn addr(&self) -> ByteOffset {
+        self.addr
+    }
 }
 
-/// The newest entry per address over manifests given newest first, below `limit`.
-pub struct LegacyMerged {
-    readers: Vec<(SessionName, LegacyManifestReader)>,
-    heap: BinaryHeap<Reverse<(u64, usize)>>,
-    heads: Vec<Option<LegacyEntry>>,
-    limit: u64,
-    failed: bool,
-}
+/// An entry with the index (in the newest-first list) of the session that holds it.
+pub type LegacySourced = Sourced<LegacyEntry>;
+
+/// The newest entry per address over 0.2 manifests given newest first, below
+/// `limit`: the merge of our own format over 0.2's reader.
+pub type LegacyMerged = MergeChain<LegacyManifestReader, LegacyEntry>;
 
 impl LegacyMerged {
     pub fn new(
@@ -152,61 +147,7 @@ impl LegacyMerged {
         cs: ChunkSize,
         limit: u64,
     ) -> Result<Self> {
-        let mut m = LegacyMerged {
-            readers: Vec::new(),
-            heap: BinaryHeap::new(),
-            heads: Vec::new(),
-            limit,
-            failed: false,
-        };
-        for (i, (s, p)) in newest_first.into_iter().enumerate() {
-            m.readers.push((s, LegacyManifestReader::open(&p, cs)?));
-            m.heads.push(None);
-            m.advance(i)?;
-        }
-        Ok(m)
-    }
-
-    fn advance(&mut self, i: usize) -> Result<()> {
-        self.heads[i] = match self.readers[i].1.next() {
-            None => None,
-            Some(r) => Some(r?).filter(|e| e.addr.0 < self.limit),
-        };
-        if let Some(e) = self.heads[i] {
-            self.heap.push(Reverse((e.addr.0, i)));
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for LegacyMerged {
-    type Item = Result<LegacySourced>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        let Reverse((addr, i)) = self.heap.pop()?;
-        let entry = self.heads[i].expect("heap entries have heads");
-        let mut res = self.advance(i);
-        while res.is_ok() {
-            match self.heap.peek() {
-                Some(Reverse((a, j))) if *a == addr => {
-                    let j = *j;
-                    self.heap.pop();
-                    res = self.advance(j);
-                }
-                _ => break,
-            }
-        }
-        if let Err(e) = res {
-            self.failed = true;
-            return Some(Err(e));
-        }
-        Some(Ok(LegacySourced {
-            entry,
-            source: i,
-            session: self.readers[i].0.clone(),
-        }))
+        Self::open(newest_first, limit, |p| LegacyManifestReader::open(p, cs))
     }
 }
 
