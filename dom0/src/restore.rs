@@ -54,20 +54,82 @@ enum Item {
 
 /// Pick the session: by name, or the newest. Returns the chain up to it.
 pub fn select(chain: &[SessionInfo], vol: &VolName, want: Option<&SessionName>) -> Result<usize> {
+    select_in(chain, |i| &i.name, vol, "the archive yet", want)
+}
+
+/// [`select`] over any chain (0.2's too): `name` gives a session's name,
+/// `archive` ends the message for an empty chain.
+pub(crate) fn select_in<T>(
+    chain: &[T],
+    name: impl Fn(&T) -> &SessionName,
+    vol: &dyn std::fmt::Display,
+    archive: &str,
+    want: Option<&SessionName>,
+) -> Result<usize> {
     if chain.is_empty() {
-        bail!("volume {vol} has no sessions in the archive yet");
+        bail!("volume {vol} has no sessions in {archive}");
     }
     match want {
         None => Ok(chain.len() - 1),
-        Some(s) => chain.iter().position(|i| &i.name == s).ok_or_else(|| {
+        Some(s) => chain.iter().position(|i| name(i) == s).ok_or_else(|| {
             anyhow!(
                 "session {s} does not exist for volume {vol} (it has {} sessions, {} to {})",
                 chain.len(),
-                chain[0].name,
-                chain[chain.len() - 1].name
+                name(&chain[0]),
+                name(&chain[chain.len() - 1])
             )
         }),
     }
+}
+
+/// The stored file of a reply, or why there is none. `what` names the chunk.
+pub(crate) fn reply_file(reply: Option<FileReply>, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    match reply {
+        Some(FileReply::Data(f)) => Ok(f),
+        Some(FileReply::Missing) => bail!("{}: the chunk file is missing from the archive", what()),
+        Some(FileReply::Refused(m)) => bail!("{}: the agent refused it: {m}", what()),
+        None => bail!("{}: no reply", what()),
+    }
+}
+
+/// The stored file's SHA-256 must be `want` before anything decodes it.
+pub(crate) fn check_stored_hash(
+    file: &[u8],
+    want: &[u8; 32],
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    if &sha256(file) != want {
+        bail!(
+            "{}: hash mismatch: the stored file is corrupted or truncated ({} bytes)",
+            what(),
+            file.len()
+        );
+    }
+    Ok(())
+}
+
+/// Account for a batch of checked chunks `(length, stored bytes, outcome)`
+/// in order: progress, stored bytes, and failures: receive stops at the
+/// first, verify collects up to [`MAX_REPORTED`].
+pub(crate) fn account(
+    results: Vec<(u64, u64, Result<()>)>,
+    progress: &dyn Progress,
+    report: &mut RestoreReport,
+    verify_only: bool,
+) -> Result<()> {
+    for (len, stored, res) in results {
+        progress.advance(len);
+        report.stored_bytes += stored;
+        if let Err(e) = res {
+            if !verify_only {
+                return Err(e);
+            }
+            if report.bad.len() < MAX_REPORTED {
+                report.bad.push(format!("{e:#}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The chunks of the volume at `chain[sel]`, in address order, with a
@@ -152,12 +214,7 @@ fn check_chunk(
     let ChunkRef::Data { stored, content } = chunk else {
         return Ok(None);
     };
-    let file = match reply {
-        Some(FileReply::Data(f)) => f,
-        Some(FileReply::Missing) => bail!("{}: the chunk file is missing from the archive", what()),
-        Some(FileReply::Refused(m)) => bail!("{}: the agent refused it: {m}", what()),
-        None => bail!("{}: no reply", what()),
-    };
+    let file = reply_file(reply, &what)?;
     if file.len() as u64 > cs.max_stored() {
         bail!(
             "{}: the stored file is {} bytes, over the limit of {}",
@@ -166,13 +223,7 @@ fn check_chunk(
             cs.max_stored()
         );
     }
-    if &sha256(&file) != stored {
-        bail!(
-            "{}: hash mismatch: the stored file is corrupted or truncated ({} bytes)",
-            what(),
-            file.len()
-        );
-    }
+    check_stored_hash(&file, stored, &what)?;
     let data = decode(&file, *len as usize).map_err(|e| anyhow!("{}: {e}", what()))?;
     if &sha256(&data) != content {
         bail!("{}: decoded content does not match its hash", what());
@@ -244,19 +295,7 @@ pub fn restore(
                 (*len, stored, res)
             })
             .collect();
-        for (len, stored, res) in results {
-            progress.advance(len);
-            report.stored_bytes += stored;
-            if let Err(e) = res {
-                if !verify_only {
-                    return Err(e);
-                }
-                if report.bad.len() < MAX_REPORTED {
-                    report.bad.push(format!("{e:#}"));
-                }
-            }
-        }
-        Ok(())
+        account(results, progress, report, verify_only)
     };
     // Replies are read on this thread while a second thread verifies and
     // writes the previous batches, so the pipe keeps flowing during hashing.

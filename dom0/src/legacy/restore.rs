@@ -13,11 +13,10 @@ use super::chunk::{decode, max_stored};
 use super::manifest::{LegacyMerged, LegacyRef};
 use super::meta::LegacySession;
 use super::LegacyArchive;
-use crate::chunk::sha256;
 use crate::dest::client::FileReply;
 use crate::dest::AgentConn;
 use crate::progress::Progress;
-use crate::restore::{RestoreReport, Sink};
+use crate::restore::{account, check_stored_hash, reply_file, select_in, RestoreReport, Sink};
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
 use sparsebak_common::legacy::LegacyVolName;
@@ -26,7 +25,6 @@ use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
 use std::time::Instant;
 
 const BATCH: usize = 64;
-const MAX_REPORTED: usize = 1000;
 
 /// Pick a session by name, or the newest.
 pub fn select(
@@ -34,20 +32,7 @@ pub fn select(
     vol: &LegacyVolName,
     want: Option<&SessionName>,
 ) -> Result<usize> {
-    if chain.is_empty() {
-        bail!("volume {vol} has no sessions in the sparsebak 0.2 archive");
-    }
-    match want {
-        None => Ok(chain.len() - 1),
-        Some(s) => chain.iter().position(|i| &i.name == s).ok_or_else(|| {
-            anyhow!(
-                "session {s} does not exist for volume {vol} (it has {} sessions, {} to {})",
-                chain.len(),
-                chain[0].name,
-                chain[chain.len() - 1].name
-            )
-        }),
-    }
+    select_in(chain, |s| &s.name, vol, "the sparsebak 0.2 archive", want)
 }
 
 struct Chunk {
@@ -167,12 +152,7 @@ fn check(
     reply: Option<FileReply>,
 ) -> Result<Vec<u8>> {
     let what = || format!("chunk {} of {vol} from {}", chunk_name(c.addr), c.session);
-    let file = match reply {
-        Some(FileReply::Data(f)) => f,
-        Some(FileReply::Missing) => bail!("{}: the chunk file is missing from the archive", what()),
-        Some(FileReply::Refused(m)) => bail!("{}: the agent refused it: {m}", what()),
-        None => bail!("{}: no reply", what()),
-    };
+    let file = reply_file(reply, &what)?;
     let max = max_stored(cs.bytes());
     if file.is_empty() || file.len() as u64 > max {
         bail!(
@@ -181,13 +161,7 @@ fn check(
             file.len()
         );
     }
-    if &sha256(&file) != hash {
-        bail!(
-            "{}: hash mismatch: the stored file is corrupted or truncated ({} bytes)",
-            what(),
-            file.len()
-        );
-    }
+    check_stored_hash(&file, hash, &what)?;
     let mut data = decode(&file, cs.bytes()).map_err(|e| anyhow!("{}: {e}", what()))?;
     if !expected(c, cs, data.len() as u64) {
         bail!(
@@ -254,19 +228,7 @@ pub fn restore(
                     (c.want, stored, res)
                 })
                 .collect();
-            for (len, stored, res) in results {
-                progress.advance(len);
-                report.stored_bytes += stored;
-                if let Err(e) = res {
-                    if !verify_only {
-                        return Err(e);
-                    }
-                    if report.bad.len() < MAX_REPORTED {
-                        report.bad.push(format!("{e:#}"));
-                    }
-                }
-            }
-            Ok(())
+            account(results, progress, report, verify_only)
         };
     let mut batch = Vec::with_capacity(BATCH);
     conn.read_files(vol.as_str(), requests, |item, reply| {
