@@ -11,12 +11,10 @@
 
 use crate::archive::Archive;
 use crate::error::{AgentError, Result};
-use crate::read::open_regular;
+use crate::read::{serve_paths, PathResolver};
 use sparsebak_common::legacy::{parse_legacy_chunk_path, LegacyVolName, LEGACY_SET_DIR};
-use sparsebak_common::proto::{
-    read_frame, write_frame, ErrorKind, Request, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
-};
-use std::io::{self, Read, Write};
+use sparsebak_common::proto::{ErrorKind, Request};
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 /// `<dest>/sparsebak/default` must be a real directory (not a symlink).
@@ -57,54 +55,29 @@ pub fn allowed(req: &Request) -> Result<()> {
     }
 }
 
-/// One reply frame for one requested path.
-fn reply_for(a: &Archive, vol: &LegacyVolName, p: &str, buf: &mut Vec<u8>) {
-    buf.clear();
-    if let Err(e) = parse_legacy_chunk_path(p) {
-        buf.push(FILE_REFUSED);
-        buf.extend_from_slice(format!("refused path {p:?}: {e}").as_bytes());
-        return;
+/// 0.2's layout: `default/<vol>/S_<ts>/<9hex>/x<16hex>` chunk files only.
+struct Legacy {
+    vol: LegacyVolName,
+}
+
+impl PathResolver for Legacy {
+    fn resolve(&self, p: &str) -> std::result::Result<String, String> {
+        parse_legacy_chunk_path(p).map_err(|e| e.to_string())?;
+        Ok(format!("{LEGACY_SET_DIR}/{}/{p}", self.vol))
     }
-    let rel = format!("{LEGACY_SET_DIR}/{vol}/{p}");
-    let res = open_regular(&a.dir, &rel).and_then(|f| match f {
-        None => Ok(false),
-        Some(f) => {
-            buf.push(FILE_DATA);
-            let n = f.take(MAX_FRAME as u64).read_to_end(buf)?;
-            if n >= MAX_FRAME - 1 {
-                return Err(io::Error::other("file is larger than the protocol allows"));
-            }
-            Ok(true)
-        }
-    });
-    match res {
-        Ok(true) => {}
-        Ok(false) => {
-            buf.clear();
-            buf.push(FILE_MISSING);
-        }
-        Err(e) => {
-            buf.clear();
-            buf.push(FILE_REFUSED);
-            buf.extend_from_slice(format!("cannot read {p:?}: {e}").as_bytes());
-        }
+    fn no_file(&mut self, _: &str, _: &mut Vec<u8>) -> io::Result<bool> {
+        Ok(false)
     }
 }
 
-/// Answer a stream of 0.2 chunk paths, one reply frame each, until the empty frame.
-pub fn read_files<R: Read, W: Write>(a: &Archive, vol: &str, r: &mut R, w: &mut W) -> Result<()> {
+/// Answer a stream of 0.2 chunk paths, one reply frame each, until the
+/// empty frame (the loop our archives use, without read-ahead).
+pub fn read_files<R: Read, W: Write>(
+    a: &Archive,
+    vol: &str,
+    r: &mut BufReader<R>,
+    w: &mut W,
+) -> Result<()> {
     let vol = LegacyVolName::new(vol).map_err(|e| AgentError::invalid(e.to_string()))?;
-    let mut buf = Vec::new();
-    loop {
-        let frame = read_frame(r, 4096).map_err(|e| AgentError::io("reading path requests", e))?;
-        let frame = match frame {
-            None => return Err(AgentError::invalid("pipe closed inside a ReadFiles stream")),
-            Some(f) if f.is_empty() => return Ok(()),
-            Some(f) => f,
-        };
-        reply_for(a, &vol, &String::from_utf8_lossy(&frame), &mut buf);
-        write_frame(w, &buf)
-            .and_then(|_| w.flush())
-            .map_err(|e| AgentError::io("writing file reply", e))?;
-    }
+    serve_paths(a, &mut Legacy { vol }, None, r, w)
 }

@@ -67,6 +67,36 @@ pub(crate) fn open_regular(base: &Path, rel: &str) -> io::Result<Option<File>> {
     Ok(Some(f))
 }
 
+/// What differs between the archives `ReadFiles` serves: which requested
+/// paths the layout could have produced, where they live, and what serves a
+/// path with no file. Our archives ([`Ours`]) and sparsebak 0.2's
+/// (`crate::legacy`) share [`serve_paths`].
+pub(crate) trait PathResolver {
+    /// The path under the archive dir for a requested path, built from
+    /// checked names only; `Err` is the refusal message.
+    fn resolve(&self, p: &str) -> std::result::Result<String, String>;
+    /// No file exists for `p`: push `FILE_DATA` and its bytes into `buf` and
+    /// return `true`, or return `false` (missing).
+    fn no_file(&mut self, p: &str, buf: &mut Vec<u8>) -> io::Result<bool>;
+}
+
+/// Our layout: chunk files, else the session's tar parts.
+struct Ours<'a> {
+    a: &'a Archive,
+    vol: VolName,
+    tars: TarReads,
+}
+
+impl PathResolver for Ours<'_> {
+    fn resolve(&self, p: &str) -> std::result::Result<String, String> {
+        check_path(p)?;
+        Ok(format!("{VOLUMES_DIR}/{}/{p}", self.vol))
+    }
+    fn no_file(&mut self, p: &str, buf: &mut Vec<u8>) -> io::Result<bool> {
+        from_parts(self.a, &self.vol, p, buf, &mut self.tars)
+    }
+}
+
 /// A chunk path of no folder chunk file: serve it from the session's tar
 /// parts, if any (FORMAT.md §13).
 fn from_parts(
@@ -86,36 +116,35 @@ fn from_parts(
 
 /// Open a requested path ahead of its turn, if it is a valid path of an
 /// existing regular file; anything else is left to [`reply_for`].
-fn open_ahead(a: &Archive, vol: &VolName, p: &str) -> Option<File> {
-    check_path(p).ok()?;
-    open_regular(&a.dir, &format!("{VOLUMES_DIR}/{vol}/{p}"))
-        .ok()
-        .flatten()
+fn open_ahead(a: &Archive, res: &impl PathResolver, p: &str) -> Option<File> {
+    let rel = res.resolve(p).ok()?;
+    open_regular(&a.dir, &rel).ok().flatten()
 }
 
 /// One reply frame for one path; `pre` is the file [`ReadAhead`] opened for
 /// it, through the same checks.
 fn reply_for(
     a: &Archive,
-    vol: &VolName,
+    res: &mut impl PathResolver,
     p: &str,
     buf: &mut Vec<u8>,
-    tars: &mut TarReads,
     pre: Option<File>,
 ) {
     buf.clear();
-    if let Err(msg) = check_path(p) {
-        buf.push(FILE_REFUSED);
-        buf.extend_from_slice(format!("refused path {p:?}: {msg}").as_bytes());
-        return;
-    }
-    let rel = format!("{VOLUMES_DIR}/{vol}/{p}");
+    let rel = match res.resolve(p) {
+        Ok(rel) => rel,
+        Err(msg) => {
+            buf.push(FILE_REFUSED);
+            buf.extend_from_slice(format!("refused path {p:?}: {msg}").as_bytes());
+            return;
+        }
+    };
     let opened = match pre {
         Some(f) => Ok(Some(f)),
         None => open_regular(&a.dir, &rel),
     };
     let res = opened.and_then(|f| match f {
-        None => from_parts(a, vol, p, buf, tars),
+        None => res.no_file(p, buf),
         Some(f) => {
             buf.push(FILE_DATA);
             // Read one byte past the limit so an oversized file is detected.
@@ -151,10 +180,23 @@ pub fn read_files<R: Read, W: Write>(
     r: &mut BufReader<R>,
     w: &mut W,
 ) -> Result<()> {
-    let mut tars = TarReads::new(a.header()?.chunk_size.max_stored());
+    let tars = TarReads::new(a.header()?.chunk_size.max_stored());
     let vol = parse_vol(vol)?;
+    let mut res = Ours { a, vol, tars };
+    serve_paths(a, &mut res, Some(ReadAhead::default()), r, w)
+}
+
+/// The `ReadFiles` loop: read path frames until the empty one and answer
+/// each with one reply frame, in order. With `ahead`, requests already
+/// buffered are opened early through the same checks.
+pub(crate) fn serve_paths<R: Read, W: Write>(
+    a: &Archive,
+    res: &mut impl PathResolver,
+    mut ahead: Option<ReadAhead>,
+    r: &mut BufReader<R>,
+    w: &mut W,
+) -> Result<()> {
     let mut buf = Vec::new();
-    let mut ahead = ReadAhead::default();
     loop {
         let frame = read_frame(r, MAX_PATH_FRAME)
             .map_err(|e| crate::error::AgentError::io("reading path requests", e))?;
@@ -167,10 +209,17 @@ pub fn read_files<R: Read, W: Write>(
             Some(f) if f.is_empty() => break,
             Some(f) => f,
         };
-        let pre = ahead.take(&frame);
-        ahead.top_up(r.buffer(), MAX_PATH_FRAME, |p| open_ahead(a, &vol, p));
+        let pre = match ahead.as_mut() {
+            Some(ah) => {
+                let pre = ah.take(&frame);
+                let resolver = &*res;
+                ah.top_up(r.buffer(), MAX_PATH_FRAME, |p| open_ahead(a, resolver, p));
+                pre
+            }
+            None => None,
+        };
         let p = String::from_utf8_lossy(&frame);
-        reply_for(a, &vol, &p, &mut buf, &mut tars, pre);
+        reply_for(a, res, &p, &mut buf, pre);
         write_frame(w, &buf)
             .and_then(|_| w.flush())
             .map_err(|e| crate::error::AgentError::io("writing file reply", e))?;
