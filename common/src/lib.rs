@@ -7,6 +7,7 @@
 //! * [`plan`]: the prune plan dom0 computes and the agent carries out.
 //! * [`legacy`]: names in sparsebak 0.2 archives, which are read, never written.
 //! * [`linkref`]: chunk locations and the records deduplication sends.
+//! * [`tarmember`]: the tar member header all sparsebak tars use.
 //!
 //! The agent depends on this crate and nothing else of dom0, so everything here
 //! is small, dependency-light and free of I/O policy.
@@ -17,6 +18,7 @@ pub mod linkref;
 pub mod names;
 pub mod plan;
 pub mod proto;
+pub mod tarmember;
 pub mod units;
 
 /// Directory under the destination path that holds the archive.

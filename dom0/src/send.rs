@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use sparsebak_common::header::Compression;
 use sparsebak_common::names::{chunk_rel_path, SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::{FrameWriter, Request};
+use sparsebak_common::tarmember::member_header;
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::path::Path;
@@ -193,16 +194,7 @@ struct Emitter<'a> {
 }
 
 fn tar_header(name: &str, len: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name).expect("layout names fit ustar");
-    h.set_size(len);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    h
+    member_header(name, len, tar::EntryType::Regular).expect("layout names fit ustar")
 }
 
 impl<'a> Emitter<'a> {

@@ -4,6 +4,7 @@
 //! have), then a ustar `Link` member named like the chunk file, size 0.
 
 use sparsebak_common::linkref::{hex32, ChunkLoc, PAX_LINKPATH, PAX_SHA256};
+use sparsebak_common::tarmember::member_header;
 use std::io::{self, Write};
 
 pub fn append_link<W: Write>(
@@ -18,14 +19,6 @@ pub fn append_link<W: Write>(
         (PAX_LINKPATH, path.as_bytes()),
         (PAX_SHA256, hash.as_bytes()),
     ])?;
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name)?;
-    h.set_size(0);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Link);
-    h.set_cksum();
+    let h = member_header(name, 0, tar::EntryType::Link)?;
     tar.append(&h, io::empty())
 }

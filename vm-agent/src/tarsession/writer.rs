@@ -7,6 +7,7 @@ use super::part::{idx_header, IdxEntry, BLOCK};
 use super::{IDX_FILE, TAR_FILE};
 use crate::error::{AgentError, IoContext, Result};
 use sparsebak_common::names::chunk_rel_path;
+use sparsebak_common::tarmember::member_header;
 use sparsebak_common::units::ByteOffset;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -29,19 +30,6 @@ fn create(p: &Path) -> Result<BufWriter<File>> {
         .open(p)
         .ctx(format_args!("cannot create {}", p.display()))?;
     Ok(BufWriter::with_capacity(1 << 20, f))
-}
-
-fn member_header(name: &str, len: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name).expect("layout names fit ustar");
-    h.set_size(len);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    h
 }
 
 impl TarWriter {
@@ -68,7 +56,8 @@ impl TarWriter {
         let werr = |e: io::Error, p: &Path| {
             AgentError::io(format_args!("cannot write {}", p.display()), e)
         };
-        let h = member_header(&chunk_rel_path(addr), len);
+        let h = member_header(&chunk_rel_path(addr), len, tar::EntryType::Regular)
+            .expect("layout names fit ustar");
         self.tar
             .write_all(h.as_bytes())
             .map_err(|e| werr(e, &self.tar_path))?;
