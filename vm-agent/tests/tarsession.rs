@@ -7,11 +7,8 @@
 
 mod support;
 
-use sparsebak_common::proto::{
-    ErrorKind, FrameWriter, Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED,
-};
+use sparsebak_common::proto::{ErrorKind, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use support::*;
@@ -23,45 +20,12 @@ fn put_tar(
     format: &str,
     data: Vec<u8>,
 ) -> Response {
-    ag.send(&Request::PutSession {
-        vol: VOL.into(),
-        session: session.into(),
-        expect_last: expect_last.map(String::from),
-        volume_uuid: None,
-        format: Some(format.into()),
-    });
-    let w = ag.sock().try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        let mut fw = FrameWriter::new(w);
-        fw.write_all(&data).and_then(|_| fw.finish().map(drop))
-    });
-    let resp = ag
-        .recv()
-        .expect("the agent closed the pipe instead of answering");
-    let _ = writer.join().unwrap();
-    resp
+    ag.put_format(VOL, session, expect_last, None, Some(format), data)
 }
 
 /// Store and commit `S1` as a tar session.
 fn commit_tar(fx: &Fixture) -> Session {
-    let s = Session::sample(S1);
-    let mut ag = fx.agent(true);
-    let resp = put_tar(&mut ag, S1, None, "tar", s.tar());
-    assert_eq!(
-        resp,
-        Response::Stored {
-            files: s.files(),
-            bytes: s.bytes()
-        }
-    );
-    let commit = Request::Commit {
-        vol: VOL.into(),
-        session: S1.into(),
-        volume_info: s.volume_info.clone(),
-    };
-    assert_eq!(ag.call(&commit), Response::Ok);
-    ag.bye();
-    s
+    fx.commit_session_as(S1, None, Some("tar"))
 }
 
 fn sdir(fx: &Fixture) -> PathBuf {

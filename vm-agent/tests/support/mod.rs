@@ -142,9 +142,19 @@ impl Fixture {
 
     /// Store and commit a valid session; returns what was stored.
     pub fn commit_session(&self, session: &str, expect_last: Option<&str>) -> Session {
+        self.commit_session_as(session, expect_last, None)
+    }
+
+    /// [`Fixture::commit_session`] with a session `format` (`Some("tar")`).
+    pub fn commit_session_as(
+        &self,
+        session: &str,
+        expect_last: Option<&str>,
+        format: Option<&str>,
+    ) -> Session {
         let s = Session::sample(session);
         let mut ag = self.agent(true);
-        let resp = ag.put(VOL, session, expect_last, s.tar());
+        let resp = ag.put_format(VOL, session, expect_last, None, format, s.tar());
         assert_eq!(
             resp,
             Response::Stored {
@@ -369,12 +379,25 @@ impl Agent {
         volume_uuid: Option<&str>,
         data: Vec<u8>,
     ) -> Response {
+        self.put_format(vol, session, expect_last, volume_uuid, None, data)
+    }
+
+    /// [`Agent::put_as`] with a session `format` (`None`: folders).
+    pub fn put_format(
+        &mut self,
+        vol: &str,
+        session: &str,
+        expect_last: Option<&str>,
+        volume_uuid: Option<&str>,
+        format: Option<&str>,
+        data: Vec<u8>,
+    ) -> Response {
         self.send(&Request::PutSession {
             vol: vol.into(),
             session: session.into(),
             expect_last: expect_last.map(String::from),
             volume_uuid: volume_uuid.map(String::from),
-            format: None,
+            format: format.map(String::from),
         });
         let w = self.sock.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
