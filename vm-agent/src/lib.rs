@@ -94,12 +94,7 @@ fn handle<R: Read, W: Write>(
             mountpoint,
             write,
         } => {
-            let dest = mount::clean_abs_path(&dest_path, "archive path").map_err(soft)?;
-            let mp = mount::clean_abs_path(&mountpoint, "mountpoint").map_err(soft)?;
-            mount::check_dest(&dest, &mp).map_err(soft)?;
-            // `<dest>/sparsebak` may itself be a symlink off the mount.
-            mount::check_dest(&dest.join(sparsebak_common::ARCHIVE_DIR), &mp).map_err(soft)?;
-            let (free, total) = mount::space(&mp).map_err(soft)?;
+            let (dest, free, total) = mount::check_open(&dest_path, &mountpoint).map_err(soft)?;
             let a = Archive::open(&dest, write).map_err(soft)?;
             let header = a
                 .header
@@ -116,11 +111,7 @@ fn handle<R: Read, W: Write>(
             dest_path,
             mountpoint,
         } => {
-            let dest = mount::clean_abs_path(&dest_path, "archive path").map_err(soft)?;
-            let mp = mount::clean_abs_path(&mountpoint, "mountpoint").map_err(soft)?;
-            mount::check_dest(&dest, &mp).map_err(soft)?;
-            mount::check_dest(&dest.join(sparsebak_common::ARCHIVE_DIR), &mp).map_err(soft)?;
-            let (free, total) = mount::space(&mp).map_err(soft)?;
+            let (dest, free, total) = mount::check_open(&dest_path, &mountpoint).map_err(soft)?;
             *archive = Some(Archive::open_legacy(&dest).map_err(soft)?);
             Ok(Some(Response::Opened {
                 header: None,

@@ -125,6 +125,19 @@ pub fn space(p: &Path) -> Result<(u64, u64)> {
     ))
 }
 
+/// Check the paths of an `Open` or `OpenLegacy` request: both absolute and
+/// clean, the archive path and its `sparsebak` dir (which may itself be a
+/// symlink off the mount) on the named mountpoint. The archive path, and the
+/// mountpoint's free and total bytes.
+pub fn check_open(dest_path: &str, mountpoint: &str) -> Result<(PathBuf, u64, u64)> {
+    let dest = clean_abs_path(dest_path, "archive path")?;
+    let mp = clean_abs_path(mountpoint, "mountpoint")?;
+    check_dest(&dest, &mp)?;
+    check_dest(&dest.join(sparsebak_common::ARCHIVE_DIR), &mp)?;
+    let (free, total) = space(&mp)?;
+    Ok((dest, free, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
