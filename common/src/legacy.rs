@@ -6,7 +6,7 @@
 //! validate names with these rules, so a hand-edited or hostile 0.2
 //! configuration can never name a path outside that layout.
 
-use crate::names::{parse_chunk_rel_path, NameError, SessionName, MAX_VOL_NAME};
+use crate::names::{parse_chunk_rel_path, NameError, SessionName};
 use crate::units::ByteOffset;
 use std::fmt;
 
@@ -23,22 +23,7 @@ pub struct LegacyVolName(String);
 
 impl LegacyVolName {
     pub fn new(s: &str) -> Result<Self, NameError> {
-        let bad = |why| Err(NameError::Volume(s.to_string(), why));
-        if s.is_empty() {
-            return bad("it is empty");
-        }
-        if s.len() > MAX_VOL_NAME {
-            return bad("it is longer than 112 characters");
-        }
-        if s == "." || s == ".." {
-            return bad("'.' and '..' are not volume names");
-        }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
-        {
-            return bad("only letters, digits and + . _ - are allowed");
-        }
+        crate::names::check_vol_name(s, false)?;
         Ok(LegacyVolName(s.to_string()))
     }
     pub fn as_str(&self) -> &str {

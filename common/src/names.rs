@@ -29,33 +29,42 @@ pub struct VolName(String);
 
 impl VolName {
     pub fn new(s: &str) -> Result<Self, NameError> {
-        let bad = |why| Err(NameError::Volume(s.to_string(), why));
-        if s.is_empty() {
-            return bad("it is empty");
-        }
-        if s.len() > MAX_VOL_NAME {
-            return bad("it is longer than 112 characters");
-        }
-        if s == "." || s == ".." {
-            return bad("'.' and '..' are not volume names");
-        }
-        if s.starts_with('-') {
-            return bad("it must not start with '-'");
-        }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
-        {
-            return bad("only letters, digits and + . _ - are allowed");
-        }
-        if s.ends_with(".tick") || s.ends_with(".tock") {
-            return bad("the suffixes .tick and .tock are reserved for sparsebak's snapshots");
-        }
+        check_vol_name(s, true)?;
         Ok(VolName(s.to_string()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The volume name rules: those of sparsebak 0.2 (`[A-Za-z0-9+._-]`, 1 to
+/// 112 characters, not `.` or `..`), and with `ours` also no leading `-`
+/// and no snapshot suffix. Checked in this order, so the first broken rule
+/// is the one reported.
+pub(crate) fn check_vol_name(s: &str, ours: bool) -> Result<(), NameError> {
+    let bad = |why| Err(NameError::Volume(s.to_string(), why));
+    if s.is_empty() {
+        return bad("it is empty");
+    }
+    if s.len() > MAX_VOL_NAME {
+        return bad("it is longer than 112 characters");
+    }
+    if s == "." || s == ".." {
+        return bad("'.' and '..' are not volume names");
+    }
+    if ours && s.starts_with('-') {
+        return bad("it must not start with '-'");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+    {
+        return bad("only letters, digits and + . _ - are allowed");
+    }
+    if ours && (s.ends_with(".tick") || s.ends_with(".tock")) {
+        return bad("the suffixes .tick and .tock are reserved for sparsebak's snapshots");
+    }
+    Ok(())
 }
 
 impl TryFrom<String> for VolName {
