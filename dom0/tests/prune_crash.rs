@@ -2,7 +2,8 @@
 //! next sparsebak run (a send, a prune, even a verify or a receive), after
 //! which every remaining session restores exactly as before. The steps are
 //! hit with test-only hooks that `abort()` sparsebak or the agent, as
-//! `kill -9` would; a last test kills sparsebak at random moments.
+//! `kill -9` would; the last tests send a real SIGKILL to sparsebak or to
+//! the agent at random moments.
 
 mod common;
 mod prune_support;
@@ -170,6 +171,95 @@ fn kill_9_of_sparsebak_at_random_moments() {
         h.check(&now);
     }
     eprintln!("kill -9 outcomes: {outcomes:#?}");
+}
+
+/// The agent processes that `pid` has started (children of any thread).
+fn agents_of(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    out
+}
+
+#[test]
+fn kill_9_of_the_agent_at_random_moments() {
+    // A real SIGKILL of the agent process (no hook), at moments measured
+    // from the agent's start: the archive is either unchanged or the prune
+    // is completed by the next run, and every session restores as before.
+    let steps: Vec<Step> = vec![
+        |p| write_file(p, &random_bytes(24 * MIB + 100, 15)),
+        |p| write_at(p, 3 * MIB, &random_bytes(3 * MIB, 16)),
+        |p| write_at(p, 20 * MIB, &random_bytes(MIB, 17)),
+    ];
+    let mut outcomes = Vec::new();
+    for delay_ms in [0u64, 3, 8, 20, 50, 120] {
+        let h = Hist::new(&steps);
+        let names = h.names();
+        let mut child = Command::new(sparsebak_bin())
+            .args([
+                "prune",
+                VOL,
+                "-u",
+                &format!("--session={},{}", names[0], names[1]),
+            ])
+            .env("SPARSEBAK_META_DIR", &h.e.meta)
+            .env("SPARSEBAK_AGENT", agent_bin())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut agent = None;
+        while agent.is_none() && started.elapsed() < Duration::from_secs(20) {
+            agent = agents_of(child.id()).first().copied();
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+        }
+        let killed = agent.is_some_and(|a| {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(a),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        });
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            assert!(
+                stderr.contains("agent") || stderr.contains("destination"),
+                "killed agent after {delay_ms} ms: the error does not say what failed: {stderr}"
+            );
+        }
+        let out = run_when_unlocked(&h.e, &["verify", VOL]);
+        assert_eq!(out.code, 0, "agent killed after {delay_ms} ms: {out:#?}");
+        let now = h.names();
+        let completed = out.stderr.contains("Completing an interrupted prune");
+        outcomes.push(format!(
+            "{delay_ms} ms (kill sent: {killed}): {}",
+            match (now.len(), completed) {
+                (1, true) => "interrupted, completed by the next run",
+                (1, false) => "finished before the kill",
+                _ => "killed before the plan was committed: unchanged",
+            }
+        ));
+        assert!(
+            now == names || now == names[2..],
+            "agent killed after {delay_ms} ms: {now:?}"
+        );
+        h.check(&now);
+    }
+    eprintln!("agent kill -9 outcomes: {outcomes:#?}");
 }
 
 #[test]
