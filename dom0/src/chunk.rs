@@ -46,6 +46,25 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 thread_local! {
     static ZSTD_CTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// One decompression context per thread instead of one per chunk.
+    static ZSTD_DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn zstd_decompress(payload: &[u8], expected: usize) -> std::io::Result<Vec<u8>> {
+    ZSTD_DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let out = slot
+            .as_mut()
+            .expect("set above")
+            .decompress(payload, expected);
+        if out.is_err() {
+            *slot = None; // never reuse a context that saw a bad frame
+        }
+        out
+    })
 }
 
 fn compress(data: &[u8], c: Compression) -> Option<Vec<u8>> {
@@ -102,8 +121,9 @@ pub fn decode(file: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
     let payload = &file[HEADER_LEN..];
     let out = match file[4] {
         RAW => payload.to_vec(),
-        ZSTD => zstd::bulk::decompress(payload, expected)
-            .map_err(|e| ChunkError::Decode(e.to_string()))?,
+        ZSTD => {
+            zstd_decompress(payload, expected).map_err(|e| ChunkError::Decode(e.to_string()))?
+        }
         ZLIB => {
             let mut out = Vec::with_capacity(expected);
             flate2::read::ZlibDecoder::new(payload)

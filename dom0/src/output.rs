@@ -7,8 +7,10 @@ use anyhow::{bail, Context, Result};
 use sparsebak_common::units::{ByteOffset, Bytes};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 nix::ioctl_write_ptr_bad!(blkdiscard, 0x1277, [u64; 2]);
 
@@ -19,7 +21,13 @@ pub struct Output {
     tmp: Option<PathBuf>,
     /// Zero chunks already read back as zeros (sparse file or discarded device).
     zeros_free: bool,
+    /// Bytes written since writeback was last started.
+    unsynced: AtomicU64,
 }
+
+/// Start writeback after this many bytes, so the page cache drains while the
+/// restore goes on and the final fsync has little left to do.
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 impl Output {
     pub fn exists(path: &Path) -> bool {
@@ -67,6 +75,7 @@ impl Output {
             path: path.into(),
             tmp: Some(tmp),
             zeros_free: true,
+            unsynced: AtomicU64::new(0),
         })
     }
 
@@ -87,14 +96,14 @@ impl Output {
             );
         }
         let range = [0u64, size.0];
-        let discarded =
-            unsafe { blkdiscard(std::os::fd::AsRawFd::as_raw_fd(&file), &range) }.is_ok();
+        let discarded = unsafe { blkdiscard(file.as_raw_fd(), &range) }.is_ok();
         let zeros_free = discarded && discard_zeroes;
         Ok(Output {
             file,
             path: path.into(),
             tmp: None,
             zeros_free,
+            unsynced: AtomicU64::new(0),
         })
     }
 
@@ -105,7 +114,26 @@ impl Output {
                 data.len(),
                 self.path.display()
             )
-        })
+        })?;
+        let before = self
+            .unsynced
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if before + data.len() as u64 >= WRITEBACK_EVERY
+            && self.unsynced.swap(0, Ordering::Relaxed) >= WRITEBACK_EVERY
+        {
+            // Only starts writeback (it does not wait, and proves nothing):
+            // durability is still the fsync in `commit`, whose error counts.
+            // SAFETY: a plain syscall on a descriptor this Output owns.
+            let _ = unsafe {
+                nix::libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    0,
+                    0,
+                    nix::libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@
 
 use crate::archive::Ctx;
 use crate::chunk::{decode, sha256};
-use crate::dest::client::FileReply;
+use crate::dest::client::{FileData, FileReply};
 use crate::dest::AgentConn;
 use crate::manifest::{ChunkRef, Merged};
 use crate::meta::SessionInfo;
@@ -83,7 +83,7 @@ pub(crate) fn select_in<T>(
 }
 
 /// The stored file of a reply, or why there is none. `what` names the chunk.
-pub(crate) fn reply_file(reply: Option<FileReply>, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+pub(crate) fn reply_file(reply: Option<FileReply>, what: &dyn Fn() -> String) -> Result<FileData> {
     match reply {
         Some(FileReply::Data(f)) => Ok(f),
         Some(FileReply::Missing) => bail!("{}: the chunk file is missing from the archive", what()),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod legacy;
 pub mod mount;
+pub mod pipe;
 pub mod prune;
 pub mod read;
 pub mod readahead;

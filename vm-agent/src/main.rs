@@ -21,8 +21,13 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
+    let (stdin, stdout) = match sparsebak_agent::pipe::stdio() {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!("sparsebak-agent: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match sparsebak_agent::serve(stdin, stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -220,9 +220,42 @@ pub(crate) fn serve_paths<R: Read, W: Write>(
         };
         let p = String::from_utf8_lossy(&frame);
         reply_for(a, res, &p, &mut buf, pre);
+        // Flush only before the next read could block: while complete
+        // requests are buffered, replies collect in the writer and reach the
+        // pipe in large writes instead of one wake-up of dom0 per chunk.
         write_frame(w, &buf)
-            .and_then(|_| w.flush())
+            .and_then(|_| {
+                if frame_buffered(r.buffer()) {
+                    Ok(())
+                } else {
+                    w.flush()
+                }
+            })
             .map_err(|e| crate::error::AgentError::io("writing file reply", e))?;
     }
     Ok(())
+}
+
+/// `buf` starts with a complete frame, so reading it cannot block.
+fn frame_buffered(buf: &[u8]) -> bool {
+    buf.get(..4).is_some_and(|head| {
+        let len = u32::from_be_bytes(head.try_into().expect("4 bytes")) as usize;
+        buf.len() - 4 >= len
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_buffered;
+
+    #[test]
+    fn a_frame_is_buffered_only_when_complete() {
+        assert!(!frame_buffered(b""));
+        assert!(!frame_buffered(&[0, 0, 0]));
+        assert!(frame_buffered(&[0, 0, 0, 0]));
+        assert!(!frame_buffered(&[0, 0, 0, 3, b'a', b'b']));
+        assert!(frame_buffered(&[0, 0, 0, 3, b'a', b'b', b'c']));
+        assert!(frame_buffered(&[0, 0, 0, 1, b'a', 0, 0]));
+        assert!(!frame_buffered(&[255, 255, 255, 255, 1]));
+    }
 }

@@ -55,9 +55,20 @@ pub struct Opened {
 
 /// One file asked for in a `ReadFiles` stream.
 pub enum FileReply {
-    Data(Vec<u8>),
+    Data(FileData),
     Missing,
     Refused(String),
+}
+
+/// A file's bytes as the agent sent them: the reply frame itself, its tag
+/// byte skipped, so a chunk is not copied once more on its way to the check.
+pub struct FileData(Vec<u8>);
+
+impl std::ops::Deref for FileData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0[1..]
+    }
 }
 
 /// Most items in flight in one `read_files` stream.
@@ -91,7 +102,7 @@ fn read_reply(r: &mut Reader) -> std::result::Result<FileReply, StreamFault> {
         }
     };
     Ok(match frame.split_first() {
-        Some((&FILE_DATA, rest)) => FileReply::Data(rest.to_vec()),
+        Some((&FILE_DATA, _)) => FileReply::Data(FileData(frame)),
         Some((&FILE_MISSING, [])) => FileReply::Missing,
         Some((&FILE_REFUSED, msg)) => {
             FileReply::Refused(String::from_utf8_lossy(&msg[..msg.len().min(1024)]).into())

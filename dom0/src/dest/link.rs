@@ -78,6 +78,14 @@ fn spawn_reader(mut r: impl Read + Send + 'static, tail: Arc<Tail>) {
     });
 }
 
+/// Ask for a 1 MiB pipe buffer (the default limit of unprivileged
+/// processes) so the far end can run several replies ahead while we verify;
+/// a refusal leaves the pipe as it is.
+fn enlarge_pipe(p: &impl std::os::fd::AsRawFd) {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let _ = fcntl(p.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(1 << 20));
+}
+
 /// How a child ended, with the last things it said on stderr.
 #[derive(Debug, Clone)]
 pub struct Ended {
@@ -136,6 +144,8 @@ impl Link {
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
+        enlarge_pipe(&stdin);
+        enlarge_pipe(&stdout);
         let tail = Arc::new(Tail::default());
         spawn_reader(child.stderr.take().expect("piped stderr"), tail.clone());
         Ok((
