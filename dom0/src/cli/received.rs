@@ -114,10 +114,12 @@ pub(super) fn verify(
 /// whether disabled.
 pub(super) fn print_volume_rows(rows: Vec<serde_json::Value>) {
     for r in rows {
+        let n = r["sessions"].as_u64().unwrap_or(0);
         println!(
-            "  {:<40} {:>4} sessions{}{}",
+            "  {:<40} {:>4} {}{}{}",
             r["volume"].as_str().unwrap_or(""),
-            r["sessions"],
+            n,
+            if n == 1 { "session" } else { "sessions" },
             r["last"]
                 .as_str()
                 .map(|l| format!(", last {l}"))
