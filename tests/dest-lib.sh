@@ -300,4 +300,26 @@ scenario() {
         { cat "$T/out"; fail "prune over $dest failed"; }
     echo "ok: pruned session $oldest over $dest"
     check_restores "$name" "$dest" "${sums[1]}" "${sums[2]}"
+
+    # A tar session, then a copy of the volume sent with --dedup: the tar
+    # file and the hard-link members cross this transport too.
+    change_image "$img"
+    sums+=("$(sha "$img")")
+    sb "$name" send -u --tarfile >"$T/out" 2>&1 || { cat "$T/out"; fail "send --tarfile over $dest"; }
+    sb "$name" list vol1 | tail -n 1 | grep -q '(tar)$' || fail "no tar session over $dest"
+    echo "ok: tar session over $dest"
+    check_restores "$name" "$dest" "${sums[1]}" "${sums[2]}" "${sums[3]}"
+    cp "$img" "$T/img-$name/vol2"
+    sb "$name" add vol2 >/dev/null
+    sb "$name" send -u --dedup vol2 >"$T/out" 2>&1 || { cat "$T/out"; fail "send --dedup over $dest"; }
+    local v2dir=$T/arch-$name/sparsebak/volumes/vol2 linked
+    linked=$(find "$v2dir" -type f -name 'x*' -links +1 | wc -l)
+    [ "$linked" -gt 0 ] || fail "send --dedup over $dest stored no hard links"
+    sb "$name" receive vol2 --save-to="$T/restored-$name" -u >/dev/null
+    [ "$(sha "$T/restored-$name")" = "${sums[3]}" ] || fail "vol2 (deduplicated) over $dest restored differently"
+    rm -f "$T/restored-$name"
+    echo "ok: send --dedup over $dest: $linked chunk files are hard links, vol2 restores equal"
+    sb "$name" arch-deduplicate -u >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-deduplicate over $dest"; }
+    grep -q '0 replaced by hard links' "$T/out" || { cat "$T/out"; fail "arch-deduplicate over $dest found work after send --dedup"; }
+    check_restores "$name" "$dest" "${sums[1]}" "${sums[2]}" "${sums[3]}"
 }

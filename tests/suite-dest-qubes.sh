@@ -55,7 +55,7 @@ rm "$T/host-bin/sparsebak-agent"
 expect_fail 1 "sparsebak-agent is not installed on sbtest-host, reached over ssh from VM sbvm (the qubes.SparsebakStore service in VM sbvm exited with status 227; it said: bash: line 1: sparsebak-agent: command not found); install it there" \
     sb qubesssh send -u
 ln -s "$AGENT" "$T/host-bin/sparsebak-agent"
-[ "$(sessions qubesssh vol1 | wc -l)" = 2 ] || fail "a failed connection changed the sessions"
+[ "$(sessions qubesssh vol1 | wc -l)" = 3 ] || fail "a failed connection changed the sessions"
 
 say "the service argument is sanitised by qrexec and checked by the service"
 expect_fail 64 "qubes.SparsebakStore: unknown mode '.._etc_x_y'" \

@@ -35,7 +35,7 @@ grep -qF "sparsebak-agent: not found" "$T/err" || grep -qF "sparsebak-agent: com
 grep -qF "install it there: copy the statically linked sparsebak-agent to /usr/local/bin/ (it needs no libraries), or install the sparsebak-agent package" "$T/err" ||
     fail "no install hint"
 ln -s "$AGENT" "$T/host-bin/sparsebak-agent"
-[ "$(sessions sshalias vol1 | wc -l)" = 2 ] || fail "a failed connection changed the sessions"
+[ "$(sessions sshalias vol1 | wc -l)" = 3 ] || fail "a failed connection changed the sessions"
 
 say "ssh cannot connect"
 expect_fail 1 "ssh to root@127.0.0.1 failed (ssh exited with status 255; it said: ssh: connect to host 127.0.0.1 port 1: Connection refused)" \
