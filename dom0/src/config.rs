@@ -131,7 +131,9 @@ impl Config {
         let v = self.volume(vol)?;
         if v.recovered {
             bail!(
-                "volume {vol} was recovered from the archive by arch-recover and its source is not                  confirmed yet: run `sparsebak add {vol}` (with --path=IMAGE_OR_DEVICE unless it is                  in the archive's --source), then send continues its chain"
+                "volume {vol} was recovered from the archive by arch-recover and its source is not \
+                 confirmed yet: run `sparsebak add {vol}` (with --path=IMAGE_OR_DEVICE unless it is \
+                 in the archive's --source), then send continues its chain"
             );
         }
         Ok(v)

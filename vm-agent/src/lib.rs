@@ -29,6 +29,10 @@ use std::io::{BufReader, BufWriter, Read, Write};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
+/// before the optional requests did (no `features`).
+pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
+
 fn err_response(e: &AgentError) -> Response {
     Response::Error {
         kind: e.kind,
@@ -99,7 +103,11 @@ fn handle<R: Read, W: Write>(
             Ok(Some(Response::Hello {
                 protocol: PROTOCOL_VERSION,
                 agent_version: VERSION.into(),
-                features: vec![FEATURE_READ_META.into()],
+                features: if std::env::var_os(TEST_HOOK_NO_FEATURES).is_some() {
+                    vec![]
+                } else {
+                    vec![FEATURE_READ_META.into()]
+                },
             }))
         }
         Request::Open {

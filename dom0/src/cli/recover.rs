@@ -60,7 +60,8 @@ pub fn arch_recover(o: &Opts, meta: &Meta) -> Result<Done> {
     let out = recover(meta, &opts, &Printer)?;
     let sessions: usize = out.recovered.iter().map(|r| r.sessions).sum();
     let bytes: u64 = out.recovered.iter().map(|r| r.manifest_bytes).sum();
-    println!(
+    if out.committed {
+        println!(
         "Recovered archive {} at {}: {} volume(s), {sessions} session(s), {} of manifests, into {}.",
         out.uuid,
         opts.dest.describe(),
@@ -68,12 +69,19 @@ pub fn arch_recover(o: &Opts, meta: &Meta) -> Result<Done> {
         Bytes(bytes),
         meta.root.display()
     );
+    }
     for v in &out.empty {
         println!("Volume {v}: no committed session on the destination; not added.");
     }
     if !out.recovered.is_empty() {
         println!(
             "Before sending, confirm each volume's source with `sparsebak add VOLUME [--path=...]`."
+        );
+    }
+    if !out.committed {
+        println!(
+            "Nothing was recovered: {} is left without an archive configuration.",
+            meta.root.display()
         );
     }
     if !out.failed.is_empty() {

@@ -297,18 +297,29 @@ impl AgentConn {
         }
     }
 
+    /// An agent that does not serve `ReadMeta` is older than arch-recover.
+    pub fn require_read_meta(&self) -> Result<()> {
+        if self.features.iter().any(|f| f == FEATURE_READ_META) {
+            return Ok(());
+        }
+        let version = if self.agent_version.is_empty() {
+            "of unknown version"
+        } else {
+            &self.agent_version
+        };
+        bail!(
+            "the agent at {} (sparsebak-agent {version}) is too old: it cannot serve archive metadata \
+             for arch-recover; install sparsebak-agent {} there (matching versions, docs/FORMAT.md §13.6)",
+            self.what,
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
     /// Part of a metadata file of `vol` (`volume.json`, `S_…/info.json`,
     /// `S_…/manifest`) from `offset`: at most [`META_PIECE`] bytes, checked
     /// against what was asked before they are handed over.
     pub fn read_meta(&mut self, vol: &str, path: &str, offset: u64) -> Result<MetaPiece> {
-        if !self.features.iter().any(|f| f == FEATURE_READ_META) {
-            bail!(
-                "the agent at {} (sparsebak-agent {}) is too old: it cannot serve archive metadata                  for arch-recover; install sparsebak-agent {} there (matching versions, docs/FORMAT.md §13.6)",
-                self.what,
-                if self.agent_version.is_empty() { "of unknown version" } else { &self.agent_version },
-                env!("CARGO_PKG_VERSION")
-            );
-        }
+        self.require_read_meta()?;
         let req = Request::ReadMeta {
             vol: vol.into(),
             path: path.into(),
@@ -323,7 +334,8 @@ impl AgentConn {
             // The frame that follows cannot be trusted to be skipped: drop the link.
             self.kill();
             bail!(
-                "the agent at {} sent an invalid piece of {path} of volume {vol}: {len} bytes at offset                  {offset} of a {size}-byte file (at most {META_PIECE} per piece)",
+                "the agent at {} sent an invalid piece of {path} of volume {vol}: {len} bytes at offset \
+                 {offset} of a {size}-byte file (at most {META_PIECE} per piece)",
                 self.what
             );
         }

@@ -55,6 +55,8 @@ pub struct Outcome {
     pub failed: Vec<(String, anyhow::Error)>,
     /// Volumes with nothing to recover (no committed session).
     pub empty: Vec<VolName>,
+    /// The configuration was written (not when every volume failed).
+    pub committed: bool,
 }
 
 /// Progress of a recovery; the CLI prints it, tests may ignore it.
@@ -120,6 +122,7 @@ pub fn recover(meta: &Meta, opts: &Options, report: &dyn Report) -> Result<Outco
     let staging = prepare(meta)?;
     let d = &opts.dest;
     let mut conn = connect(d, &opts.transport)?;
+    conn.require_read_meta()?;
     // The lock lets the agent complete an interrupted prune before the
     // volume's metadata is read (docs/FORMAT.md §10.4); nothing else is written.
     let opened = conn.open(&d.dest_path(), &d.mountpoint, true)?;
@@ -175,7 +178,15 @@ pub fn recover(meta: &Meta, opts: &Options, report: &dyn Report) -> Result<Outco
         }
     }
     let _ = conn.close();
+    if out.recovered.is_empty() && !out.failed.is_empty() {
+        // Nothing to keep: leave the meta dir as it was, so a rerun (after
+        // the destination is repaired) starts afresh.
+        fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+        return Ok(out);
+    }
     commit(meta, &staging, opts, &header, &out)?;
+    out.committed = true;
     Ok(out)
 }
 
