@@ -58,6 +58,15 @@ fn a_lost_meta_dir_is_recovered_and_every_session_restores() {
     let o = w.recover_into(&e.meta, &[]);
     o.expect(1, &["already configured", "never replaces local metadata"]);
 
+    // Prune works on recovered volumes before their source is confirmed.
+    let mut w = w;
+    let oldest = w.sessions_of(VB)[0].clone();
+    w.e.ok(&["-u", "prune", VB, &format!("--session={oldest}")]);
+    w.sha.remove(&(VB.to_string(), oldest));
+    assert_eq!(w.e.session_names(VB), w.sessions_of(VB));
+    w.restores_all(&w.e.meta, VB);
+    let e = &w.e;
+
     // Sending needs the source confirmed first.
     e.run(&["send", "-u", VA])
         .expect(1, &["volume vm-a was recovered", "sparsebak add vm-a"]);

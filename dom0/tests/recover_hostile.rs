@@ -213,8 +213,34 @@ fn damaged_or_planted_metadata_fails_its_volume_only() {
 
     // Everything undone: both volumes recover. Then with every volume
     // damaged nothing is kept, so a rerun after repairs starts afresh.
+    // Dirs that are not committed sessions are never read, whatever they hold.
+    for d in [
+        "S_20990101-000000-tmp",
+        "S_20990101-000000-orphan",
+        "S_20990101-000000-pruned",
+        ".prune-plan-tmp",
+    ] {
+        let p = vb.join(d);
+        fs::create_dir(&p).unwrap();
+        write_file(&p.join("manifest"), b"garbage");
+        write_file(&p.join("info.json"), b"garbage");
+    }
     let meta = e.path("meta-clean");
-    assert_eq!(w.recover_into(&meta, &[]).code, 0);
+    let o = w.recover_into(&meta, &[]);
+    assert_eq!(o.code, 0, "{o:#?}");
+    assert!(
+        o.stdout.contains("Volume vm-b: fetching 3 session(s)"),
+        "{}",
+        o.stdout
+    );
+    let mut listed: Vec<_> = fs::read_dir(meta.join("volumes").join(VB))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = sb.iter().map(|s| format!("S_{s}")).collect();
+    want.push("volume.json".into());
+    assert_eq!(listed, want);
     w.restores_all(&meta, VB);
     let meta = e.path("meta-none");
     for v in [VA, VB] {
