@@ -155,4 +155,8 @@ fn an_agent_that_is_too_old_or_a_missing_archive_is_a_clear_error() {
     let o = w.recover_into(&w.e.meta, &[("SPARSEBAK_AGENT_NO_FEATURES", "1")]);
     o.expect(1, &["is too old", "install sparsebak-agent"]);
     assert!(!w.e.meta.join("archive.json").exists());
+    assert!(
+        !w.e.meta.join(".recover").exists(),
+        "a failed run leaves no staging dir"
+    );
 }

@@ -175,7 +175,7 @@ fn damaged_or_planted_metadata_fails_its_volume_only() {
                 Box::new(move |_| fs::create_dir(&bad).unwrap()),
                 Box::new(move |_| fs::remove_dir(&b2).unwrap()),
             ),
-            &["volume dir \"bad name\" on the destination is not a valid volume name"],
+            &["volume dir \"bad name\" on the destination is not a volume"],
             true,
         );
     }

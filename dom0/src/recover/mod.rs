@@ -37,6 +37,8 @@ use std::path::{Path, PathBuf};
 /// The staging dir inside the meta dir; its presence marks a recovery in
 /// progress.
 pub const STAGING_DIR: &str = ".recover";
+/// Most volumes accepted from the destination.
+const MAX_VOLUMES: usize = 100_000;
 
 /// What one recovered volume holds.
 #[derive(Debug, Clone)]
@@ -120,6 +122,15 @@ fn prepare(meta: &Meta) -> Result<PathBuf> {
 /// outcome. The caller holds the meta dir's lock.
 pub fn recover(meta: &Meta, opts: &Options, report: &dyn Report) -> Result<Outcome> {
     let staging = prepare(meta)?;
+    let res = fetch_all(meta, &staging, opts, report);
+    if res.is_err() {
+        // Nothing was committed: leave the meta dir as it was found.
+        let _ = fs::remove_dir_all(&staging);
+    }
+    res
+}
+
+fn fetch_all(meta: &Meta, staging: &Path, opts: &Options, report: &dyn Report) -> Result<Outcome> {
     let d = &opts.dest;
     let mut conn = connect(d, &opts.transport)?;
     conn.require_read_meta()?;
@@ -142,14 +153,22 @@ pub fn recover(meta: &Meta, opts: &Options, report: &dyn Report) -> Result<Outco
         uuid: header.uuid.clone(),
         ..Default::default()
     };
-    for name in ignored.iter().take(sparsebak_common::proto::MAX_PROBLEMS) {
-        let e = anyhow!(
-            "volume dir {name:?} on the destination is not a valid volume name; not recovered"
+    if names.len() > MAX_VOLUMES {
+        bail!(
+            "the destination lists {} volumes, more than {MAX_VOLUMES}",
+            names.len()
         );
-        report.volume_failed(name, &e);
-        out.failed.push((name.clone(), e));
     }
-    for name in names.iter().take(100_000) {
+    for name in ignored.iter().take(sparsebak_common::proto::MAX_PROBLEMS) {
+        let name: String = name.chars().take(200).collect();
+        let e = anyhow!(
+            "volume dir {name:?} on the destination is not a volume (an invalid name, or not a \
+             plain directory); not recovered"
+        );
+        report.volume_failed(&name, &e);
+        out.failed.push((name, e));
+    }
+    for name in &names {
         let vol = match VolName::new(name) {
             Ok(v) => v,
             Err(e) => {
@@ -172,7 +191,7 @@ pub fn recover(meta: &Meta, opts: &Options, report: &dyn Report) -> Result<Outco
                 report.volume_failed(vol.as_str(), &e);
                 out.failed.push((vol.to_string(), e));
                 if !conn_usable(&mut conn) {
-                    conn = reconnect(opts)?;
+                    conn = reconnect(opts, &header)?;
                 }
             }
         }
@@ -181,11 +200,11 @@ pub fn recover(meta: &Meta, opts: &Options, report: &dyn Report) -> Result<Outco
     if out.recovered.is_empty() && !out.failed.is_empty() {
         // Nothing to keep: leave the meta dir as it was, so a rerun (after
         // the destination is repaired) starts afresh.
-        fs::remove_dir_all(&staging)
+        fs::remove_dir_all(staging)
             .with_context(|| format!("cannot remove {}", staging.display()))?;
         return Ok(out);
     }
-    commit(meta, &staging, opts, &header, &out)?;
+    commit(meta, staging, opts, &header, &out)?;
     out.committed = true;
     Ok(out)
 }
@@ -198,10 +217,21 @@ fn conn_usable(conn: &mut AgentConn) -> bool {
     )
 }
 
-fn reconnect(opts: &Options) -> Result<AgentConn> {
+/// A new connection to the same archive (same header) after one was dropped.
+fn reconnect(opts: &Options, header: &ArchiveHeader) -> Result<AgentConn> {
     let d = &opts.dest;
     let mut conn = connect(d, &opts.transport)?;
-    conn.open(&d.dest_path(), &d.mountpoint, true)?;
+    let opened = conn.open(&d.dest_path(), &d.mountpoint, true)?;
+    let same = opened
+        .header
+        .and_then(|t| ArchiveHeader::parse(t.as_bytes()).ok())
+        .is_some_and(|h| h == *header);
+    if !same {
+        bail!(
+            "the archive at {} changed while it was being recovered",
+            d.describe()
+        );
+    }
     Ok(conn)
 }
 
@@ -213,7 +243,9 @@ fn volume(
     vdir: &Path,
     report: &dyn Report,
 ) -> Result<Option<Recovered>> {
-    let (committed, _in_progress) = conn.list_sessions(vol.as_str())?;
+    let (committed, _in_progress) = conn
+        .list_sessions(vol.as_str())
+        .with_context(|| format!("volume {vol}: cannot list its sessions"))?;
     let sessions = check::session_list(vol, &committed)?;
     let vbytes = fetch::small(conn, vol, VOLUME_FILE, check::MAX_SMALL_FILE)?;
     let Some(vbytes) = vbytes else {
