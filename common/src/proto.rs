@@ -24,6 +24,11 @@ pub const MAX_FRAME: usize = 20 * 1024 * 1024;
 pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// Size of the frames [`FrameWriter`] emits.
 pub const DATA_FRAME: usize = 1024 * 1024;
+/// Most bytes of a file one `ReadMeta` reply carries.
+pub const META_PIECE: usize = 4 * 1024 * 1024;
+/// Named in [`Response::Hello`]'s `features` by an agent that serves
+/// [`Request::ReadMeta`]. An agent without it is too old for `arch-recover`.
+pub const FEATURE_READ_META: &str = "read_meta";
 
 /// `ReadFiles` reply status: the rest of the frame is the file's bytes.
 pub const FILE_DATA: u8 = 0;
@@ -87,6 +92,17 @@ pub enum Request {
     /// volume dir); each is answered by one reply frame, in order.
     ReadFiles {
         vol: String,
+    },
+    /// Read part of a committed session's `info.json` or `manifest`
+    /// (`path` = `S_…/info.json`, `S_…/manifest`) or of the volume's
+    /// `volume.json`, from byte `offset`: disaster recovery of dom0's
+    /// metadata (docs/FORMAT.md §15). Answered by [`Response::MetaPiece`]
+    /// followed by one frame of exactly `len` bytes (at most [`META_PIECE`]),
+    /// or by an error. Advertised as [`FEATURE_READ_META`].
+    ReadMeta {
+        vol: String,
+        path: String,
+        offset: u64,
     },
     /// Remove a volume's data from the archive.
     DeleteVolume {
@@ -153,6 +169,10 @@ pub enum Response {
     Hello {
         protocol: u32,
         agent_version: String,
+        /// Optional requests this agent serves (e.g. [`FEATURE_READ_META`]);
+        /// absent from agents older than the first such request.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     Opened {
         header: Option<String>,
@@ -161,6 +181,12 @@ pub enum Response {
     },
     Volumes {
         names: Vec<String>,
+        /// Entries of `volumes/` that are not valid volume names (or not
+        /// directories), at most [`MAX_PROBLEMS`], each cut to 200
+        /// characters; never used, reported by `arch-recover`. Absent from
+        /// older agents.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ignored: Vec<String>,
     },
     Sessions {
         committed: Vec<String>,
@@ -179,6 +205,12 @@ pub enum Response {
     Error {
         kind: ErrorKind,
         message: String,
+    },
+    /// Answer to `ReadMeta`: the file is `size` bytes; the next frame holds
+    /// its `len` bytes from the requested offset (`len` is 0 at the end).
+    MetaPiece {
+        size: u64,
+        len: u64,
     },
     /// `Dedup` is done: `linked` duplicates were replaced (`bytes_saved`
     /// freed), `already` were the same file already, `problems` (at most
@@ -400,6 +432,11 @@ mod tests {
                 pruned: vec!["S_20260101-000000".into()],
             },
             Request::DeleteArchive { uuid: "u".into() },
+            Request::ReadMeta {
+                vol: "v".into(),
+                path: "S_20260101-000000/manifest".into(),
+                offset: 1 << 33,
+            },
             Request::Bye,
         ];
         let mut pipe = Vec::new();
@@ -411,6 +448,23 @@ mod tests {
             assert_eq!(&recv_msg::<_, Request>(&mut rd).unwrap().unwrap(), r);
         }
         assert!(recv_msg::<_, Request>(&mut rd).unwrap().is_none());
+    }
+
+    #[test]
+    fn hello_without_features_still_parses() {
+        let old = br#"{"reply":"hello","protocol":1,"agent_version":"0.3.0"}"#;
+        let r: Response = serde_json::from_slice(old).unwrap();
+        assert_eq!(
+            r,
+            Response::Hello {
+                protocol: 1,
+                agent_version: "0.3.0".into(),
+                features: vec![]
+            }
+        );
+        let piece = Response::MetaPiece { size: 5, len: 3 };
+        let text = serde_json::to_string(&piece).unwrap();
+        assert_eq!(text, r#"{"reply":"meta_piece","size":5,"len":3}"#);
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct VolumeEntry {
     /// Explicit image file or block device; otherwise derived from the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Rebuilt by `arch-recover`: where the volume is read from is not known
+    /// until `add` names it again, so nothing reads its source until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,9 +125,23 @@ impl Config {
         }
     }
 
+    /// The volume's source may be read: it is configured, enabled, and not
+    /// waiting for `add` after `arch-recover`.
+    pub fn source_known(&self, vol: &VolName) -> Result<&VolumeEntry> {
+        let v = self.volume(vol)?;
+        if v.recovered {
+            bail!(
+                "volume {vol} was recovered from the archive by arch-recover and its source is not \
+                 confirmed yet: run `sparsebak add {vol}` (with --path=IMAGE_OR_DEVICE unless it is \
+                 in the archive's --source), then send continues its chain"
+            );
+        }
+        Ok(v)
+    }
+
     /// Where to read a file-backed volume from.
     pub fn volume_path(&self, vol: &VolName) -> Result<PathBuf> {
-        let v = self.volume(vol)?;
+        let v = self.source_known(vol)?;
         match (&v.path, &self.source) {
             (Some(p), _) => Ok(p.clone()),
             (None, Some(SourceSpec::Dir { path })) => Ok(path.join(vol.as_str())),

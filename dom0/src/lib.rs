@@ -22,6 +22,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod prune;
+pub mod recover;
 pub mod restore;
 pub mod send;
 pub mod source;

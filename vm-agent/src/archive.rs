@@ -128,19 +128,24 @@ impl Archive {
         self.dir.join(VOLUMES_DIR).join(vol.as_str())
     }
 
-    pub fn list_volumes(&self) -> Result<Vec<String>> {
+    /// Volume dirs, and the entries of `volumes/` that are not volume dirs
+    /// (bounded, for reports only).
+    pub fn list_volumes(&self) -> Result<(Vec<String>, Vec<String>)> {
         self.header()?;
-        let mut names = Vec::new();
+        let (mut names, mut ignored) = (Vec::new(), Vec::new());
         let d = self.dir.join(VOLUMES_DIR);
         for e in fs::read_dir(&d).ctx(format_args!("cannot list {}", d.display()))? {
             let e = e.ctx(format_args!("cannot list {}", d.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if VolName::new(&name).is_ok() && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 names.push(name);
+            } else if ignored.len() < sparsebak_common::proto::MAX_PROBLEMS {
+                ignored.push(name.chars().take(200).collect());
             }
         }
         names.sort();
-        Ok(names)
+        ignored.sort();
+        Ok((names, ignored))
     }
 
     /// Committed sessions and in-progress (`-tmp`) sessions of a volume.

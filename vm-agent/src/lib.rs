@@ -10,6 +10,7 @@ pub mod delete;
 pub mod error;
 pub mod fsutil;
 pub mod legacy;
+pub mod meta;
 pub mod mount;
 pub mod pipe;
 pub mod prune;
@@ -21,11 +22,16 @@ pub mod tarsession;
 use archive::Archive;
 use error::{AgentError, Result};
 use sparsebak_common::proto::{
-    recv_msg, send_msg, ErrorKind, FrameReader, Request, Response, PROTOCOL_VERSION,
+    recv_msg, send_msg, write_frame, ErrorKind, FrameReader, Request, Response, FEATURE_READ_META,
+    PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
+/// before the optional requests did (no `features`).
+pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
 
 fn err_response(e: &AgentError) -> Response {
     Response::Error {
@@ -47,12 +53,18 @@ pub fn serve<R: Read, W: Write>(input: R, output: W) -> std::result::Result<(), 
             None => return Ok(()),
             Some(q) => q,
         };
-        let (resp, fatal) = match handle(&mut archive, req, &mut r, &mut w) {
+        let mut trailer = None;
+        let (resp, fatal) = match handle(&mut archive, req, &mut r, &mut w, &mut trailer) {
             Ok(Some(resp)) => (resp, None),
             Ok(None) => return Ok(()),
             Err((e, fatal)) => (err_response(&e), fatal.then_some(e)),
         };
         send_msg(&mut w, &resp).map_err(io_err)?;
+        if let Some(data) = trailer {
+            write_frame(&mut w, &data)
+                .and_then(|_| w.flush())
+                .map_err(io_err)?;
+        }
         if let Some(e) = fatal {
             return Err(e.message);
         }
@@ -61,11 +73,14 @@ pub fn serve<R: Read, W: Write>(input: R, output: W) -> std::result::Result<(), 
 
 type Handled = std::result::Result<Option<Response>, (AgentError, bool)>;
 
+/// Answer one request. A reply that carries a frame after its message
+/// (`ReadMeta`) leaves that frame in `trailer`.
 fn handle<R: Read, W: Write>(
     archive: &mut Option<Archive>,
     req: Request,
     r: &mut BufReader<R>,
     w: &mut W,
+    trailer: &mut Option<Vec<u8>>,
 ) -> Handled {
     let soft = |e: AgentError| (e, false);
     let need = |a: &Option<Archive>| -> Result<()> {
@@ -88,6 +103,11 @@ fn handle<R: Read, W: Write>(
             Ok(Some(Response::Hello {
                 protocol: PROTOCOL_VERSION,
                 agent_version: VERSION.into(),
+                features: if std::env::var_os(TEST_HOOK_NO_FEATURES).is_some() {
+                    vec![]
+                } else {
+                    vec![FEATURE_READ_META.into()]
+                },
             }))
         }
         Request::Open {
@@ -127,8 +147,8 @@ fn handle<R: Read, W: Write>(
         }
         Request::ListVolumes => {
             need(archive).map_err(soft)?;
-            let names = archive.as_ref().unwrap().list_volumes().map_err(soft)?;
-            Ok(Some(Response::Volumes { names }))
+            let (names, ignored) = archive.as_ref().unwrap().list_volumes().map_err(soft)?;
+            Ok(Some(Response::Volumes { names, ignored }))
         }
         Request::ListSessions { vol } => {
             need(archive).map_err(soft)?;
@@ -197,6 +217,17 @@ fn handle<R: Read, W: Write>(
                 .map_err(|e| (e, true))?;
             read::read_files(archive.as_ref().unwrap(), &vol, r, w).map_err(|e| (e, true))?;
             Ok(Some(Response::Ok))
+        }
+        Request::ReadMeta { vol, path, offset } => {
+            need(archive).map_err(soft)?;
+            // An interrupted prune is completed first (we hold the lock) or
+            // refused: its half-moved state is never served.
+            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data).map_err(soft)?;
+            let (size, data) =
+                meta::read_meta(archive.as_ref().unwrap(), &vol, &path, offset).map_err(soft)?;
+            let len = data.len() as u64;
+            *trailer = Some(data);
+            Ok(Some(Response::MetaPiece { size, len }))
         }
         Request::DeleteVolume { vol } => {
             need(archive).map_err(soft)?;

@@ -62,7 +62,8 @@ fn invalid_names_in_soft_requests() {
     assert_eq!(
         ag.call(&Request::ListVolumes),
         Response::Volumes {
-            names: vec![VOL.into()]
+            names: vec![VOL.into()],
+            ignored: vec![]
         }
     );
     ag.bye();

@@ -86,7 +86,8 @@ fn happy_path_store_commit_read_back() {
     assert_eq!(
         ag.call(&Request::ListVolumes),
         Response::Volumes {
-            names: vec![VOL.into()]
+            names: vec![VOL.into()],
+            ignored: vec![]
         }
     );
     read_back(&mut ag, S1, &s1);

@@ -47,13 +47,13 @@ pub struct Opts {
     /// receive: the file or block device to write the volume to.
     #[arg(long, global = true)]
     pub save_to: Option<PathBuf>,
-    /// arch-init: VG/POOL for LVM thin volumes, or dir:/PATH for image files.
+    /// arch-init, arch-recover: VG/POOL for LVM thin volumes, or dir:/PATH for image files.
     #[arg(long, global = true)]
     pub source: Option<String>,
-    /// arch-init: internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT.
+    /// arch-init, arch-recover: internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT.
     #[arg(long, global = true)]
     pub dest: Option<String>,
-    /// arch-init: directory under the destination mountpoint.
+    /// arch-init, arch-recover: directory under the destination mountpoint.
     #[arg(long, global = true)]
     pub subdir: Option<String>,
     /// arch-init: zstd[:1-19] (default zstd:3) or zlib[:0-9].
@@ -90,7 +90,10 @@ pub enum Command {
     /// Create a new archive and its local configuration.
     #[command(name = "arch-init")]
     ArchInit,
-    /// Add a volume to the archive configuration.
+    /// Rebuild lost local metadata (configuration, sessions, manifests) from an existing archive.
+    #[command(name = "arch-recover")]
+    ArchRecover,
+    /// Add a volume to the archive configuration (again, after arch-recover).
     Add { volume: String },
     /// List volumes, or the sessions of one volume.
     List { volume: Option<String> },

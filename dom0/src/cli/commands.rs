@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> Result<Done> {
             return Ok(Done::Ok);
         }
         Command::ArchInit => return arch_init(o, &meta),
+        Command::ArchRecover => return super::recover::arch_recover(o, &meta),
         _ => {}
     }
     for (set, name) in [
@@ -46,7 +47,7 @@ pub fn run(cli: Cli) -> Result<Done> {
             if name == "--dedup" {
                 bail!("--dedup is only accepted by send");
             }
-            bail!("{name} is only accepted by arch-init");
+            bail!("{name} is only accepted by arch-init (and --dest, --subdir, --source by arch-recover)");
         }
     }
     if super::legacy::applies(&cli)? {
@@ -91,7 +92,9 @@ pub fn run(cli: Cli) -> Result<Done> {
         Command::Prune { volumes } => super::prune::prune(o, &ctx, &select_volumes(&ctx, volumes)?),
         Command::ArchDelete => super::remove::arch_delete(o, ctx),
         Command::ArchDeduplicate => super::dedup::arch_deduplicate(o, &ctx),
-        Command::Version | Command::ArchInit => unreachable!("handled above"),
+        Command::Version | Command::ArchInit | Command::ArchRecover => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -187,7 +190,9 @@ fn arch_init(o: &Opts, meta: &Meta) -> Result<Done> {
 
 fn add(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
     let vol = vol_name(volume)?;
-    if ctx.config.volumes.contains_key(&vol) {
+    // A volume rebuilt by arch-recover is added again to confirm its source.
+    let recovered = ctx.config.volumes.get(&vol).is_some_and(|e| e.recovered);
+    if ctx.config.volumes.contains_key(&vol) && !recovered {
         bail!("volume {vol} is already in the configuration");
     }
     if let Some(p) = &o.path {
@@ -200,11 +205,25 @@ fn add(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
         VolumeEntry {
             enabled: true,
             path: o.path.clone(),
+            recovered: false,
         },
     );
+    let path = ctx.config.volume_path(&vol);
+    if recovered {
+        // Not confirmed until its source is known.
+        path.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    }
     ctx.config.save(&ctx.meta.root)?;
-    let path = ctx.config.volume_path(&vol)?;
-    println!("Volume {vol} added (source {}).", path.display());
+    let path = path?;
+    if recovered {
+        let n = ctx.meta.chain(&vol)?.len();
+        println!(
+            "Volume {vol} (recovered, {n} sessions) will be read from {}; the next send continues its chain.",
+            path.display()
+        );
+    } else {
+        println!("Volume {vol} added (source {}).", path.display());
+    }
     Ok(Done::Ok)
 }
 

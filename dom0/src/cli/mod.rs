@@ -12,6 +12,7 @@ mod dedup;
 mod legacy;
 mod prune;
 mod received;
+mod recover;
 mod remove;
 mod thin;
 mod ui;

@@ -30,7 +30,7 @@ pub const METASNAP_MARKER: &str = "metadata-snap-reserved";
 
 /// The VG and pool of a volume read from LVM, or `None` for a file volume.
 pub fn thin_of<'c>(ctx: &'c Ctx, vol: &VolName) -> Result<Option<(&'c str, &'c str)>> {
-    let e = ctx.config.volume(vol)?;
+    let e = ctx.config.source_known(vol)?;
     match (&e.path, &ctx.config.source) {
         (None, Some(SourceSpec::Lvm { vg, pool })) => Ok(Some((vg.as_str(), pool.as_str()))),
         _ => Ok(None),
@@ -97,6 +97,10 @@ pub fn monitor(ctx: &Ctx, vols: &[VolName]) -> Result<()> {
     let lvm = LvmCli;
     let mut any = false;
     for vol in vols {
+        if ctx.config.volumes.get(vol).is_some_and(|e| e.recovered) {
+            log::warn!("volume {vol} was recovered by arch-recover: skipped until `sparsebak add {vol}` confirms its source");
+            continue;
+        }
         let Some((vg, pool)) = thin_of(ctx, vol)? else {
             continue;
         };

@@ -9,7 +9,8 @@ use super::transport::Via;
 use anyhow::{anyhow, bail, Result};
 use sparsebak_common::proto::{
     read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
-    FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME, PROTOCOL_VERSION,
+    FEATURE_READ_META, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME, META_PIECE,
+    PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::sync::mpsc::TrySendError;
@@ -43,6 +44,16 @@ pub struct AgentConn {
     what: String,
     /// Hello was answered: failures from now on are a lost link.
     connected: bool,
+    /// The agent's version and optional requests, from its Hello.
+    agent_version: String,
+    features: Vec<String>,
+}
+
+/// One `ReadMeta` answer: the file's size and the bytes from the offset asked.
+#[derive(Debug)]
+pub struct MetaPiece {
+    pub size: u64,
+    pub data: Vec<u8>,
 }
 
 /// What the destination answered to `Open`.
@@ -157,6 +168,8 @@ impl AgentConn {
             w: Some(BufWriter::with_capacity(1 << 20, w)),
             what,
             connected: false,
+            agent_version: String::new(),
+            features: Vec::new(),
         }
     }
 
@@ -233,8 +246,14 @@ impl AgentConn {
         match self.request(&Request::Hello {
             protocol: PROTOCOL_VERSION,
         })? {
-            Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => {
+            Response::Hello {
+                protocol,
+                agent_version,
+                features,
+            } if protocol == PROTOCOL_VERSION => {
                 self.connected = true;
+                self.agent_version = agent_version.chars().take(64).collect();
+                self.features = features.into_iter().take(64).collect();
                 Ok(())
             }
             r => bail!("the agent at {} answered Hello with {r:?}", self.what),
@@ -276,6 +295,75 @@ impl AgentConn {
             } => Ok((committed, in_progress)),
             r => bail!("unexpected answer to ListSessions: {r:?}"),
         }
+    }
+
+    /// An agent that does not serve `ReadMeta` is older than arch-recover.
+    pub fn require_read_meta(&self) -> Result<()> {
+        if self.features.iter().any(|f| f == FEATURE_READ_META) {
+            return Ok(());
+        }
+        let version = if self.agent_version.is_empty() {
+            "of unknown version"
+        } else {
+            &self.agent_version
+        };
+        bail!(
+            "the agent at {} (sparsebak-agent {version}) is too old: it cannot serve archive metadata \
+             for arch-recover; install sparsebak-agent {} there (matching versions, docs/FORMAT.md §13.6)",
+            self.what,
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    /// Part of a metadata file of `vol` (`volume.json`, `S_…/info.json`,
+    /// `S_…/manifest`) from `offset`: at most [`META_PIECE`] bytes, checked
+    /// against what was asked before they are handed over.
+    pub fn read_meta(&mut self, vol: &str, path: &str, offset: u64) -> Result<MetaPiece> {
+        self.require_read_meta()?;
+        let req = Request::ReadMeta {
+            vol: vol.into(),
+            path: path.into(),
+            offset,
+        };
+        let (size, len) = match self.request(&req)? {
+            Response::MetaPiece { size, len } => (size, len),
+            r => bail!("unexpected answer to ReadMeta: {r:?}"),
+        };
+        let fits = offset.checked_add(len).is_some_and(|end| end <= size);
+        if len > META_PIECE as u64 || !fits {
+            // The frame that follows cannot be trusted to be skipped: drop the link.
+            self.kill();
+            bail!(
+                "the agent at {} sent an invalid piece of {path} of volume {vol}: {len} bytes at offset \
+                 {offset} of a {size}-byte file (at most {META_PIECE} per piece)",
+                self.what
+            );
+        }
+        let frame = match read_frame(&mut self.r, META_PIECE) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Err(self.lost(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the agent closed the pipe",
+                )))
+            }
+            Err(e) => {
+                self.kill();
+                bail!(
+                    "the agent at {} sent an invalid piece of {path} of volume {vol}: {e}",
+                    self.what
+                );
+            }
+        };
+        if frame.len() as u64 != len {
+            self.kill();
+            bail!(
+                "the agent at {} announced {len} bytes of {path} of volume {vol} but sent {}",
+                self.what,
+                frame.len()
+            );
+        }
+        Ok(MetaPiece { size, data: frame })
     }
 
     /// Start a session upload: the returned writer carries the tar stream;
@@ -466,6 +554,76 @@ mod tests {
             Box::new(std::io::sink()),
             "test".into(),
         )
+    }
+
+    fn hello_frame(features: &[&str]) -> Vec<u8> {
+        serde_json::to_vec(&Response::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "0.3.0".into(),
+            features: features.iter().map(|f| f.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    fn piece_frames(size: u64, data: &[u8]) -> Vec<Vec<u8>> {
+        let head = serde_json::to_vec(&Response::MetaPiece {
+            size,
+            len: data.len() as u64,
+        })
+        .unwrap();
+        vec![head, data.to_vec()]
+    }
+
+    #[test]
+    fn an_agent_without_read_meta_is_too_old() {
+        let mut c = conn_replying(&[hello_frame(&[])]);
+        c.hello().unwrap();
+        let e = c.read_meta("vol", "volume.json", 0).unwrap_err();
+        assert!(e.to_string().contains("is too old"), "{e}");
+        assert!(e.to_string().contains("sparsebak-agent 0.3.0"), "{e}");
+    }
+
+    #[test]
+    fn a_piece_is_read_and_checked() {
+        let mut frames = vec![hello_frame(&[FEATURE_READ_META])];
+        frames.extend(piece_frames(10, b"abcd"));
+        let mut c = conn_replying(&frames);
+        c.hello().unwrap();
+        let p = c.read_meta("vol", "S_20260101-000000/manifest", 6).unwrap();
+        assert_eq!((p.size, p.data.as_slice()), (10, &b"abcd"[..]));
+    }
+
+    #[test]
+    fn oversized_or_inconsistent_pieces_are_refused() {
+        let big = vec![b'x'; META_PIECE + 1];
+        let cases: Vec<(u64, Vec<Vec<u8>>)> = vec![
+            // More than one piece may carry.
+            (0, piece_frames(big.len() as u64, &big)),
+            // Past the announced size.
+            (8, piece_frames(10, b"abcd")),
+            // A frame of another length than announced.
+            (
+                0,
+                vec![
+                    serde_json::to_vec(&Response::MetaPiece { size: 10, len: 4 }).unwrap(),
+                    b"abc".to_vec(),
+                ],
+            ),
+        ];
+        for (offset, replies) in cases {
+            let mut frames = vec![hello_frame(&[FEATURE_READ_META])];
+            frames.extend(replies);
+            let mut c = conn_replying(&frames);
+            c.hello().unwrap();
+            let e = c
+                .read_meta("vol", "S_20260101-000000/manifest", offset)
+                .unwrap_err();
+            let m = e.to_string();
+            assert!(
+                m.contains("S_20260101-000000/manifest of volume vol"),
+                "{m}"
+            );
+        }
     }
 
     fn read_one(c: &mut AgentConn) -> Result<()> {
