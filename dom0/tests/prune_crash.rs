@@ -123,54 +123,11 @@ fn a_reader_without_the_lock_is_refused_by_the_agent_not_misled() {
         .expect(1, &["volume vm-data has an unfinished prune"]);
 }
 
-#[test]
-fn kill_9_of_sparsebak_at_random_moments() {
-    let steps: Vec<Step> = vec![
-        |p| write_file(p, &random_bytes(24 * MIB + 100, 5)),
-        |p| write_at(p, 3 * MIB, &random_bytes(2 * MIB, 6)),
-        |p| write_at(p, 20 * MIB, &random_bytes(MIB, 7)),
-    ];
-    let mut outcomes = Vec::new();
-    for delay_ms in [0u64, 15, 40, 80, 150, 300] {
-        let h = Hist::new(&steps);
-        let names = h.names();
-        let mut child = Command::new(sparsebak_bin())
-            .args([
-                "prune",
-                VOL,
-                "-u",
-                &format!("--session={},{}", names[0], names[1]),
-            ])
-            .env("SPARSEBAK_META_DIR", &h.e.meta)
-            .env("SPARSEBAK_AGENT", agent_bin())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        let out = run_when_unlocked(&h.e, &["verify", VOL]);
-        assert_eq!(out.code, 0, "killed after {delay_ms} ms: {out:#?}");
-        let now = h.names();
-        let completed = out.stderr.contains("Completing an interrupted prune");
-        outcomes.push(format!(
-            "{delay_ms} ms: {}",
-            match (status.success(), now.len(), completed) {
-                (true, _, _) => "finished before the kill",
-                (_, 1, true) => "interrupted, completed by the next run",
-                (_, 1, false) => "finished, killed while closing",
-                _ => "killed before the plan was committed: unchanged",
-            }
-        ));
-        assert!(
-            now == names || now == names[2..],
-            "killed after {delay_ms} ms: {now:?}"
-        );
-        h.check(&now);
-    }
-    eprintln!("kill -9 outcomes: {outcomes:#?}");
+/// Which process a random-moment test kills.
+#[derive(Clone, Copy, PartialEq)]
+enum Victim {
+    Sparsebak,
+    Agent,
 }
 
 /// The agent processes that `pid` has started (children of any thread).
@@ -189,76 +146,104 @@ fn agents_of(pid: u32) -> Vec<i32> {
     out
 }
 
+/// Prune the two oldest of three sessions and send SIGKILL to `victim`
+/// `delay_ms` after sparsebak (or the agent) started; then the next run
+/// must find the archive unchanged or complete the prune, and every
+/// session left must restore as before. Returns what happened, in words.
+fn kill_prune_at(victim: Victim, seeds: u64, delay_ms: u64) -> String {
+    let steps: Vec<Step> = match seeds {
+        0 => vec![
+            |p| write_file(p, &random_bytes(24 * MIB + 100, 5)),
+            |p| write_at(p, 3 * MIB, &random_bytes(2 * MIB, 6)),
+            |p| write_at(p, 20 * MIB, &random_bytes(MIB, 7)),
+        ],
+        _ => vec![
+            |p| write_file(p, &random_bytes(24 * MIB + 100, 15)),
+            |p| write_at(p, 3 * MIB, &random_bytes(3 * MIB, 16)),
+            |p| write_at(p, 20 * MIB, &random_bytes(MIB, 17)),
+        ],
+    };
+    let h = Hist::new(&steps);
+    let names = h.names();
+    let mut child = Command::new(sparsebak_bin())
+        .args([
+            "prune",
+            VOL,
+            "-u",
+            &format!("--session={},{}", names[0], names[1]),
+        ])
+        .env("SPARSEBAK_META_DIR", &h.e.meta)
+        .env("SPARSEBAK_AGENT", agent_bin())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let killed = match victim {
+        Victim::Sparsebak => {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            child.kill().is_ok()
+        }
+        Victim::Agent => {
+            // A real SIGKILL of the agent process (no hook), timed from its start.
+            let started = std::time::Instant::now();
+            let mut agent = None;
+            while agent.is_none() && started.elapsed() < Duration::from_secs(20) {
+                agent = agents_of(child.id()).first().copied();
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+            }
+            agent.is_some_and(|a| {
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                let pid = nix::unistd::Pid::from_raw(a);
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok()
+            })
+        }
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if victim == Victim::Agent && !out.status.success() {
+        assert!(
+            stderr.contains("agent") || stderr.contains("destination"),
+            "agent killed after {delay_ms} ms: the error does not say what failed: {stderr}"
+        );
+    }
+    let next = run_when_unlocked(&h.e, &["verify", VOL]);
+    assert_eq!(next.code, 0, "killed after {delay_ms} ms: {next:#?}");
+    let now = h.names();
+    let completed = next.stderr.contains("Completing an interrupted prune");
+    assert!(
+        now == names || now == names[2..],
+        "killed after {delay_ms} ms: {now:?}"
+    );
+    h.check(&now);
+    format!(
+        "{delay_ms} ms (kill sent: {killed}): {}",
+        match (out.status.success(), now.len(), completed) {
+            (true, _, _) => "finished before the kill",
+            (_, 1, true) => "interrupted, completed by the next run",
+            (_, 1, false) => "finished, killed while closing",
+            _ => "killed before the plan was committed: unchanged",
+        }
+    )
+}
+
+#[test]
+fn kill_9_of_sparsebak_at_random_moments() {
+    let outcomes: Vec<String> = [0u64, 15, 40, 80, 150, 300]
+        .into_iter()
+        .map(|ms| kill_prune_at(Victim::Sparsebak, 0, ms))
+        .collect();
+    eprintln!("kill -9 outcomes: {outcomes:#?}");
+}
+
 #[test]
 fn kill_9_of_the_agent_at_random_moments() {
-    // A real SIGKILL of the agent process (no hook), at moments measured
-    // from the agent's start: the archive is either unchanged or the prune
-    // is completed by the next run, and every session restores as before.
-    let steps: Vec<Step> = vec![
-        |p| write_file(p, &random_bytes(24 * MIB + 100, 15)),
-        |p| write_at(p, 3 * MIB, &random_bytes(3 * MIB, 16)),
-        |p| write_at(p, 20 * MIB, &random_bytes(MIB, 17)),
-    ];
-    let mut outcomes = Vec::new();
-    for delay_ms in [0u64, 3, 8, 20, 50, 120] {
-        let h = Hist::new(&steps);
-        let names = h.names();
-        let mut child = Command::new(sparsebak_bin())
-            .args([
-                "prune",
-                VOL,
-                "-u",
-                &format!("--session={},{}", names[0], names[1]),
-            ])
-            .env("SPARSEBAK_META_DIR", &h.e.meta)
-            .env("SPARSEBAK_AGENT", agent_bin())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        let mut agent = None;
-        while agent.is_none() && started.elapsed() < Duration::from_secs(20) {
-            agent = agents_of(child.id()).first().copied();
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-        }
-        let killed = agent.is_some_and(|a| {
-            std::thread::sleep(Duration::from_millis(delay_ms));
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(a),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-        });
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            assert!(
-                stderr.contains("agent") || stderr.contains("destination"),
-                "killed agent after {delay_ms} ms: the error does not say what failed: {stderr}"
-            );
-        }
-        let out = run_when_unlocked(&h.e, &["verify", VOL]);
-        assert_eq!(out.code, 0, "agent killed after {delay_ms} ms: {out:#?}");
-        let now = h.names();
-        let completed = out.stderr.contains("Completing an interrupted prune");
-        outcomes.push(format!(
-            "{delay_ms} ms (kill sent: {killed}): {}",
-            match (now.len(), completed) {
-                (1, true) => "interrupted, completed by the next run",
-                (1, false) => "finished before the kill",
-                _ => "killed before the plan was committed: unchanged",
-            }
-        ));
-        assert!(
-            now == names || now == names[2..],
-            "agent killed after {delay_ms} ms: {now:?}"
-        );
-        h.check(&now);
-    }
+    let outcomes: Vec<String> = [0u64, 3, 8, 20, 50, 120]
+        .into_iter()
+        .map(|ms| kill_prune_at(Victim::Agent, 1, ms))
+        .collect();
     eprintln!("agent kill -9 outcomes: {outcomes:#?}");
 }
 

@@ -128,17 +128,10 @@ fn arch_init(o: &Opts, meta: &Meta) -> Result<Done> {
             meta.root.display()
         );
     }
-    let dest = o
-        .dest
-        .as_deref()
-        .context("arch-init needs --dest (for example --dest=internal:/mnt/backup)")?;
-    let dest = DestSpec::parse(dest, o.subdir.as_deref().unwrap_or(""))?;
-    let source = o
-        .source
-        .as_deref()
-        .map(str::parse::<SourceSpec>)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let (dest, source) = dest_and_source(
+        o,
+        "arch-init needs --dest (for example --dest=internal:/mnt/backup)",
+    )?;
     let compression: Compression = o
         .compression
         .as_deref()
@@ -186,6 +179,19 @@ fn arch_init(o: &Opts, meta: &Meta) -> Result<Done> {
         Bytes(opened.free_bytes)
     );
     Ok(Done::Ok)
+}
+
+/// `--dest` with `--subdir`, and `--source` if given (arch-init, arch-recover).
+pub(super) fn dest_and_source(o: &Opts, missing: &str) -> Result<(DestSpec, Option<SourceSpec>)> {
+    let dest = o.dest.as_deref().with_context(|| missing.to_string())?;
+    let dest = DestSpec::parse(dest, o.subdir.as_deref().unwrap_or(""))?;
+    let source = o
+        .source
+        .as_deref()
+        .map(str::parse::<SourceSpec>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    Ok((dest, source))
 }
 
 fn add(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {

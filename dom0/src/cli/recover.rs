@@ -3,11 +3,10 @@
 
 use super::args::Opts;
 use super::Done;
-use crate::config::SourceSpec;
-use crate::dest::{DestSpec, TransportOptions};
+use crate::dest::TransportOptions;
 use crate::meta::{Meta, SessionInfo};
 use crate::recover::{recover, Options, Report};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use sparsebak_common::names::VolName;
 use sparsebak_common::units::Bytes;
 
@@ -34,16 +33,10 @@ impl Report for Printer {
 
 pub fn arch_recover(o: &Opts, meta: &Meta) -> Result<Done> {
     let _lock = meta.lock()?;
-    let dest = o.dest.as_deref().context(
+    let (dest, source) = super::commands::dest_and_source(
+        o,
         "arch-recover needs --dest (the same --dest and --subdir as arch-init was given)",
     )?;
-    let dest = DestSpec::parse(dest, o.subdir.as_deref().unwrap_or(""))?;
-    let source = o
-        .source
-        .as_deref()
-        .map(str::parse::<SourceSpec>)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
     for (set, name) in [
         (o.compression.is_some(), "--compression"),
         (o.chunk_factor.is_some(), "--chunk-factor"),
