@@ -270,7 +270,9 @@ check_restores() {
 # received (sha256 equal to the image as it was sent) and verified. Once
 # sparsebak has a prune command, a third session is sent, the oldest is
 # pruned (sparsebak 0.2's `prune --session=DT VOL`), and the remaining ones
-# must still restore equal.
+# must still restore equal. Then a --tarfile session, a --dedup copy of the
+# volume, arch-deduplicate, and arch-recover into a fresh meta dir, each
+# followed by restoring every session.
 scenario() {
     local name=$1 dest=$2
     say "scenario over $dest"
@@ -322,4 +324,21 @@ scenario() {
     sb "$name" arch-deduplicate -u >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-deduplicate over $dest"; }
     grep -q '0 replaced by hard links' "$T/out" || { cat "$T/out"; fail "arch-deduplicate over $dest found work after send --dedup"; }
     check_restores "$name" "$dest" "${sums[1]}" "${sums[2]}" "${sums[3]}"
+
+    # Disaster recovery over this transport: dom0's metadata is lost,
+    # arch-recover rebuilds it from the archive, and every session of both
+    # volumes restores again. The original meta dir is put back afterwards.
+    local sub
+    sub=$(realpath -m --relative-to="$MP" "$T/arch-$name")
+    mv "$T/meta-$name" "$T/meta-$name.orig"
+    sb "$name" arch-recover --dest="$dest" --subdir="$sub" >"$T/out" 2>&1 ||
+        { cat "$T/out"; fail "arch-recover over $dest"; }
+    grep -qF "2 volume(s), 4 session(s)" "$T/out" || { cat "$T/out"; fail "arch-recover over $dest: unexpected summary"; }
+    check_restores "$name" "$dest" "${sums[1]}" "${sums[2]}" "${sums[3]}"
+    sb "$name" receive vol2 --save-to="$T/restored-$name" -u >/dev/null
+    [ "$(sha "$T/restored-$name")" = "${sums[3]}" ] || fail "vol2 after arch-recover over $dest restored differently"
+    rm -f "$T/restored-$name"
+    echo "ok: arch-recover over $dest: both volumes, every session restores equal"
+    rm -rf "$T/meta-$name"
+    mv "$T/meta-$name.orig" "$T/meta-$name"
 }
