@@ -54,6 +54,12 @@ fn a_lost_meta_dir_is_recovered_and_every_session_restores() {
         }
     }
 
+    let rows = e.ok(&["list"]);
+    for v in [VA, VB] {
+        let row = rows.lines().find(|l| l.contains(v)).unwrap_or("");
+        assert!(row.ends_with("(recovered: `add` it to send)"), "{rows}");
+    }
+
     // A refused rerun changes nothing.
     let o = w.recover_into(&e.meta, &[]);
     o.expect(1, &["already configured", "never replaces local metadata"]);
@@ -72,6 +78,8 @@ fn a_lost_meta_dir_is_recovered_and_every_session_restores() {
         .expect(1, &["volume vm-a was recovered", "sparsebak add vm-a"]);
     e.ok(&["add", VA]);
     e.ok(&["add", VB]);
+    let rows = e.ok(&["list"]);
+    assert!(!rows.contains("recovered"), "{rows}");
     write_at(&e.img(VA), 50_000, &random_bytes(100_000, 77));
     set_len(&e.img(VB), 2 * MIB);
     e.ok(&["send", "-u"]);

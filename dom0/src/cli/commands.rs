@@ -241,6 +241,7 @@ fn list(o: &Opts, ctx: &Ctx, volume: Option<&str>) -> Result<Done> {
             rows.push(serde_json::json!({
                 "volume": vol, "enabled": e.enabled, "sessions": chain.len(),
                 "last": chain.last().map(|s| s.name.timestamp().to_string()),
+                "recovered": e.recovered,
             }));
         }
         if o.json {

@@ -111,7 +111,7 @@ pub(super) fn verify(
 }
 
 /// The rows of `list` without a volume: name, session count, last session,
-/// whether disabled.
+/// whether disabled, or recovered and not yet added again (arch-recover).
 pub(super) fn print_volume_rows(rows: Vec<serde_json::Value>) {
     for r in rows {
         let n = r["sessions"].as_u64().unwrap_or(0);
@@ -124,10 +124,10 @@ pub(super) fn print_volume_rows(rows: Vec<serde_json::Value>) {
                 .as_str()
                 .map(|l| format!(", last {l}"))
                 .unwrap_or_default(),
-            if r["enabled"] == false {
-                " (disabled)"
-            } else {
-                ""
+            match (r["enabled"] == false, r["recovered"] == true) {
+                (true, _) => " (disabled)",
+                (false, true) => " (recovered: `add` it to send)",
+                _ => "",
             }
         );
     }
