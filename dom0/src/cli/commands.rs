@@ -227,6 +227,12 @@ fn add(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
             "Volume {vol} (recovered, {n} sessions) will be read from {}; the next send continues its chain.",
             path.display()
         );
+        if super::thin::thin_of(&ctx, &vol)?.is_some() {
+            println!(
+                "Its change map was lost with the metadata: run `sparsebak diff {vol} --remap` \
+                 once, or the next send re-reads and stores every chunk."
+            );
+        }
     } else {
         println!("Volume {vol} added (source {}).", path.display());
     }

@@ -7,8 +7,12 @@
 #    that no monitor harvested yet, the right count after monitor (exit 4);
 #  - diff --remap after the change map is deleted: the next send carries exactly the
 #    differing chunks;
-#  - every session received into a new LV equals the snapshot sent.
+#  - every session received into a new LV equals the snapshot sent;
+#  - after the meta dir is lost, arch-recover rebuilds it: every session restores, send
+#    is refused until `add`; diff --remap rebuilds the change map, so the first send
+#    carries only what differs, and the chain continues.
 # vm-disks: 2
+# vm-timeout: 900
 set -- $VM_DISKS
 VG=vg0 POOL=pool0
 make_pool $VG $POOL 64k 1G "$1"
@@ -106,6 +110,28 @@ send_vol $VG vol none "and then is incremental again"
 
 log "== 4. every session received into a new LV equals the snapshot sent"
 check_restores $VG vol
+state_clean $VG $POOL
+
+log "== disaster recovery: dom0's metadata is lost, arch-recover rebuilds it from the archive"
+run mv "$META" "$META.lost"
+sb_ok arch-recover --source=$VG/$POOL --dest=internal:/mnt/bk --subdir=a
+assert_contains "$SB_OUT" "Recovered archive" "arch-recover summary"
+assert_contains "$SB_OUT" "1 volume(s), $(session_count vol) session(s)" "every session recovered"
+check_restores $VG vol
+sb_fails 1 "volume vol was recovered from the archive by arch-recover" send vol
+sb_ok add vol
+assert_contains "$SB_OUT" "run \`sparsebak diff vol --remap\` once" "add of a recovered thin volume says how to keep the next send small"
+write_rand $DEV $((80 * CH)) 4096
+sb_ok diff vol --remap
+assert_contains "$SB_OUT" ": 1 of 512 chunks differ" "diff --remap after recovery finds the one write"
+send_vol $VG vol 1 "first send after recovery and diff --remap carries only the differing chunk"
+send_vol $VG vol none "then incremental again"
+write_rand $DEV $((81 * CH)) 4096
+send_vol $VG vol 1 "and the next write is one chunk"
+restore_latest $VG vol
+assert_eq "$(sessions vol | cut -d' ' -f1-2)" "$(cut -d' ' -f1-2 "$(state_file vol)")" \
+  "sessions after recovery and two sends = the sessions sent"
+run rm -rf "$META.lost"
 state_clean $VG $POOL
 assert_eq "pool0
 vol
