@@ -41,7 +41,7 @@ SPARSEBAK=$TARGET_DIR/x86_64-unknown-linux-gnu/release/sparsebak
 
 log "building the static agent"
 if [ -x scripts/build-agent-static.sh ]; then
-    AGENT=$(scripts/build-agent-static.sh | head -n 1)
+    AGENT=$(scripts/build-agent-static.sh | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
     case $AGENT in /*) ;; *) AGENT=$REPO/$AGENT ;; esac
 else
     RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \

@@ -297,7 +297,7 @@ scenario() {
     sums+=("$(sha "$img")")
     sb "$name" send -u >/dev/null
     local oldest
-    oldest=$(sessions "$name" vol1 | head -n 1)
+    oldest=$(sessions "$name" vol1 | sed -n 1p)
     sb "$name" prune vol1 --session="$oldest" -u >"$T/out" 2>&1 ||
         { cat "$T/out"; fail "prune over $dest failed"; }
     echo "ok: pruned session $oldest over $dest"

@@ -67,7 +67,7 @@ mkdir -p "$LOGS"
 
 header() { # header FILE KEY DEFAULT
   local v
-  v=$(sed -n "s/^# $2: *\([^ ]*\).*/\1/p" "$1" | head -n 1)
+  v=$(sed -n "s/^# $2: *\([^ ]*\).*/\1/p" "$1" | sed -n 1p)
   printf '%s' "${v:-$3}"
 }
 
