@@ -186,12 +186,13 @@ impl<R: BufRead> PlanReader<R> {
         let bad = || format!("prune plan line {at}: malformed {line:?}");
         let rest = line.strip_prefix("move ").ok_or_else(bad)?;
         let (s, a) = rest.split_once(' ').ok_or_else(bad)?;
+        // `pruned` is strictly ascending (PlanHead::check): a binary search
+        // keeps a plan of many moves over many sessions linear.
         let session = self
             .head
             .pruned
-            .iter()
-            .position(|p| p.as_str() == s)
-            .ok_or_else(|| format!("prune plan line {at}: {s:?} is not a pruned session"))?;
+            .binary_search_by(|p| p.as_str().cmp(s))
+            .map_err(|_| format!("prune plan line {at}: {s:?} is not a pruned session"))?;
         let addr = parse_chunk_file_name(a).ok_or_else(bad)?;
         if self.last.is_some_and(|l| addr <= l) {
             return Err(format!(
