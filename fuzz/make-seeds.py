@@ -145,6 +145,27 @@ def main():
         off += 512 + (n + 511) // 512 * 512
     put("tar_part", "part", struct.pack("<H", len(idx)) + idx + tar)
 
+    put("agent_replies", "session", b"".join([
+        frame(json.dumps({"reply": "opened", "header": None, "free_bytes": 1, "total_bytes": 2})),
+        frame(json.dumps({"reply": "sessions", "committed": [S1], "in_progress": []})),
+        frame(b"\x00chunk bytes"), frame(b"\x01"), frame(b"\x02refused: no"),
+        frame(json.dumps({"reply": "ok"})),
+        frame(json.dumps({"reply": "volumes", "names": ["vm-a"]})),
+    ]))
+    put("agent_replies", "meta", b"".join([
+        frame(json.dumps({"reply": "hello", "protocol": 1, "agent_version": "0.3.0",
+                          "features": ["read_meta"]})),
+        frame(json.dumps({"reply": "meta_piece", "size": 10, "len": 4})), frame(b"abcd"),
+        frame(json.dumps({"reply": "meta_piece", "size": 10, "len": 6})), frame(b"efghij"),
+        frame(json.dumps({"reply": "meta_piece", "size": 10, "len": 0})), frame(b""),
+    ]))
+    put("lvs", "report", json.dumps({"report": [{"lv": [
+        {"lv_name": "pool00", "lv_attr": "twi-aotz--", "lv_size": "107374182400B",
+         "pool_lv": "", "thin_id": ""},
+        {"lv_name": "vm-work-private", "lv_attr": "Vwi-a-tz--", "lv_size": "2147483648B",
+         "pool_lv": "pool00", "thin_id": "7"}]}]}))
+    put("lvs", "version", "1.0.12\n")
+
     put("thin_delta", "delta",
         '<superblock uuid="" time="2" transaction="3" data_block_size="128" nr_data_blocks="0">\n'
         '  <diff left="2" right="3">\n    <same begin="0" length="16"/>\n'
