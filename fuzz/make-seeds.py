@@ -84,7 +84,7 @@ def main():
         chunk_path(0x30000), "%s/%s" % (S1, chunk_path(0x30000)), "%s/manifest" % S1,
         "%s/info.json" % S1, "volume.json", "volumes/vm-a/%s/%s" % (S1, chunk_path(0x10000)),
         "volumes/vm-a/%s/%s volumes/vm-b/%s/%s %s" % (S1, chunk_path(0), S2, chunk_path(0), H),
-        "vm-work-private", "zstd:3", "zlib:9", S3,
+        "vm-work-private", "zstd:3", "zlib:9", S3, "256",
         json.dumps({"format": "sparsebak-archive", "format_version": 1, "uuid": "u",
                     "chunk_size": 65536, "compression": {"codec": "zstd", "level": 3},
                     "hash": "sha256", "encryption": "none",

@@ -15,6 +15,7 @@ use sparsebak_common::names::{
     chunk_file_name, chunk_rel_path, parse_chunk_file_name, parse_chunk_rel_path, SessionName,
     VolName,
 };
+use sparsebak_common::units::ChunkSize;
 
 fn safe(p: &str) {
     assert!(!p.starts_with('/'), "{p:?}");
@@ -28,6 +29,18 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(h) = ArchiveHeader::parse(data) {
         let j = serde_json::to_vec(&h).unwrap();
         assert_eq!(ArchiveHeader::parse(&j).unwrap(), h);
+    }
+    // Chunk sizes: a factor (`--chunk-factor`) or bytes (`chunk_size` of
+    // archive.json, info.json, archive.ini).
+    if data.len() >= 8 {
+        let n = u64::from_le_bytes(data[..8].try_into().unwrap());
+        for c in [ChunkSize::from_factor(n), ChunkSize::try_from(n)]
+            .into_iter()
+            .flatten()
+        {
+            assert!(c.bytes() > 0 && c.bytes() <= 16 << 20, "{n}");
+            assert!(c.bytes().is_multiple_of(65536));
+        }
     }
     let Ok(s) = std::str::from_utf8(data) else {
         return;
@@ -64,6 +77,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(n) = SessionName::new(s) {
         assert_eq!(SessionName::from_parts(n.parts()).unwrap(), n);
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        if let Ok(c) = ChunkSize::from_factor(n) {
+            assert!(c.bytes() > 0 && c.bytes() <= 16 << 20, "{n}");
+        }
     }
     if let Ok(c) = s.parse::<Compression>() {
         assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
