@@ -5,6 +5,7 @@
 #   tests/suite-fuzz.sh                    every target, FUZZ_SECONDS each
 #   FUZZ_SECONDS=600 tests/suite-fuzz.sh   longer runs
 #   FUZZ_TARGETS="proto names" tests/suite-fuzz.sh   only these targets
+#   FUZZ_ARGS="-max_len=65536" tests/suite-fuzz.sh  more libFuzzer flags
 #
 # Needs a nightly toolchain (libFuzzer's instrumentation); without one it
 # prints "skipped" and passes. cargo-fuzz is installed if missing. Nothing
@@ -41,16 +42,23 @@ bin_dir="$target_dir/$triple/release"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-start=$(date +%s)
-# 16 codegen units: a cold build in about half the time of cargo-fuzz's
-# default of 1, for slightly slower runs (fine for a short CI run).
-(cd fuzz && cargo +nightly fuzz build --codegen-units 16 --target-dir "$target_dir") ||
-    fail "the fuzz targets do not build"
-ok "built the fuzz targets in $(($(date +%s) - start))s"
-
 mapfile -t all < <(cd fuzz && cargo +nightly fuzz list)
 [ "${#all[@]}" -gt 0 ] || fail "cargo fuzz list found no targets"
 read -r -a targets <<<"${FUZZ_TARGETS:-${all[*]}}"
+read -r -a extra <<<"${FUZZ_ARGS:-}"
+
+start=$(date +%s)
+# 16 codegen units: a much faster cold build than cargo-fuzz's default of
+# 1, for slightly slower runs (fine for a short CI run).
+build=(cargo +nightly fuzz build --codegen-units 16 --target-dir "$target_dir")
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+    for t in "${targets[@]}"; do
+        (cd fuzz && "${build[@]}" "$t") || fail "fuzz target $t does not build"
+    done
+else
+    (cd fuzz && "${build[@]}") || fail "the fuzz targets do not build"
+fi
+ok "built ${#targets[@]} fuzz targets in $(($(date +%s) - start))s"
 
 # Run one target for $secs seconds from a temporary copy of its seeds.
 run_one() {
@@ -63,7 +71,7 @@ run_one() {
     fi
     # An input over 10 s or a run over 2 GiB of memory is a failure too.
     "$bin_dir/$t" "$corpus" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
-        -artifact_prefix="$art/" -print_final_stats=1 >"$tmp/$t.log" 2>&1
+        -artifact_prefix="$art/" -print_final_stats=1 "${extra[@]}" >"$tmp/$t.log" 2>&1
 }
 
 failed=()
