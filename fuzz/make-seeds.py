@@ -110,6 +110,10 @@ def main():
     put("prune_plan", "plan",
         "sparsebak-prune-plan 1\nvol v\ntarget %s\nprune %s\nprune %s\n"
         "move %s x0000000000000000\nmove %s x0000000000010000\nend 2\n" % (S3, S1, S2, S2, S1))
+    # Once accepted (plan::tests::end_count_with_a_plus_sign_is_refused).
+    put("prune_plan", "end-plus",
+        "sparsebak-prune-plan 1\nvol v\ntarget %s\nprune %s\nprune %s\n"
+        "move %s x0000000000000000\nmove %s x0000000000010000\nend +2\n" % (S3, S1, S2, S2, S1))
 
     info = json.dumps({"name": S1, "sequence": 1, "previous": None, "volsize": 1048576,
                        "chunk_size": 65536, "created_utc": "2026-01-01T00:00:00Z",
