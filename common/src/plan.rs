@@ -172,7 +172,12 @@ impl<R: BufRead> PlanReader<R> {
     fn parse(&mut self, line: &str) -> Result<Option<Move>, String> {
         let at = self.lineno;
         if let Some(n) = line.strip_prefix("end ") {
-            if n.parse::<u64>().ok() != Some(self.moves) || n.starts_with('0') && n != "0" {
+            // Exactly the digits end_line writes: u64::from_str would also
+            // take "+2", and leading zeros.
+            let canonical = !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && (!n.starts_with('0') || n == "0");
+            if !canonical || n.parse::<u64>().ok() != Some(self.moves) {
                 return Err(format!(
                     "prune plan line {at}: {line:?} does not match the {} moves listed",
                     self.moves
@@ -186,12 +191,13 @@ impl<R: BufRead> PlanReader<R> {
         let bad = || format!("prune plan line {at}: malformed {line:?}");
         let rest = line.strip_prefix("move ").ok_or_else(bad)?;
         let (s, a) = rest.split_once(' ').ok_or_else(bad)?;
+        // `pruned` is strictly ascending (PlanHead::check): a binary search
+        // keeps a plan of many moves over many sessions linear.
         let session = self
             .head
             .pruned
-            .iter()
-            .position(|p| p.as_str() == s)
-            .ok_or_else(|| format!("prune plan line {at}: {s:?} is not a pruned session"))?;
+            .binary_search_by(|p| p.as_str().cmp(s))
+            .map_err(|_| format!("prune plan line {at}: {s:?} is not a pruned session"))?;
         let addr = parse_chunk_file_name(a).ok_or_else(bad)?;
         if self.last.is_some_and(|l| addr <= l) {
             return Err(format!(
@@ -280,6 +286,20 @@ mod tests {
         assert_eq!(m[1].session, 0);
         let (_, none) = read(&text(&[], Some(0))).unwrap();
         assert!(none.is_empty());
+    }
+
+    /// Regression (found by the prune_plan fuzz target): `end +2` was
+    /// accepted for two moves, because u64::from_str takes a leading `+`;
+    /// a plan must be exactly what `end_line` writes.
+    #[test]
+    fn end_count_with_a_plus_sign_is_refused() {
+        for end in ["+2", "02", " 2", "2 ", "", "-0"] {
+            let t = text(&[(1, 0), (0, 0x10000)], None) + &format!("end {end}\n");
+            let e = read(&t).expect_err(end);
+            assert!(e.contains("does not match"), "{end:?}: {e}");
+        }
+        assert!(read(&text(&[(1, 0), (0, 0x10000)], Some(2))).is_ok());
+        assert!(read(&text(&[], Some(0))).is_ok());
     }
 
     #[test]

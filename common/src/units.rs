@@ -31,7 +31,11 @@ pub struct ChunkSize(u64);
 impl ChunkSize {
     /// Build from a chunk factor (1..=256).
     pub fn from_factor(factor: u64) -> Result<Self, String> {
-        if factor == 0 || factor * CHUNK_UNIT > MAX_CHUNK_SIZE {
+        if factor == 0
+            || factor
+                .checked_mul(CHUNK_UNIT)
+                .is_none_or(|b| b > MAX_CHUNK_SIZE)
+        {
             return Err(format!(
                 "chunk factor {factor} is out of range: it must be 1 to {}",
                 MAX_CHUNK_SIZE / CHUNK_UNIT
@@ -116,6 +120,21 @@ mod tests {
         assert!(ChunkSize::from_factor(257).is_err());
         assert_eq!(ChunkSize::from_factor(256).unwrap().bytes(), MAX_CHUNK_SIZE);
         assert!(ChunkSize::try_from(65537).is_err());
+    }
+
+    /// Regression: `factor * CHUNK_UNIT` overflowed for a huge factor
+    /// (`init --chunk-factor 281474976710656`): a panic in debug builds and,
+    /// in release, a wrapped product of 0 accepted as a chunk size of 0.
+    #[test]
+    fn huge_chunk_factor_is_refused_not_wrapped() {
+        for f in [
+            1u64 << 48,
+            (1 << 48) + 1,
+            u64::MAX / CHUNK_UNIT + 1,
+            u64::MAX,
+        ] {
+            assert!(ChunkSize::from_factor(f).is_err(), "{f}");
+        }
     }
 
     #[test]

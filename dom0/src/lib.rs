@@ -27,3 +27,21 @@ pub mod restore;
 pub mod send;
 pub mod source;
 pub mod timefmt;
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::dest::AgentConn;
+    use std::io::{Read, Write};
+
+    /// A connection over arbitrary pipes that has said Hello, as
+    /// `AgentConn::over_link` leaves it: the agent's replies come from `r`.
+    pub fn connected(
+        r: Box<dyn Read + Send>,
+        w: Box<dyn Write + Send>,
+    ) -> anyhow::Result<AgentConn> {
+        let mut c = AgentConn::from_pipes(r, w, "fuzz".into());
+        c.hello()?;
+        Ok(c)
+    }
+}

@@ -17,7 +17,7 @@ use sparsebak_common::units::ByteOffset;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub type Digest = [u8; 32];
@@ -122,10 +122,13 @@ impl ManifestWriter {
 
 /// Streams a manifest file, checking order and syntax.
 pub struct ManifestReader {
-    lines: std::io::Split<BufReader<File>>,
+    r: BufReader<File>,
+    buf: Vec<u8>,
     path: PathBuf,
     last: Option<ByteOffset>,
     lineno: u64,
+    /// Set after the first error: the rest of the file is not read.
+    failed: bool,
 }
 
 impl ManifestReader {
@@ -133,33 +136,76 @@ impl ManifestReader {
         let f =
             File::open(path).with_context(|| format!("cannot open manifest {}", path.display()))?;
         Ok(ManifestReader {
-            lines: BufReader::with_capacity(1 << 16, f).split(b'\n'),
+            r: BufReader::with_capacity(1 << 16, f),
+            buf: Vec::new(),
             path: path.into(),
             last: None,
             lineno: 0,
+            failed: false,
         })
+    }
+}
+
+impl ManifestReader {
+    /// The next line without its `\n`, reading at most [`MAX_LINE`] + 1
+    /// bytes of it: a manifest from the destination may be one endless line.
+    fn read_line(&mut self) -> Result<bool> {
+        self.buf.clear();
+        let n = (&mut self.r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.buf)
+            .with_context(|| format!("{} line {}", self.path.display(), self.lineno))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if self.buf.len() > MAX_LINE {
+            bail!(
+                "{} line {}: line too long",
+                self.path.display(),
+                self.lineno
+            );
+        }
+        Ok(true)
+    }
+
+    fn next_entry(&mut self) -> Option<Result<Entry>> {
+        self.lineno += 1;
+        match self.read_line() {
+            Ok(false) => return None,
+            Ok(true) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        let l = &self.buf;
+        let at = || format!("{} line {}", self.path.display(), self.lineno);
+        let res = (|| {
+            if l.len() > MAX_LINE {
+                bail!("{}: line too long", at());
+            }
+            let s = std::str::from_utf8(l).map_err(|_| anyhow::anyhow!("{}: not UTF-8", at()))?;
+            let e = Entry::parse(s).map_err(|m| anyhow::anyhow!("{}: {m}", at()))?;
+            if self.last.is_some_and(|p| e.addr <= p) {
+                bail!("{}: address {} is not in ascending order", at(), e.addr);
+            }
+            Ok(e)
+        })();
+        if let Ok(e) = &res {
+            self.last = Some(e.addr);
+        }
+        Some(res)
     }
 }
 
 impl Iterator for ManifestReader {
     type Item = Result<Entry>;
     fn next(&mut self) -> Option<Result<Entry>> {
-        let line = self.lines.next()?;
-        self.lineno += 1;
-        let at = || format!("{} line {}", self.path.display(), self.lineno);
-        let res = line.with_context(at).and_then(|l| {
-            if l.len() > MAX_LINE {
-                bail!("{}: line too long", at());
-            }
-            let s = std::str::from_utf8(&l).map_err(|_| anyhow::anyhow!("{}: not UTF-8", at()))?;
-            let e = Entry::parse(s).map_err(|m| anyhow::anyhow!("{}: {m}", at()))?;
-            if self.last.is_some_and(|p| e.addr <= p) {
-                bail!("{}: address {} is not in ascending order", at(), e.addr);
-            }
-            self.last = Some(e.addr);
-            Ok(e)
-        });
-        Some(res)
+        if self.failed {
+            return None;
+        }
+        let res = self.next_entry();
+        self.failed = matches!(res, Some(Err(_)));
+        res
     }
 }
 
@@ -386,5 +432,25 @@ mod tests {
         std::fs::write(&p, "0 x0000000000010000\n0 x0000000000000000\n").unwrap();
         let r: Result<Vec<_>> = ManifestReader::open(&p).unwrap().collect();
         assert!(r.unwrap_err().to_string().contains("ascending"));
+    }
+
+    /// Regression: the reader split on newlines before checking the length,
+    /// so a manifest from the destination that is one endless line was read
+    /// into memory whole. `/dev/zero` is such a line.
+    #[test]
+    fn endless_line_is_refused_without_reading_it_all() {
+        let mut r = ManifestReader::open(Path::new("/dev/zero")).unwrap();
+        let e = r.next().unwrap().unwrap_err().to_string();
+        assert!(e.contains("line 1: line too long"), "{e}");
+        assert!(r.next().is_none(), "reading goes on after an error");
+        // A last line without its newline is still accepted, as before.
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("m");
+        std::fs::write(&p, "0 x0000000000000000\n0 x0000000000010000").unwrap();
+        let r: Vec<Entry> = ManifestReader::open(&p)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(r.len(), 2);
     }
 }

@@ -19,6 +19,16 @@ pub mod readahead;
 pub mod store;
 pub mod tarsession;
 
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API): the
+/// private checks of paths dom0 asks for.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// `ReadFiles` path check ([`crate::read`]); `Err` is the refusal.
+    pub fn check_read_path(p: &str) -> Result<(), String> {
+        crate::read::check_path(p)
+    }
+}
+
 use archive::Archive;
 use error::{AgentError, Result};
 use sparsebak_common::proto::{

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// Check a requested path; `Err` is the refusal message.
-fn check_path(p: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_path(p: &str) -> std::result::Result<(), String> {
     let (ses, rest) = p
         .split_once('/')
         .ok_or_else(|| format!("path {p:?} has no session component"))?;

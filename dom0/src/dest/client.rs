@@ -242,7 +242,7 @@ impl AgentConn {
         self.expect_reply()
     }
 
-    fn hello(&mut self) -> Result<()> {
+    pub(crate) fn hello(&mut self) -> Result<()> {
         match self.request(&Request::Hello {
             protocol: PROTOCOL_VERSION,
         })? {

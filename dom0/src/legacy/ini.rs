@@ -6,13 +6,18 @@
 //! rather than a guess.
 
 use super::{Bounds, LegacyError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Sections in file order, each with its keys in file order.
 pub type Sections = Vec<(String, Vec<(String, String)>)>;
 
 pub fn parse(text: &str, what: &str) -> Result<Sections, LegacyError> {
     let mut out: Sections = Vec::new();
+    // Names seen so far, so a repeat is found in constant time: a hostile
+    // file of 1 MiB holds ~250k keys, and scanning them all per key would
+    // be quadratic.
+    let mut sections: HashSet<String> = HashSet::new();
+    let mut keys_seen: HashSet<String> = HashSet::new();
     for (i, raw) in text.lines().enumerate() {
         let at = |why: String| LegacyError(format!("{what} line {}: {why}", i + 1));
         if raw.len() > Bounds::LINE {
@@ -30,9 +35,10 @@ pub fn parse(text: &str, what: &str) -> Result<Sections, LegacyError> {
             let name = name
                 .strip_suffix(']')
                 .ok_or_else(|| at(format!("bad section header {line:?}")))?;
-            if out.iter().any(|(s, _)| s == name) {
+            if !sections.insert(name.to_string()) {
                 return Err(at(format!("section [{name}] appears twice")));
             }
+            keys_seen.clear();
             out.push((name.to_string(), Vec::new()));
             continue;
         }
@@ -46,7 +52,7 @@ pub fn parse(text: &str, what: &str) -> Result<Sections, LegacyError> {
         let (_, keys) = out
             .last_mut()
             .ok_or_else(|| at("a key before any [section]".into()))?;
-        if keys.iter().any(|(x, _)| x == k) {
+        if !keys_seen.insert(k.to_string()) {
             return Err(at(format!("key {k:?} appears twice")));
         }
         keys.push((k.to_string(), v.to_string()));
@@ -95,5 +101,27 @@ mod tests {
         }
         let long = format!("[var]\na = {}\n", "x".repeat(5000));
         assert!(parse(&long, "t").is_err());
+    }
+
+    /// Regression: duplicate sections and keys were found by scanning all
+    /// earlier ones, so a 1 MiB archive.ini of distinct keys (or sections)
+    /// took minutes. Now a repeat is a set look-up.
+    #[test]
+    fn many_keys_and_sections_parse_in_linear_time() {
+        let t = std::time::Instant::now();
+        let mut keys = String::from("[var]\n");
+        let mut secs = String::new();
+        for i in 0..120_000 {
+            keys.push_str(&format!("k{i} = v\n"));
+            secs.push_str(&format!("[s{i}]\n"));
+        }
+        assert_eq!(parse(&keys, "t").unwrap()[0].1.len(), 120_000);
+        assert_eq!(parse(&secs, "t").unwrap().len(), 120_000);
+        keys.push_str("k7 = again\n");
+        let e = parse(&keys, "t").unwrap_err().to_string();
+        assert!(e.contains("line 120002") && e.contains("twice"), "{e}");
+        // The same key in two sections is fine.
+        assert!(parse("[var]\na = 1\n[volumes]\na = 2\n", "t").is_ok());
+        assert!(t.elapsed().as_secs() < 20, "took {:?}", t.elapsed());
     }
 }

@@ -1,0 +1,45 @@
+//! dom0's reader of agent replies (`sparsebak::dest::AgentConn`) over
+//! arbitrary bytes, as a hostile backup VM or ssh host could send them:
+//! Hello, Open, ListSessions, a ReadFiles stream and ReadMeta pieces.
+//! Never a panic or a hang; a file reply is at most a frame, and a metadata
+//! piece at most `META_PIECE` bytes and inside the size it announces.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sparsebak::dest::client::FileReply;
+use sparsebak::dest::AgentConn;
+use sparsebak_common::proto::{Request, MAX_FRAME, META_PIECE};
+use std::io::{sink, Cursor};
+
+fn pipes(data: &[u8]) -> (Box<Cursor<Vec<u8>>>, Box<std::io::Sink>) {
+    (Box::new(Cursor::new(data.to_vec())), Box::new(sink()))
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Without Hello: the plain request/reply calls.
+    let (r, w) = pipes(data);
+    let mut c = AgentConn::from_pipes(r, w, "fuzz".into());
+    let _ = c.open("/m/x", "/m", true);
+    let _ = c.list_sessions("vm-a");
+    let items = (0..3u64).map(|i| (Some(format!("S_20260101-000000/000000000/x{i:016x}")), i));
+    let _ = c.read_files("vm-a", items, |_, reply| {
+        if let Some(FileReply::Data(d)) = reply {
+            assert!(d.len() < MAX_FRAME);
+        }
+        Ok(())
+    });
+    let _ = c.request(&Request::ListVolumes);
+    // After Hello (which may announce read_meta): metadata pieces.
+    let (r, w) = pipes(data);
+    if let Ok(mut c) = sparsebak::fuzzing::connected(r, w) {
+        let mut offset = 0;
+        for _ in 0..4 {
+            let Ok(p) = c.read_meta("vm-a", "volume.json", offset) else {
+                break;
+            };
+            assert!(p.data.len() <= META_PIECE);
+            assert!(offset + p.data.len() as u64 <= p.size);
+            offset += p.data.len() as u64;
+        }
+    }
+});
