@@ -12,9 +12,8 @@
 
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
-use crate::read::open_regular;
+use crate::read::{is_session_meta, open_regular, session_rest};
 use crate::store::parse_vol;
-use sparsebak_common::names::SessionName;
 use sparsebak_common::proto::{ErrorKind, META_PIECE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::os::unix::fs::FileExt;
@@ -35,11 +34,10 @@ pub fn check_meta_path(p: &str) -> std::result::Result<(), String> {
     if p == VOLUME_FILE {
         return Ok(());
     }
-    let (ses, rest) = p
-        .split_once('/')
-        .ok_or_else(|| format!("{p:?} is not volume.json or S_…/{{info.json,manifest}}"))?;
-    SessionName::new(ses).map_err(|e| e.to_string())?;
-    if rest == MANIFEST_FILE || rest == SESSION_INFO_FILE {
+    let rest = session_rest(p, || {
+        format!("{p:?} is not volume.json or S_…/{{info.json,manifest}}")
+    })?;
+    if is_session_meta(rest) {
         return Ok(());
     }
     Err(format!(

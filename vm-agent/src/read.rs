@@ -20,13 +20,27 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+/// Split a requested `S_…/REST` path, checking the session name; `no_session`
+/// is the refusal message for a path without one. Shared by `ReadFiles` and
+/// `ReadMeta` (crate::meta).
+pub(crate) fn session_rest(
+    p: &str,
+    no_session: impl FnOnce() -> String,
+) -> std::result::Result<&str, String> {
+    let (ses, rest) = p.split_once('/').ok_or_else(no_session)?;
+    SessionName::new(ses).map_err(|e| e.to_string())?;
+    Ok(rest)
+}
+
+/// `rest` names a session's manifest or info.json.
+pub(crate) fn is_session_meta(rest: &str) -> bool {
+    rest == MANIFEST_FILE || rest == SESSION_INFO_FILE
+}
+
 /// Check a requested path; `Err` is the refusal message.
 pub(crate) fn check_path(p: &str) -> std::result::Result<(), String> {
-    let (ses, rest) = p
-        .split_once('/')
-        .ok_or_else(|| format!("path {p:?} has no session component"))?;
-    SessionName::new(ses).map_err(|e| e.to_string())?;
-    if rest == MANIFEST_FILE || rest == SESSION_INFO_FILE {
+    let rest = session_rest(p, || format!("path {p:?} has no session component"))?;
+    if is_session_meta(rest) {
         return Ok(());
     }
     parse_chunk_rel_path(rest)
