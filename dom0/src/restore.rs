@@ -237,6 +237,73 @@ pub trait Sink: Sync {
     fn zero(&self, addr: ByteOffset, len: u64) -> Result<()>;
 }
 
+/// A batch of chunks with their replies, in address order.
+type Batch = Vec<(Item, Option<FileReply>)>;
+
+/// Check a batch on all cores and hand each good chunk to `out`: per chunk
+/// `(length, stored bytes, outcome)`, in order.
+fn check_batch(
+    vol: &VolName,
+    cs: ChunkSize,
+    out: Option<&dyn Sink>,
+    batch: Batch,
+) -> Vec<(u64, u64, Result<()>)> {
+    batch
+        .into_par_iter()
+        .map(|(item, reply)| {
+            let Item::Chunk { addr, len, .. } = &item else {
+                unreachable!()
+            };
+            let stored = match &reply {
+                Some(FileReply::Data(f)) => f.len() as u64,
+                _ => 0,
+            };
+            let res = check_chunk(vol, cs, &item, reply).and_then(|data| match (out, data) {
+                (Some(o), Some(d)) => o.data(*addr, &d),
+                (Some(o), None) => o.zero(*addr, *len),
+                (None, _) => Ok(()),
+            });
+            (*len, stored, res)
+        })
+        .collect()
+}
+
+/// Read the replies for `requests` on this thread and pass them on in
+/// batches of [`BATCH`]; counts chunks into `report`. Stops when `stop` is
+/// set (the verifier failed) or the receiver is gone.
+fn read_batches(
+    conn: &mut AgentConn,
+    vol: &VolName,
+    requests: impl Iterator<Item = (Option<String>, Item)> + Send,
+    report: &mut RestoreReport,
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut batch: Batch = Vec::with_capacity(BATCH);
+    let stopped = || anyhow!("stopped: a chunk failed verification");
+    conn.read_files(vol.as_str(), requests, |item, reply| {
+        if stop.load(Ordering::SeqCst) {
+            return Err(stopped());
+        }
+        if let Item::Broken(m) = &item {
+            bail!("{m}");
+        }
+        if let Item::Chunk { chunk, .. } = &item {
+            report.chunks += 1;
+            match chunk {
+                ChunkRef::Zero => report.zero_chunks += 1,
+                ChunkRef::Data { .. } => report.data_chunks += 1,
+            }
+        }
+        batch.push((item, reply));
+        if batch.len() >= BATCH {
+            tx.send(std::mem::take(&mut batch)).map_err(|_| stopped())?;
+        }
+        Ok(())
+    })
+    .and_then(|()| tx.send(std::mem::take(&mut batch)).map_err(|_| stopped()))
+}
+
 /// Rebuild into `out` (receive, diff) or just check (`out == None`, verify)
 /// the volume at a session.
 pub fn restore(
@@ -274,70 +341,24 @@ pub fn restore(
         if verify_only { "verify" } else { "receive" },
         info.volsize.0,
     );
-    let flush = |batch: &mut Vec<(Item, Option<FileReply>)>,
-                 report: &mut RestoreReport|
-     -> Result<()> {
-        let results: Vec<(u64, u64, Result<()>)> = std::mem::take(batch)
-            .into_par_iter()
-            .map(|(item, reply)| {
-                let Item::Chunk { addr, len, .. } = &item else {
-                    unreachable!()
-                };
-                let stored = match &reply {
-                    Some(FileReply::Data(f)) => f.len() as u64,
-                    _ => 0,
-                };
-                let res = check_chunk(vol, cs, &item, reply).and_then(|data| match (out, data) {
-                    (Some(o), Some(d)) => o.data(*addr, &d),
-                    (Some(o), None) => o.zero(*addr, *len),
-                    (None, _) => Ok(()),
-                });
-                (*len, stored, res)
-            })
-            .collect();
-        account(results, progress, report, verify_only)
-    };
     // Replies are read on this thread while a second thread verifies and
     // writes the previous batches, so the pipe keeps flowing during hashing.
-    let (tx, rx) = sync_channel::<Vec<(Item, Option<FileReply>)>>(4);
+    let (tx, rx) = sync_channel::<Batch>(4);
     let stop = AtomicBool::new(false);
-    let (flush, stop) = (&flush, &stop);
+    let stop = &stop;
     let (read_res, verified) = std::thread::scope(|sc| {
         let verifier = sc.spawn(move || -> Result<(u64, Vec<String>)> {
             let mut part = RestoreReport::default();
-            for mut b in rx.iter() {
-                if let Err(e) = flush(&mut b, &mut part) {
+            for b in rx.iter() {
+                let results = check_batch(vol, cs, out, b);
+                if let Err(e) = account(results, progress, &mut part, verify_only) {
                     stop.store(true, Ordering::SeqCst);
                     return Err(e);
                 }
             }
             Ok((part.stored_bytes, part.bad))
         });
-        let mut batch: Vec<(Item, Option<FileReply>)> = Vec::with_capacity(BATCH);
-        let stopped = || anyhow!("stopped: a chunk failed verification");
-        let r = conn
-            .read_files(vol.as_str(), requests, |item, reply| {
-                if stop.load(Ordering::SeqCst) {
-                    return Err(stopped());
-                }
-                if let Item::Broken(m) = &item {
-                    bail!("{m}");
-                }
-                if let Item::Chunk { chunk, .. } = &item {
-                    report.chunks += 1;
-                    match chunk {
-                        ChunkRef::Zero => report.zero_chunks += 1,
-                        ChunkRef::Data { .. } => report.data_chunks += 1,
-                    }
-                }
-                batch.push((item, reply));
-                if batch.len() >= BATCH {
-                    tx.send(std::mem::take(&mut batch)).map_err(|_| stopped())?;
-                }
-                Ok(())
-            })
-            .and_then(|()| tx.send(std::mem::take(&mut batch)).map_err(|_| stopped()));
-        drop(tx);
+        let r = read_batches(conn, vol, requests, &mut report, tx, stop);
         (r, verifier.join().expect("verifier thread"))
     });
     // A verification failure explains a stopped read better than the read does.
