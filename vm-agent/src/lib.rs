@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod dedup;
 pub mod delete;
+pub mod dirfd;
 pub mod error;
 pub mod fsutil;
 pub mod legacy;

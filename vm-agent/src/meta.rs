@@ -11,8 +11,9 @@
 //! served.
 
 use crate::archive::{Archive, VOLUMES_DIR};
+use crate::dirfd::open_regular;
 use crate::error::{AgentError, IoContext, Result};
-use crate::read::{is_session_meta, open_regular, session_rest};
+use crate::read::{is_session_meta, session_rest};
 use crate::store::parse_vol;
 use sparsebak_common::proto::{ErrorKind, META_PIECE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};

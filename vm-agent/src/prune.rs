@@ -20,20 +20,19 @@
 //! directories opened with `O_NOFOLLOW`.
 
 use crate::archive::Archive;
+use crate::dirfd::{self, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
 use crate::store::{parse_session, parse_vol};
 use crate::tarsession::prune::PruneParts;
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use sparsebak_common::names::{chunk_dir_name, chunk_file_name, SessionName, VolName};
 use sparsebak_common::plan::{PlanHead, PlanReader, PLAN_FILE};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -336,20 +335,12 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
     })
 }
 
-fn open_dir_at(parent: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(Some(parent.as_raw_fd()), name, flags, Mode::empty())?;
-    // SAFETY: openat just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn errno(what: impl std::fmt::Display, e: Errno) -> AgentError {
+fn errno(what: impl std::fmt::Display, e: AtError) -> AgentError {
     AgentError::io(what, io::Error::from(e))
 }
 
-fn is_regular_at(dir: &OwnedFd, name: &str) -> std::result::Result<bool, Errno> {
-    let st = fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
+fn is_regular_at(dir: &OwnedFd, name: &str) -> std::result::Result<bool, AtError> {
+    dirfd::stat(dir, name).map(|st| dirfd::is_regular(&st))
 }
 
 /// An open fan-out directory, by name.
@@ -369,23 +360,12 @@ fn fan_dir<'a>(
         .is_none_or(|(n, fd)| n != name || (create && fd.is_none()))
     {
         if create {
-            match mkdirat(
-                Some(parent.as_raw_fd()),
-                name,
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => {
-                    return Err(errno(
-                        format_args!("cannot create {}/{name}", shown.display()),
-                        e,
-                    ))
-                }
-            }
+            dirfd::mkdir(parent, name)
+                .map_err(|e| errno(format_args!("cannot create {}/{name}", shown.display()), e))?;
         }
-        let fd = match open_dir_at(parent, name) {
+        let fd = match dirfd::open_dir(parent, name) {
             Ok(fd) => Some(fd),
-            Err(Errno::ENOENT) if !create => None,
+            Err(e) if e.errno == Errno::ENOENT && !create => None,
             Err(e) => {
                 return Err(errno(
                     format_args!("cannot open {}/{name}", shown.display()),
@@ -425,14 +405,9 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     let crash_after: Option<u64> = std::env::var(TEST_HOOK_CRASH_AFTER_RENAMES)
         .ok()
         .and_then(|v| v.parse().ok());
-    let vfd: OwnedFd = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
-        .open(vdir)
-        .ctx(format_args!("cannot open {}", vdir.display()))?
-        .into();
+    let vfd = dirfd::open_path_dir(vdir).ctx(format_args!("cannot open {}", vdir.display()))?;
     let tdir = vdir.join(head.target.as_str());
-    let tfd = open_dir_at(&vfd, head.target.as_str())
+    let tfd = dirfd::open_dir(&vfd, head.target.as_str())
         .map_err(|e| errno(format_args!("cannot open target {}", tdir.display()), e))?;
     // Per pruned session: its dir (None once removed) and its current fan-out dir.
     let mut sources: Vec<Option<(Option<OwnedFd>, Fan)>> =
@@ -452,11 +427,8 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
         let (fan, name) = (chunk_dir_name(m.addr), chunk_file_name(m.addr));
         let sdir = vdir.join(s.as_str());
         if sources[m.session].is_none() {
-            let fd = match open_dir_at(&vfd, s.as_str()) {
-                Ok(fd) => Some(fd),
-                Err(Errno::ENOENT) => None,
-                Err(e) => return Err(errno(format_args!("cannot open {}", sdir.display()), e)),
-            };
+            let fd = optional(dirfd::open_dir(&vfd, s.as_str()))
+                .map_err(|e| errno(format_args!("cannot open {}", sdir.display()), e))?;
             sources[m.session] = Some((fd, None));
         }
         let (sfd, sfan) = sources[m.session].as_mut().expect("just opened");
@@ -468,7 +440,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
         let renamed = match src {
             None => false,
             Some(src) => match is_regular_at(src, &name) {
-                Err(Errno::ENOENT) => false,
+                Err(e) if e.errno == Errno::ENOENT => false,
                 Err(e) => return Err(errno(format_args!("cannot stat {what}"), e)),
                 Ok(false) => {
                     return Err(AgentError::invalid(format!(
@@ -477,13 +449,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
                 }
                 Ok(true) => {
                     let dst = fan_dir(&mut tfan, &tfd, &fan, true, &tdir)?.expect("created");
-                    renameat(
-                        Some(src.as_raw_fd()),
-                        name.as_str(),
-                        Some(dst.as_raw_fd()),
-                        name.as_str(),
-                    )
-                    .map_err(|e| {
+                    dirfd::rename(src, &name, dst, &name).map_err(|e| {
                         errno(format_args!("cannot move {what} into {}", head.target), e)
                     })?;
                     true
