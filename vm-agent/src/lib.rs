@@ -19,6 +19,7 @@ pub mod read;
 pub mod readahead;
 pub mod store;
 pub mod tarsession;
+pub mod test_hooks;
 
 /// Entry points for the fuzz targets in `fuzz/` (not a stable API): the
 /// private checks of paths dom0 asks for.
@@ -41,7 +42,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
-/// before the optional requests did (no `features`).
+/// before the optional requests did (no `features`). Read only in builds
+/// with the `test-hooks` feature (crate::test_hooks).
 pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
 
 fn err_response(e: &AgentError) -> Response {
@@ -114,7 +116,9 @@ fn handle<R: Read, W: Write>(
             Ok(Some(Response::Hello {
                 protocol: PROTOCOL_VERSION,
                 agent_version: VERSION.into(),
-                features: if std::env::var_os(TEST_HOOK_NO_FEATURES).is_some() {
+                features: if cfg!(feature = "test-hooks")
+                    && std::env::var_os(TEST_HOOK_NO_FEATURES).is_some()
+                {
                     vec![]
                 } else {
                     vec![FEATURE_READ_META.into()]

@@ -25,6 +25,7 @@ use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
 use crate::store::{parse_session, parse_vol};
 use crate::tarsession::prune::PruneParts;
+use crate::test_hooks;
 use nix::errno::Errno;
 use sparsebak_common::names::{chunk_dir_name, chunk_file_name, SessionName, VolName};
 use sparsebak_common::plan::{PlanHead, PlanReader, PLAN_FILE};
@@ -48,22 +49,6 @@ pub const PRUNED_SUFFIX: &str = "-pruned";
 pub const PLAN_FILES: [&str; 3] = [PLAN_FILE, MANIFEST_FILE, SESSION_INFO_FILE];
 /// Largest `info.json` accepted in a plan.
 const MAX_INFO: u64 = 1024 * 1024;
-
-/// TEST HOOK, for the crash-recovery tests only: abort (as `kill -9` would
-/// stop) the agent after this many chunk renames of a prune.
-pub const TEST_HOOK_CRASH_AFTER_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
-/// TEST HOOK, for the crash-recovery tests only: abort the agent at a named
-/// step of a prune: `plan` (plan committed, nothing moved), `target` (all
-/// moved, target's manifest and info replaced), `removed` (pruned dirs
-/// removed, plan not yet).
-pub const TEST_HOOK_CRASH_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
-
-fn test_hook_crash_at(point: &str) {
-    if std::env::var(TEST_HOOK_CRASH_AT).is_ok_and(|v| v == point) {
-        eprintln!("sparsebak-agent: test hook {TEST_HOOK_CRASH_AT}={point}: aborting");
-        std::process::abort();
-    }
-}
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Pruned {
@@ -327,7 +312,7 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
     let plan = vdir.join(PLAN_DIR);
     fs::rename(&tmp, &plan).ctx(format_args!("cannot commit {}", plan.display()))?;
     fsync_dir(&vdir)?;
-    test_hook_crash_at("plan");
+    test_hooks::crash_at("plan");
     let moved = apply(&vdir, a.header()?.chunk_size.max_stored())?;
     Ok(Pruned {
         moved,
@@ -402,9 +387,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     let plan_dir = vdir.join(PLAN_DIR);
     let mut reader = open_plan(&plan_dir)?;
     let head = reader.head.clone();
-    let crash_after: Option<u64> = std::env::var(TEST_HOOK_CRASH_AFTER_RENAMES)
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let crash_after = test_hooks::crash_after_renames();
     let vfd = dirfd::open_path_dir(vdir).ctx(format_args!("cannot open {}", vdir.display()))?;
     let tdir = vdir.join(head.target.as_str());
     let tfd = dirfd::open_dir(&vfd, head.target.as_str())
@@ -417,12 +400,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     let mut parts = PruneParts::new(&vfd, vdir, &head, &tfd, max_chunk)?;
     for m in reader.by_ref() {
         let m = m.map_err(AgentError::invalid)?;
-        if crash_after == Some(moved) {
-            eprintln!(
-                "sparsebak-agent: test hook {TEST_HOOK_CRASH_AFTER_RENAMES}={moved}: aborting"
-            );
-            std::process::abort();
-        }
+        test_hooks::crash_after(crash_after, moved);
         let s: &SessionName = &head.pruned[m.session];
         let (fan, name) = (chunk_dir_name(m.addr), chunk_file_name(m.addr));
         let sdir = vdir.join(s.as_str());
@@ -472,15 +450,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
             ));
         }
     }
-    let mut crash_hook = |n: u64| {
-        if crash_after == Some(moved + n) {
-            eprintln!(
-                "sparsebak-agent: test hook {TEST_HOOK_CRASH_AFTER_RENAMES}={}: aborting",
-                moved + n
-            );
-            std::process::abort();
-        }
-    };
+    let mut crash_hook = |n: u64| test_hooks::crash_after(crash_after, moved + n);
     let part_files = parts.move_needed(&tfd, &mut crash_hook)?;
     crash_hook(part_files);
     moved += part_files;
@@ -491,7 +461,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
         &plan_dir.join(SESSION_INFO_FILE),
         &tdir.join(SESSION_INFO_FILE),
     )?;
-    test_hook_crash_at("target");
+    test_hooks::crash_at("target");
     let aside = |s: &SessionName| vdir.join(format!("{s}{PRUNED_SUFFIX}"));
     for s in &head.pruned {
         let p = vdir.join(s.as_str());
@@ -504,7 +474,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     for s in &head.pruned {
         remove_tree(&aside(s))?;
     }
-    test_hook_crash_at("removed");
+    test_hooks::crash_at("removed");
     let done = vdir.join(PLAN_DONE);
     remove_tree(&done)?;
     fs::rename(&plan_dir, &done).ctx(format_args!("cannot retire {}", plan_dir.display()))?;
