@@ -2,11 +2,11 @@
 //! produced are served: `S_…/<9hex>/x<16hex>`, `S_…/manifest`, `S_…/info.json`
 //! of a committed session; never through a symlink, never a non-regular file.
 
-use crate::archive::{Archive, VOLUMES_DIR};
 use crate::dirfd::open_regular;
 use crate::error::Result;
+use crate::open_archive::{Archive, VOLUMES_DIR};
+use crate::parse::parse_vol;
 use crate::readahead::ReadAhead;
-use crate::store::parse_vol;
 use crate::tarsession::TarReads;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::{
@@ -18,7 +18,7 @@ use std::io::{self, BufReader, Read, Write};
 
 /// Split a requested `S_…/REST` path, checking the session name; `no_session`
 /// is the refusal message for a path without one. Shared by `ReadFiles` and
-/// `ReadMeta` (crate::meta).
+/// `ReadMeta` (crate::read_meta).
 pub(crate) fn session_rest(
     p: &str,
     no_session: impl FnOnce() -> String,

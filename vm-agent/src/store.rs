@@ -9,9 +9,10 @@
 //! links, devices, directories, duplicates, a fan-out dir that doesn't match
 //! the address) is refused and the temporary directory removed.
 
-use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, write_atomic};
+use crate::open_archive::{Archive, VOLUMES_DIR};
+use crate::parse::{parse_session, parse_vol};
 use crate::tarsession::writer::TarWriter;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
@@ -34,14 +35,6 @@ enum Phase {
     Chunks,
     Manifest,
     Info,
-}
-
-pub fn parse_vol(v: &str) -> Result<VolName> {
-    VolName::new(v).map_err(|e| AgentError::invalid(e.to_string()))
-}
-
-pub fn parse_session(s: &str) -> Result<SessionName> {
-    SessionName::new(s).map_err(|e| AgentError::invalid(e.to_string()))
 }
 
 /// Create `d` if missing, then check it is a directory and not a symlink to

@@ -10,10 +10,10 @@
 
 use super::same_inode_at;
 use super::{check_hash, committed_fanout, copy_into, describe, file_name, open_chunk};
-use crate::archive::Archive;
 use crate::dirfd::{self, open_path_dir, optional};
 use crate::error::{AgentError, Result};
-use crate::prune::{settle, Use};
+use crate::open_archive::Archive;
+use crate::prune_apply::{settle, Use};
 use nix::errno::Errno;
 use sparsebak_common::linkref::{parse_sha256, ChunkLoc, PAX_SHA256};
 use sparsebak_common::names::{chunk_dir_name, parse_chunk_rel_path, SessionName, VolName};

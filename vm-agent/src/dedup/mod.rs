@@ -17,9 +17,9 @@
 pub mod member;
 pub mod ops;
 
-use crate::archive::Archive;
 use crate::dirfd::{self, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
+use crate::open_archive::Archive;
 use nix::errno::Errno;
 use nix::sys::stat::{fstat, FileStat};
 use sha2::{Digest, Sha256};

@@ -10,11 +10,11 @@
 //! after, so a crash at any point leaves a valid archive.
 
 use super::{check_hash, committed_fanout, describe, file_name, open_chunk, same_inode_at, Opened};
-use crate::archive::Archive;
 use crate::dirfd;
 use crate::error::{AgentError, Result};
 use crate::fsutil::syncfs;
-use crate::prune::{settle, Use};
+use crate::open_archive::Archive;
+use crate::prune_apply::{settle, Use};
 use nix::errno::Errno;
 use sparsebak_common::linkref::{ChunkLoc, DedupOp};
 use sparsebak_common::proto::{ErrorKind, MAX_PROBLEMS};

@@ -11,11 +11,11 @@
 //! the entry the session's manifest records.
 
 pub mod part;
-pub mod prune;
+pub mod prune_parts;
 pub mod writer;
 
-use crate::archive::VOLUMES_DIR;
 use crate::dirfd::{find_dir, find_file, open_dir_chain};
+use crate::open_archive::VOLUMES_DIR;
 use part::Part;
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::units::ByteOffset;

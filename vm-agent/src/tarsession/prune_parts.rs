@@ -1,7 +1,7 @@
 //! Tar parts in a prune (docs/FORMAT.md §13.5). The plan names, for each
 //! address whose newest entry comes from a pruned session, that session
 //! (`move S x<addr>`). Its folder chunk file, if present, is renamed as for
-//! any session ([`crate::prune`]); otherwise the entry lives in one of the
+//! any session ([`crate::prune_apply`]); otherwise the entry lives in one of the
 //! session's parts, and [`PruneParts::resolve`] marks that part as needed.
 //! Needed parts are renamed whole into `T/parts/<origin>.{tar,idx}`: data is
 //! never rewritten. Parts with no winning entry are removed with their

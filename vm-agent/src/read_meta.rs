@@ -10,11 +10,11 @@
 //! `S_YYYYMMDD-HHMMSS`, so `-tmp`, `-orphan` and `-pruned` dirs are never
 //! served.
 
-use crate::archive::{Archive, VOLUMES_DIR};
 use crate::dirfd::open_regular;
 use crate::error::{AgentError, IoContext, Result};
+use crate::open_archive::{Archive, VOLUMES_DIR};
+use crate::parse::parse_vol;
 use crate::read::{is_session_meta, session_rest};
-use crate::store::parse_vol;
 use sparsebak_common::proto::{ErrorKind, META_PIECE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::os::unix::fs::FileExt;

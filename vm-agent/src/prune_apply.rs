@@ -19,12 +19,12 @@
 //! from validated names, and chunk files are moved with `renameat` between
 //! directories opened with `O_NOFOLLOW`.
 
-use crate::archive::Archive;
 use crate::dirfd::{self, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
-use crate::store::{parse_session, parse_vol};
-use crate::tarsession::prune::PruneParts;
+use crate::open_archive::Archive;
+use crate::parse::{parse_session, parse_vol};
+use crate::tarsession::prune_parts::PruneParts;
 use crate::test_hooks;
 use nix::errno::Errno;
 use sparsebak_common::names::{chunk_dir_name, chunk_file_name, SessionName, VolName};
