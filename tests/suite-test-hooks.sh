@@ -2,7 +2,10 @@
 # Release binaries carry no test hooks (the `test-hooks` cargo feature is
 # for `cargo test` only; see vm-agent/src/test_hooks.rs).
 #
-#   tests/suite-test-hooks.sh
+#   tests/suite-test-hooks.sh                       build, then check
+#   SB=/path/sparsebak AGENT=/path/sparsebak-agent tests/suite-test-hooks.sh
+#                                                   check those, no build
+#                                                   (hooked ones must FAIL)
 #
 # Uses the static release builds that tests/suite-rpm.sh and
 # tests/suite-static-agent.sh already make (same commands, so cargo reuses
@@ -25,11 +28,15 @@ ok() { echo "ok: $*"; }
 HOOKS=(SPARSEBAK_AGENT_CRASH_AT SPARSEBAK_AGENT_CRASH_AFTER_RENAMES
     SPARSEBAK_AGENT_NO_FEATURES SPARSEBAK_AGENT_META_PIECE SPARSEBAK_TEST_CRASH_AT)
 
-target=x86_64-unknown-linux-gnu
-RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-    cargo build -q --release -p sparsebak --bin sparsebak --target "$target" >&2
-SB=$(realpath "${CARGO_TARGET_DIR:-target}/$target/release/sparsebak")
-AGENT=$(realpath "$(scripts/build-agent-static.sh | sed -n 1p)") # sed reads all: no SIGPIPE
+if [ -z "${SB:-}" ] || [ -z "${AGENT:-}" ]; then
+    target=x86_64-unknown-linux-gnu
+    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build -q --release -p sparsebak --bin sparsebak --target "$target" >&2
+    SB=${CARGO_TARGET_DIR:-target}/$target/release/sparsebak
+    AGENT=$(scripts/build-agent-static.sh | sed -n 1p) # sed reads all: no SIGPIPE
+fi
+SB=$(realpath "$SB")
+AGENT=$(realpath "$AGENT")
 [ -x "$SB" ] && [ -x "$AGENT" ] || fail "release binaries missing: $SB $AGENT"
 
 for b in "$SB" "$AGENT"; do
