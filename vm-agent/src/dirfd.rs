@@ -20,9 +20,10 @@ use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// A failed directory-relative operation: the errno and the name (relative
@@ -184,6 +185,13 @@ pub fn find_file(dir: &OwnedFd, name: &str) -> io::Result<Option<OwnedFd>> {
 /// Open directory `p` by path, refusing a symlink as its last component.
 pub fn open_path_dir(p: &Path) -> io::Result<OwnedFd> {
     Ok(nix::fcntl::open(p, DIR, Mode::empty())?)
+}
+
+/// Open `p` by path with `opts`, refusing a symlink as its last component
+/// (for files named from the archive dir, like the lock file and a prune
+/// plan, whose parents were checked or created by the agent).
+pub fn open_path_file(opts: &mut OpenOptions, p: &Path) -> io::Result<File> {
+    opts.custom_flags(nix::libc::O_NOFOLLOW).open(p)
 }
 
 /// Open the archive dir `p` by path as `Open` checked it (it may be a

@@ -4,6 +4,7 @@
 //! Layout under the destination path (see docs/FORMAT.md):
 //! `sparsebak/{archive.json,.lock,volumes/<vol>/{volume.json,S_*/…}}`.
 
+use crate::dirfd::open_path_file;
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, write_atomic};
 use nix::fcntl::{Flock, FlockArg};
@@ -13,7 +14,6 @@ use sparsebak_common::names::{SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::{ARCHIVE_DIR, HEADER_FILE, LOCK_FILE};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Directory under the archive dir that holds one directory per volume.
@@ -64,13 +64,11 @@ impl Archive {
 
     fn take_lock(&mut self) -> Result<()> {
         let path = self.dir.join(LOCK_FILE);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-            .ctx(format_args!("cannot open lock file {}", path.display()))?;
+        let f = open_path_file(
+            OpenOptions::new().create(true).truncate(false).write(true),
+            &path,
+        )
+        .ctx(format_args!("cannot open lock file {}", path.display()))?;
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
             AgentError::new(
                 ErrorKind::Locked,

@@ -19,7 +19,7 @@
 //! from validated names, and chunk files are moved with `renameat` between
 //! directories opened with `O_NOFOLLOW`.
 
-use crate::dirfd::{self, optional, AtError};
+use crate::dirfd::{self, open_path_file, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
 use crate::open_archive::Archive;
@@ -34,7 +34,6 @@ use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A committed plan: the prune is decided and is completed by [`settle`].
@@ -176,12 +175,11 @@ pub fn put_part(a: &Archive, vol: &str, file: &str, offset: u64, data: &str) -> 
         )));
     }
     let path = tmp.join(file);
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create_new(offset == 0)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .ctx(format_args!("cannot open {}", path.display()))?;
+    let mut f = open_path_file(
+        OpenOptions::new().append(true).create_new(offset == 0),
+        &path,
+    )
+    .ctx(format_args!("cannot open {}", path.display()))?;
     let have = f
         .metadata()
         .ctx(format_args!("cannot stat {}", path.display()))?
@@ -197,10 +195,7 @@ pub fn put_part(a: &Archive, vol: &str, file: &str, offset: u64, data: &str) -> 
 
 fn open_plan(dir: &Path) -> Result<PlanReader<BufReader<File>>> {
     let p = dir.join(PLAN_FILE);
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&p)
+    let f = open_path_file(OpenOptions::new().read(true), &p)
         .ctx(format_args!("cannot open {}", p.display()))?;
     PlanReader::open(BufReader::new(f)).map_err(AgentError::invalid)
 }
