@@ -42,7 +42,9 @@ dest_install_tools() {
 }
 dest_install_tools
 
-cargo build --workspace -q
+# The binaries `cargo test` builds (with the test-hooks feature, which no
+# suite here sets off): after it, in tests/run-all.sh, nothing is compiled.
+cargo test --workspace --no-run -q
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/debug
 AGENT=$BIN/sparsebak-agent
 [ -x "$AGENT" ] || fail "no agent at $AGENT"

@@ -13,9 +13,8 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "build"
-cargo build --workspace
-
+# No separate `cargo build`: `cargo test` builds the binaries too (with the
+# test-hooks feature), and the shell suites use those.
 step "unit and integration tests"
 cargo test --workspace
 

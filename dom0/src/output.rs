@@ -14,6 +14,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 nix::ioctl_write_ptr_bad!(blkdiscard, 0x1277, [u64; 2]);
 
+/// Discard the first `len` bytes of block device `file` (`BLKDISCARD`);
+/// `false` if the device refused.
+// nix has no safe wrapper for an ioctl. Sound: the descriptor is open and
+// borrowed for the call, and the argument is the `[u64; 2]` (start, length)
+// the kernel reads for BLKDISCARD, alive for the call.
+#[allow(unsafe_code)]
+fn discard(file: &File, len: u64) -> bool {
+    let range = [0u64, len];
+    // SAFETY: see above.
+    unsafe { blkdiscard(file.as_raw_fd(), &range) }.is_ok()
+}
+
+/// Start writeback of `file`'s dirty pages (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), ignoring failure: it does not wait, and
+/// proves nothing.
+// nix has no wrapper for sync_file_range. Sound: a plain system call on a
+// descriptor borrowed for the call, with no pointer arguments.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File) {
+    // SAFETY: see above.
+    let _ = unsafe {
+        nix::libc::sync_file_range(file.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
 pub struct Output {
     file: File,
     path: PathBuf,
@@ -95,8 +120,7 @@ impl Output {
                 size.0
             );
         }
-        let range = [0u64, size.0];
-        let discarded = unsafe { blkdiscard(file.as_raw_fd(), &range) }.is_ok();
+        let discarded = discard(&file, size.0);
         let zeros_free = discarded && discard_zeroes;
         Ok(Output {
             file,
@@ -123,15 +147,7 @@ impl Output {
         {
             // Only starts writeback (it does not wait, and proves nothing):
             // durability is still the fsync in `commit`, whose error counts.
-            // SAFETY: a plain syscall on a descriptor this Output owns.
-            let _ = unsafe {
-                nix::libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    0,
-                    0,
-                    nix::libc::SYNC_FILE_RANGE_WRITE,
-                )
-            };
+            start_writeback(&self.file);
         }
         Ok(())
     }

@@ -76,9 +76,13 @@ enum Outcome {
     },
 }
 
+/// Compared 16 bytes at a time (the compiler vectorises it), without unsafe.
 fn is_zero(d: &[u8]) -> bool {
-    let (pre, mid, post) = unsafe { d.align_to::<u128>() };
-    pre.iter().all(|&b| b == 0) && mid.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
+    let mut words = d.chunks_exact(16);
+    words
+        .by_ref()
+        .all(|w| u128::from_ne_bytes(w.try_into().expect("16 bytes")) == 0)
+        && words.remainder().iter().all(|&b| b == 0)
 }
 
 fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sparsebak_agent::fuzzing::check_read_path;
-use sparsebak_agent::meta::check_meta_path;
+use sparsebak_agent::read_meta::check_meta_path;
 use sparsebak_common::header::{ArchiveHeader, Compression};
 use sparsebak_common::legacy::{parse_legacy_chunk_path, LegacyVolName};
 use sparsebak_common::linkref::{ChunkLoc, DedupOp};

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sparsebak_agent::archive::Archive;
+use sparsebak_agent::open_archive::Archive;
 use sparsebak_agent::store::put_session;
 use sparsebak_common::names::parse_chunk_rel_path;
 use std::path::{Path, PathBuf};

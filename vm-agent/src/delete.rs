@@ -3,9 +3,9 @@
 //! leaves a half-deleted archive under its own name, then removed. Nothing
 //! else under `<dest>` is touched.
 
-use crate::archive::Archive;
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::fsync_dir;
+use crate::open_archive::Archive;
 use sparsebak_common::proto::ErrorKind;
 use std::fs;
 

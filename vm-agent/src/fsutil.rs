@@ -45,7 +45,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// of an fsync per chunk file).
 pub fn syncfs(dir: &Path) -> Result<()> {
     let f = File::open(dir).ctx(format_args!("cannot open {}", dir.display()))?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)).map_err(|e| {
+    nix::unistd::syncfs(&f).map_err(|e| {
         crate::error::AgentError::io(format_args!("cannot sync {}", dir.display()), e.into())
     })
 }

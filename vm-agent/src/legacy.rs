@@ -9,37 +9,12 @@
 //! the frame limit. The hashes that make the data trustworthy live in dom0's
 //! local metadata; the agent never reads 0.2 metadata at all.
 
-use crate::archive::Archive;
 use crate::error::{AgentError, Result};
+use crate::open_archive::Archive;
 use crate::read::{serve_paths, PathResolver};
 use sparsebak_common::legacy::{parse_legacy_chunk_path, LegacyVolName, LEGACY_SET_DIR};
-use sparsebak_common::proto::{ErrorKind, Request};
+use sparsebak_common::proto::Request;
 use std::io::{self, BufReader, Read, Write};
-use std::path::Path;
-
-/// `<dest>/sparsebak/default` must be a real directory (not a symlink).
-pub fn check_set_dir(archive_dir: &Path) -> Result<()> {
-    let set = archive_dir.join(LEGACY_SET_DIR);
-    for d in [archive_dir, set.as_path()] {
-        match d.symlink_metadata() {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => {
-                return Err(AgentError::invalid(format!(
-                    "{} is not a directory (a symlink or a file); refusing to read a sparsebak 0.2 archive through it",
-                    d.display()
-                )))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(AgentError::new(
-                    ErrorKind::NotFound,
-                    format!("no sparsebak 0.2 archive at {} (no such directory)", set.display()),
-                ))
-            }
-            Err(e) => return Err(AgentError::io(format_args!("cannot stat {}", d.display()), e)),
-        }
-    }
-    Ok(())
-}
 
 /// The requests a 0.2 archive may receive once open.
 pub fn allowed(req: &Request) -> Result<()> {

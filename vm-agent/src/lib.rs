@@ -4,20 +4,23 @@
 //! path against the layout, because a bug or a hand-edited config on the dom0
 //! side must never write outside the archive. It runs no shell commands.
 
-pub mod archive;
 pub mod dedup;
 pub mod delete;
+pub mod dirfd;
 pub mod error;
 pub mod fsutil;
 pub mod legacy;
-pub mod meta;
 pub mod mount;
+pub mod open_archive;
+pub mod parse;
 pub mod pipe;
-pub mod prune;
+pub mod prune_apply;
 pub mod read;
+pub mod read_meta;
 pub mod readahead;
 pub mod store;
 pub mod tarsession;
+pub mod test_hooks;
 
 /// Entry points for the fuzz targets in `fuzz/` (not a stable API): the
 /// private checks of paths dom0 asks for.
@@ -29,8 +32,8 @@ pub mod fuzzing {
     }
 }
 
-use archive::Archive;
 use error::{AgentError, Result};
+use open_archive::Archive;
 use sparsebak_common::proto::{
     recv_msg, send_msg, write_frame, ErrorKind, FrameReader, Request, Response, FEATURE_READ_META,
     PROTOCOL_VERSION,
@@ -40,7 +43,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
-/// before the optional requests did (no `features`).
+/// before the optional requests did (no `features`). Read only in builds
+/// with the `test-hooks` feature (crate::test_hooks).
 pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
 
 fn err_response(e: &AgentError) -> Response {
@@ -113,7 +117,9 @@ fn handle<R: Read, W: Write>(
             Ok(Some(Response::Hello {
                 protocol: PROTOCOL_VERSION,
                 agent_version: VERSION.into(),
-                features: if std::env::var_os(TEST_HOOK_NO_FEATURES).is_some() {
+                features: if cfg!(feature = "test-hooks")
+                    && std::env::var_os(TEST_HOOK_NO_FEATURES).is_some()
+                {
                     vec![]
                 } else {
                     vec![FEATURE_READ_META.into()]
@@ -162,8 +168,9 @@ fn handle<R: Read, W: Write>(
         }
         Request::ListSessions { vol } => {
             need(archive).map_err(soft)?;
-            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::List).map_err(soft)?;
-            let vol = store::parse_vol(&vol).map_err(soft)?;
+            prune_apply::settle(archive.as_ref().unwrap(), &vol, prune_apply::Use::List)
+                .map_err(soft)?;
+            let vol = parse::parse_vol(&vol).map_err(soft)?;
             let (c, t) = archive
                 .as_ref()
                 .unwrap()
@@ -183,7 +190,7 @@ fn handle<R: Read, W: Write>(
         } => {
             let mut stream = FrameReader::new(r);
             let res = need(archive).and_then(|_| {
-                prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data)?;
+                prune_apply::settle(archive.as_ref().unwrap(), &vol, prune_apply::Use::Data)?;
                 store::put_session(
                     archive.as_ref().unwrap(),
                     &vol,
@@ -213,7 +220,8 @@ fn handle<R: Read, W: Write>(
             volume_info,
         } => {
             need(archive).map_err(soft)?;
-            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data).map_err(soft)?;
+            prune_apply::settle(archive.as_ref().unwrap(), &vol, prune_apply::Use::Data)
+                .map_err(soft)?;
             store::commit(archive.as_ref().unwrap(), &vol, &session, &volume_info).map_err(soft)?;
             Ok(Some(Response::Ok))
         }
@@ -223,7 +231,7 @@ fn handle<R: Read, W: Write>(
         }
         Request::ReadFiles { vol } => {
             need(archive).map_err(|e| (e, true))?;
-            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data)
+            prune_apply::settle(archive.as_ref().unwrap(), &vol, prune_apply::Use::Data)
                 .map_err(|e| (e, true))?;
             read::read_files(archive.as_ref().unwrap(), &vol, r, w).map_err(|e| (e, true))?;
             Ok(Some(Response::Ok))
@@ -232,16 +240,17 @@ fn handle<R: Read, W: Write>(
             need(archive).map_err(soft)?;
             // An interrupted prune is completed first (we hold the lock) or
             // refused: its half-moved state is never served.
-            prune::settle(archive.as_ref().unwrap(), &vol, prune::Use::Data).map_err(soft)?;
-            let (size, data) =
-                meta::read_meta(archive.as_ref().unwrap(), &vol, &path, offset).map_err(soft)?;
+            prune_apply::settle(archive.as_ref().unwrap(), &vol, prune_apply::Use::Data)
+                .map_err(soft)?;
+            let (size, data) = read_meta::read_meta(archive.as_ref().unwrap(), &vol, &path, offset)
+                .map_err(soft)?;
             let len = data.len() as u64;
             *trailer = Some(data);
             Ok(Some(Response::MetaPiece { size, len }))
         }
         Request::DeleteVolume { vol } => {
             need(archive).map_err(soft)?;
-            let vol = store::parse_vol(&vol).map_err(soft)?;
+            let vol = parse::parse_vol(&vol).map_err(soft)?;
             archive
                 .as_ref()
                 .unwrap()
@@ -256,7 +265,8 @@ fn handle<R: Read, W: Write>(
             data,
         } => {
             need(archive).map_err(soft)?;
-            prune::put_part(archive.as_ref().unwrap(), &vol, &file, offset, &data).map_err(soft)?;
+            prune_apply::put_part(archive.as_ref().unwrap(), &vol, &file, offset, &data)
+                .map_err(soft)?;
             Ok(Some(Response::Ok))
         }
         Request::Prune {
@@ -265,8 +275,8 @@ fn handle<R: Read, W: Write>(
             pruned,
         } => {
             need(archive).map_err(soft)?;
-            let p =
-                prune::prune(archive.as_ref().unwrap(), &vol, &target, &pruned).map_err(soft)?;
+            let p = prune_apply::prune(archive.as_ref().unwrap(), &vol, &target, &pruned)
+                .map_err(soft)?;
             Ok(Some(Response::Pruned {
                 moved: p.moved,
                 already_done: p.already_done,

@@ -16,8 +16,7 @@ pub const PIPE_BYTES: i32 = 1 << 20;
 /// socket, a terminal, a refusal) is left as it is.
 pub fn enlarge(fd: BorrowedFd<'_>) {
     use nix::fcntl::{fcntl, FcntlArg};
-    use std::os::fd::AsRawFd;
-    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+    let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
 }
 
 /// Duplicates of stdin and stdout as unbuffered files.

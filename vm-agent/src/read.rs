@@ -2,14 +2,12 @@
 //! produced are served: `S_…/<9hex>/x<16hex>`, `S_…/manifest`, `S_…/info.json`
 //! of a committed session; never through a symlink, never a non-regular file.
 
-use crate::archive::{Archive, VOLUMES_DIR};
+use crate::dirfd::open_regular;
 use crate::error::Result;
+use crate::open_archive::{Archive, VOLUMES_DIR};
+use crate::parse::parse_vol;
 use crate::readahead::ReadAhead;
-use crate::store::parse_vol;
 use crate::tarsession::TarReads;
-use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::Mode;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::{
     read_frame, write_frame, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
@@ -17,12 +15,10 @@ use sparsebak_common::proto::{
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 
 /// Split a requested `S_…/REST` path, checking the session name; `no_session`
 /// is the refusal message for a path without one. Shared by `ReadFiles` and
-/// `ReadMeta` (crate::meta).
+/// `ReadMeta` (crate::read_meta).
 pub(crate) fn session_rest(
     p: &str,
     no_session: impl FnOnce() -> String,
@@ -46,39 +42,6 @@ pub(crate) fn check_path(p: &str) -> std::result::Result<(), String> {
     parse_chunk_rel_path(rest)
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-/// Open `rel` (built from checked names only) under the archive dir `base`,
-/// one component at a time, refusing a symlink at every component (not only
-/// the last) and opening the file non-blocking so a planted FIFO cannot hang
-/// the agent. `Ok(None)` if some component does not exist.
-pub(crate) fn open_regular(base: &Path, rel: &str) -> io::Result<Option<File>> {
-    let mut fd: OwnedFd = match File::open(base) {
-        Ok(d) => d.into(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut parts = rel.split('/').peekable();
-    while let Some(part) = parts.next() {
-        let flags = if parts.peek().is_some() {
-            OFlag::O_DIRECTORY
-        } else {
-            OFlag::O_NONBLOCK | OFlag::O_NOCTTY
-        } | OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
-        fd = match openat(Some(fd.as_raw_fd()), part, flags, Mode::empty()) {
-            // SAFETY: openat just returned this descriptor and nothing else owns it.
-            Ok(raw) => unsafe { OwnedFd::from_raw_fd(raw) },
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-    }
-    let f = File::from(fd);
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(Some(f))
 }
 
 /// What differs between the archives `ReadFiles` serves: which requested

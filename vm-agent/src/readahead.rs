@@ -12,7 +12,6 @@
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 
 /// Files opened ahead at most.
 pub const WINDOW: usize = 64;
@@ -77,7 +76,7 @@ impl ReadAhead {
             let f = std::str::from_utf8(p).ok().and_then(&open);
             if let Some(f) = &f {
                 // Advice only: a failure costs nothing but the read-ahead.
-                let _ = posix_fadvise(f.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+                let _ = posix_fadvise(f, 0, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
             }
             self.ahead.push_back((p.to_vec(), f));
         }

@@ -9,12 +9,14 @@
 //! links, devices, directories, duplicates, a fan-out dir that doesn't match
 //! the address) is refused and the temporary directory removed.
 
-use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, write_atomic};
+use crate::open_archive::{Archive, VOLUMES_DIR};
+use crate::parse::{parse_session, parse_vol};
 use crate::tarsession::writer::TarWriter;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
+use sparsebak_common::units::ByteOffset;
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -34,14 +36,6 @@ enum Phase {
     Chunks,
     Manifest,
     Info,
-}
-
-pub fn parse_vol(v: &str) -> Result<VolName> {
-    VolName::new(v).map_err(|e| AgentError::invalid(e.to_string()))
-}
-
-pub fn parse_session(s: &str) -> Result<SessionName> {
-    SessionName::new(s).map_err(|e| AgentError::invalid(e.to_string()))
 }
 
 /// Create `d` if missing, then check it is a directory and not a symlink to
@@ -201,12 +195,7 @@ fn unpack<R: Read>(
     let entries = ar.entries().ctx("cannot read the session's tar stream")?;
     for entry in entries {
         let mut entry = entry.ctx("malformed tar stream")?;
-        let name = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
-            AgentError::invalid(format!(
-                "tar member name {:?} is not UTF-8",
-                String::from_utf8_lossy(e.as_bytes())
-            ))
-        })?;
+        let name = member_name(&entry)?;
         let kind = entry.header().entry_type();
         // A hard link to a chunk already in the archive (docs/FORMAT.md §12).
         let link = kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok();
@@ -218,21 +207,7 @@ fn unpack<R: Read>(
         // The entry's size, not the header field: a PAX `size` record
         // overrides the field, and that is how many bytes the copy reads.
         let size = entry.size();
-        let (next, limit) = match name.as_str() {
-            MANIFEST_FILE => (Phase::Manifest, u64::MAX),
-            SESSION_INFO_FILE => (Phase::Info, MAX_INFO),
-            _ => {
-                let addr = parse_chunk_rel_path(&name)
-                    .map_err(|e| AgentError::invalid(format!("tar member refused: {e}")))?;
-                if last_addr.is_some_and(|l| addr <= l) {
-                    return Err(AgentError::invalid(format!(
-                        "tar member {name:?} is out of address order or repeated"
-                    )));
-                }
-                last_addr = Some(addr);
-                (Phase::Chunks, max_chunk)
-            }
-        };
+        let (next, limit) = classify(&name, max_chunk, &mut last_addr)?;
         if next < phase || (next == phase && next != Phase::Chunks) {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is out of order"
@@ -269,30 +244,7 @@ fn unpack<R: Read>(
             stats.bytes += n;
             continue;
         }
-        let path = tmp.join(&name);
-        if let Some(dir) = path.parent() {
-            match fs::create_dir(dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(AgentError::io(
-                        format_args!("cannot create {}", dir.display()),
-                        e,
-                    ))
-                }
-                _ => {}
-            }
-        }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .ctx(format_args!("cannot create {}", path.display()))?;
-        let n =
-            io::copy(&mut entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
-        if n != size {
-            return Err(AgentError::invalid(format!(
-                "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
-            )));
-        }
+        let n = write_member(tmp, &name, &mut entry, size)?;
         stats.files += 1;
         stats.bytes += n;
     }
@@ -305,6 +257,69 @@ fn unpack<R: Read>(
         w.finish()?;
     }
     Ok(stats)
+}
+
+/// A member's name, which must be UTF-8.
+fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+    String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
+        AgentError::invalid(format!(
+            "tar member name {:?} is not UTF-8",
+            String::from_utf8_lossy(e.as_bytes())
+        ))
+    })
+}
+
+/// The phase a member named `name` belongs to and its size limit; chunk
+/// members must come in ascending address order (`last_addr`).
+fn classify(
+    name: &str,
+    max_chunk: u64,
+    last_addr: &mut Option<ByteOffset>,
+) -> Result<(Phase, u64)> {
+    Ok(match name {
+        MANIFEST_FILE => (Phase::Manifest, u64::MAX),
+        SESSION_INFO_FILE => (Phase::Info, MAX_INFO),
+        _ => {
+            let addr = parse_chunk_rel_path(name)
+                .map_err(|e| AgentError::invalid(format!("tar member refused: {e}")))?;
+            if last_addr.is_some_and(|l| addr <= l) {
+                return Err(AgentError::invalid(format!(
+                    "tar member {name:?} is out of address order or repeated"
+                )));
+            }
+            *last_addr = Some(addr);
+            (Phase::Chunks, max_chunk)
+        }
+    })
+}
+
+/// Write member `name` as a file of its own under `tmp` (its fan-out dir
+/// created if needed); the bytes written, which must be all `size`.
+fn write_member<R: Read>(tmp: &Path, name: &str, entry: &mut R, size: u64) -> Result<u64> {
+    let path = tmp.join(name);
+    if let Some(dir) = path.parent() {
+        match fs::create_dir(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(AgentError::io(
+                    format_args!("cannot create {}", dir.display()),
+                    e,
+                ))
+            }
+            _ => {}
+        }
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .ctx(format_args!("cannot create {}", path.display()))?;
+    let n = io::copy(entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
+    if n != size {
+        return Err(AgentError::invalid(format!(
+            "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
+        )));
+    }
+    Ok(n)
 }
 
 /// Make a received session durable, then visible, then record the volume info.

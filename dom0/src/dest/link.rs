@@ -81,9 +81,9 @@ fn spawn_reader(mut r: impl Read + Send + 'static, tail: Arc<Tail>) {
 /// Ask for a 1 MiB pipe buffer (the default limit of unprivileged
 /// processes) so the far end can run several replies ahead while we verify;
 /// a refusal leaves the pipe as it is.
-fn enlarge_pipe(p: &impl std::os::fd::AsRawFd) {
+fn enlarge_pipe(p: &impl std::os::fd::AsFd) {
     use nix::fcntl::{fcntl, FcntlArg};
-    let _ = fcntl(p.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let _ = fcntl(p.as_fd(), FcntlArg::F_SETPIPE_SZ(1 << 20));
 }
 
 /// How a child ended, with the last things it said on stderr.

@@ -8,20 +8,19 @@
 //! is the expected one; anything else fails the whole session. On `EMLINK`
 //! (too many links to one inode) the bytes are copied instead.
 
-use super::{check_hash, committed_fanout, describe, open_chunk, open_dir_at, open_path_dir};
-use super::{copy_into, file_name, same_inode_at};
-use crate::archive::Archive;
+use super::same_inode_at;
+use super::{check_hash, committed_fanout, copy_into, describe, file_name, open_chunk};
+use crate::dirfd::{self, open_path_dir, optional};
 use crate::error::{AgentError, Result};
-use crate::prune::{settle, Use};
+use crate::open_archive::Archive;
+use crate::prune_apply::{settle, Use};
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{mkdirat, Mode};
 use sparsebak_common::linkref::{parse_sha256, ChunkLoc, PAX_SHA256};
 use sparsebak_common::names::{chunk_dir_name, parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
 use std::collections::HashSet;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// Turns link members into hard links inside one session being received.
@@ -91,15 +90,9 @@ impl<'a> Linker<'a> {
         check_hash(&t, &want, &format!("link target {what}"))?;
         let dest = self.member_dir(addr)?;
         let fname = sparsebak_common::names::chunk_file_name(addr);
-        match nix::unistd::linkat(
-            Some(t.dir.as_raw_fd()),
-            t.name.as_str(),
-            Some(dest.as_raw_fd()),
-            fname.as_str(),
-            AtFlags::empty(),
-        ) {
+        match dirfd::link(&t.dir, &t.name, &dest, &fname) {
             Ok(()) => {}
-            Err(Errno::EMLINK) => {
+            Err(e) if e.errno == Errno::EMLINK => {
                 return copy_into(&t.file, &dest, &fname, &want, &what).map(Linked::Copy)
             }
             Err(e) => {
@@ -132,8 +125,8 @@ impl<'a> Linker<'a> {
         let io = |e| AgentError::io(format_args!("cannot open link target {what}"), e);
         if &loc.vol == self.vol && &loc.session == self.session {
             let tmp = open_path_dir(self.tmp).map_err(io)?;
-            return open_dir_at(&tmp, &chunk_dir_name(loc.addr))
-                .map_err(io)?
+            return optional(dirfd::open_dir(&tmp, &chunk_dir_name(loc.addr)))
+                .map_err(|e| io(e.dir_refusal()))?
                 .ok_or_else(missing);
         }
         if !self.settled.contains(&loc.vol) {
@@ -150,16 +143,9 @@ impl<'a> Linker<'a> {
         let io = |e| AgentError::io(format_args!("cannot open {}", self.tmp.display()), e);
         let tmp = open_path_dir(self.tmp).map_err(io)?;
         let d = chunk_dir_name(addr);
-        match mkdirat(
-            Some(tmp.as_raw_fd()),
-            d.as_str(),
-            Mode::from_bits_truncate(0o755),
-        ) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(io(e.into())),
-        }
-        open_dir_at(&tmp, &d)
-            .map_err(io)?
+        dirfd::mkdir(&tmp, &d).map_err(|e| io(e.into()))?;
+        optional(dirfd::open_dir(&tmp, &d))
+            .map_err(|e| io(e.dir_refusal()))?
             .ok_or_else(|| AgentError::invalid(format!("{d} vanished")))
     }
 }

@@ -17,11 +17,11 @@
 pub mod member;
 pub mod ops;
 
-use crate::archive::Archive;
+use crate::dirfd::{self, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
+use crate::open_archive::Archive;
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, FileStat};
 use sha2::{Digest, Sha256};
 use sparsebak_common::linkref::{hex32, ChunkLoc, VOLUMES};
 use sparsebak_common::names::{chunk_dir_name, chunk_file_name};
@@ -29,8 +29,7 @@ use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::HEADER_FILE;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::OwnedFd;
 
 /// Temporary name `CheckHardlinks` links `archive.json` to.
 pub const CHECK_NAME: &str = ".hardlink-check";
@@ -53,45 +52,20 @@ pub fn check_hardlinks(a: &Archive) -> Result<()> {
     std::fs::remove_file(&tmp).ctx(format_args!("cannot remove {}", tmp.display()))
 }
 
-/// Open directory `name` under `dir` without following a symlink.
-/// `Ok(None)` if it does not exist.
-pub(crate) fn open_dir_at(dir: &OwnedFd, name: &str) -> io::Result<Option<OwnedFd>> {
-    let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    match openat(Some(dir.as_raw_fd()), name, flags, Mode::empty()) {
-        // SAFETY: openat just returned this descriptor and nothing else owns it.
-        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
-        Err(Errno::ENOENT) => Ok(None),
-        Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => Err(io::Error::other(format!(
-            "{name} is not a directory (or is a symlink)"
-        ))),
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub(crate) fn open_path_dir(p: &Path) -> io::Result<OwnedFd> {
-    let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(p, flags, Mode::empty())?;
-    // SAFETY: open just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// The fan-out directory of a committed chunk location, opened component by
 /// component from the archive dir. `Ok(None)` if some component is missing.
 pub(crate) fn committed_fanout(a: &Archive, loc: &ChunkLoc) -> io::Result<Option<OwnedFd>> {
     // The archive dir itself is opened as `Open` checked it (it may be a
     // symlink within the mount, as for every other request); everything
     // below it, never through a symlink.
-    let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
-    let raw = nix::fcntl::open(&a.dir, flags, Mode::empty())?;
-    // SAFETY: open just returned this descriptor and nothing else owns it.
-    let mut fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut fd = dirfd::open_archive_dir(&a.dir)?;
     for part in [
         VOLUMES,
         loc.vol.as_str(),
         loc.session.as_str(),
         &chunk_dir_name(loc.addr),
     ] {
-        fd = match open_dir_at(&fd, part)? {
+        fd = match optional(dirfd::open_dir(&fd, part)).map_err(AtError::dir_refusal)? {
             Some(d) => d,
             None => return Ok(None),
         };
@@ -110,25 +84,19 @@ pub(crate) struct Opened {
 /// Open chunk file `name` in `dir`: never through a symlink, never a FIFO
 /// or device, at most `max` bytes. `Ok(None)` if it does not exist.
 pub(crate) fn open_chunk(dir: OwnedFd, name: &str, max: u64, what: &str) -> Result<Option<Opened>> {
-    let flags = OFlag::O_RDONLY
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_NOCTTY
-        | OFlag::O_CLOEXEC;
-    let fd = match openat(Some(dir.as_raw_fd()), name, flags, Mode::empty()) {
-        // SAFETY: openat just returned this descriptor and nothing else owns it.
-        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
-        Err(Errno::ENOENT) => return Ok(None),
-        Err(Errno::ELOOP) => {
+    let fd = match dirfd::open_file(&dir, name) {
+        Ok(fd) => fd,
+        Err(e) if e.errno == Errno::ENOENT => return Ok(None),
+        Err(e) if e.errno == Errno::ELOOP => {
             return Err(AgentError::invalid(format!(
                 "{what} is a symlink; refusing it"
             )))
         }
         Err(e) => return Err(AgentError::io(format_args!("cannot open {what}"), e.into())),
     };
-    let stat = fstat(fd.as_raw_fd())
-        .map_err(|e| AgentError::io(format_args!("cannot stat {what}"), e.into()))?;
-    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+    let stat =
+        fstat(&fd).map_err(|e| AgentError::io(format_args!("cannot stat {what}"), e.into()))?;
+    if !dirfd::is_regular(&stat) {
         return Err(AgentError::invalid(format!(
             "{what} is not a regular file; refusing it"
         )));
@@ -182,11 +150,7 @@ pub(crate) fn check_hash(o: &Opened, want: &[u8; 32], what: &str) -> Result<()> 
 
 /// Does `name` in `dir` now name the inode of `o`?
 pub(crate) fn same_inode_at(dir: &OwnedFd, name: &str, o: &FileStat) -> io::Result<bool> {
-    let s = nix::sys::stat::fstatat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )?;
+    let s = dirfd::stat(dir, name)?;
     Ok(s.st_dev == o.st_dev && s.st_ino == o.st_ino)
 }
 
@@ -199,17 +163,8 @@ pub(crate) fn copy_into(
     want: &[u8; 32],
     what: &str,
 ) -> Result<u64> {
-    let flags =
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(
-        Some(dir.as_raw_fd()),
-        name,
-        flags,
-        Mode::from_bits_truncate(0o644),
-    )
-    .map_err(|e| AgentError::io(format_args!("cannot create a copy of {what}"), e.into()))?;
-    // SAFETY: openat just returned this descriptor and nothing else owns it.
-    let mut out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut out = dirfd::create_file(dir, name, 0o644)
+        .map_err(|e| AgentError::io(format_args!("cannot create a copy of {what}"), e.into()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -228,11 +183,7 @@ pub(crate) fn copy_into(
     }
     let got: [u8; 32] = h.finalize().into();
     if &got != want {
-        let _ = nix::unistd::unlinkat(
-            Some(dir.as_raw_fd()),
-            name,
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
+        let _ = dirfd::unlink(dir, name);
         return Err(AgentError::new(
             ErrorKind::Mismatch,
             format!("{what} changed while it was copied"),

@@ -10,18 +10,16 @@
 //! after, so a crash at any point leaves a valid archive.
 
 use super::{check_hash, committed_fanout, describe, file_name, open_chunk, same_inode_at, Opened};
-use crate::archive::Archive;
+use crate::dirfd;
 use crate::error::{AgentError, Result};
 use crate::fsutil::syncfs;
-use crate::prune::{settle, Use};
+use crate::open_archive::Archive;
+use crate::prune_apply::{settle, Use};
 use nix::errno::Errno;
-use nix::fcntl::{renameat, AtFlags};
-use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use sparsebak_common::linkref::{ChunkLoc, DedupOp};
 use sparsebak_common::proto::{ErrorKind, MAX_PROBLEMS};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsRawFd;
 
 /// Suffix of the temporary link renamed over a duplicate.
 pub const TMP_LINK_SUFFIX: &str = ".dedup-tmp";
@@ -133,12 +131,8 @@ fn one(a: &Archive, op: &DedupOp, max: u64, out: &mut Deduped) -> Result<()> {
         return Ok(());
     }
     let tmp = format!("{}{TMP_LINK_SUFFIX}", dup.name);
-    match unlinkat(
-        Some(dup.dir.as_raw_fd()),
-        tmp.as_str(),
-        UnlinkatFlags::NoRemoveDir,
-    ) {
-        Ok(()) | Err(Errno::ENOENT) => {}
+    match dirfd::optional(dirfd::unlink(&dup.dir, &tmp)) {
+        Ok(_) => {}
         Err(e) => {
             return Err(AgentError::io(
                 format_args!("cannot remove stale {tmp}"),
@@ -146,15 +140,9 @@ fn one(a: &Archive, op: &DedupOp, max: u64, out: &mut Deduped) -> Result<()> {
             ))
         }
     }
-    match linkat(
-        Some(keep.dir.as_raw_fd()),
-        keep.name.as_str(),
-        Some(dup.dir.as_raw_fd()),
-        tmp.as_str(),
-        AtFlags::empty(),
-    ) {
+    match dirfd::link(&keep.dir, &keep.name, &dup.dir, &tmp) {
         Ok(()) => {}
-        Err(Errno::EMLINK) => {
+        Err(e) if e.errno == Errno::EMLINK => {
             eprintln!("sparsebak-agent: {kwhat} has too many links; {dwhat} kept as it is");
             return Ok(());
         }
@@ -168,23 +156,14 @@ fn one(a: &Archive, op: &DedupOp, max: u64, out: &mut Deduped) -> Result<()> {
     let same = same_inode_at(&dup.dir, &tmp, &keep.stat)
         .map_err(|e| AgentError::io(format_args!("cannot stat {tmp}"), e))?;
     if !same {
-        let _ = unlinkat(
-            Some(dup.dir.as_raw_fd()),
-            tmp.as_str(),
-            UnlinkatFlags::NoRemoveDir,
-        );
+        let _ = dirfd::unlink(&dup.dir, &tmp);
         return Err(AgentError::new(
             ErrorKind::Mismatch,
             format!("{kwhat} was replaced while it was being linked"),
         ));
     }
-    renameat(
-        Some(dup.dir.as_raw_fd()),
-        tmp.as_str(),
-        Some(dup.dir.as_raw_fd()),
-        dup.name.as_str(),
-    )
-    .map_err(|e| AgentError::io(format_args!("cannot replace {dwhat}"), e.into()))?;
+    dirfd::rename(&dup.dir, &tmp, &dup.dir, &dup.name)
+        .map_err(|e| AgentError::io(format_args!("cannot replace {dwhat}"), e.into()))?;
     out.linked += 1;
     if dup.stat.st_nlink == 1 {
         out.bytes_saved += dup.stat.st_size as u64;

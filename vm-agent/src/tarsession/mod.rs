@@ -11,20 +11,18 @@
 //! the entry the session's manifest records.
 
 pub mod part;
-pub mod prune;
+pub mod prune_parts;
 pub mod writer;
 
-use crate::archive::VOLUMES_DIR;
-use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::Mode;
+use crate::dirfd::{find_dir, find_file, open_dir_chain};
+use crate::open_archive::VOLUMES_DIR;
 use part::Part;
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::units::ByteOffset;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -46,56 +44,13 @@ pub const IDX_EXT: &str = ".idx";
 pub fn raise_fd_limit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let mut r = nix::libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain libc calls on a local struct of the right type.
-        unsafe {
-            if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut r) == 0
-                && r.rlim_cur < r.rlim_max
-            {
-                r.rlim_cur = r.rlim_max;
-                nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &r);
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            if soft < hard {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
             }
         }
     });
-}
-
-/// Open `name` under `dir` without following a symlink; `Ok(None)` if absent.
-pub fn open_at(dir: &OwnedFd, name: &str, directory: bool) -> io::Result<Option<OwnedFd>> {
-    let kind = if directory {
-        OFlag::O_DIRECTORY
-    } else {
-        OFlag::O_NONBLOCK | OFlag::O_NOCTTY
-    };
-    let flags = kind | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    match openat(Some(dir.as_raw_fd()), name, flags, Mode::empty()) {
-        // SAFETY: openat just returned this descriptor and nothing else owns it.
-        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
-        Err(Errno::ENOENT) => Ok(None),
-        Err(Errno::ELOOP) => Err(io::Error::other(format!("{name} is a symlink"))),
-        Err(Errno::ENOTDIR) if directory => Err(io::Error::other(format!(
-            "{name} is not a directory (or a symlink to one)"
-        ))),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Open the directory `base/comps…`, refusing a symlink at every component.
-pub fn open_dir_chain(base: &Path, comps: &[&str]) -> io::Result<Option<OwnedFd>> {
-    let mut fd: OwnedFd = match File::open(base) {
-        Ok(d) => d.into(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    for c in comps {
-        fd = match open_at(&fd, c, true)? {
-            Some(f) => f,
-            None => return Ok(None),
-        };
-    }
-    Ok(Some(fd))
 }
 
 /// The inherited parts listed in a `parts` dir: their origins, unordered.
@@ -122,8 +77,7 @@ fn open_part(
     label: String,
     max_len: u64,
 ) -> Result<Option<Part>, String> {
-    let open =
-        |n: &str| open_at(dir, n, false).map_err(|e| format!("{label}: cannot open {n}: {e}"));
+    let open = |n: &str| find_file(dir, n).map_err(|e| format!("{label}: cannot open {n}: {e}"));
     let Some(i) = open(idx)? else {
         return Ok(None);
     };
@@ -149,7 +103,7 @@ impl SessionParts {
         if let Some(p) = open_part(sfd, TAR_FILE, IDX_FILE, format!("{s}/{TAR_FILE}"), max_len)? {
             parts.push(p);
         }
-        let pdir = open_at(sfd, PARTS_DIR, true).map_err(|e| format!("{s}/{PARTS_DIR}: {e}"))?;
+        let pdir = find_dir(sfd, PARTS_DIR).map_err(|e| format!("{s}/{PARTS_DIR}: {e}"))?;
         if let Some(pdir) = pdir {
             let mut origins = list_inherited(&spath.join(PARTS_DIR))
                 .map_err(|e| format!("cannot list {s}/{PARTS_DIR}: {e}"))?;

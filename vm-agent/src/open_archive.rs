@@ -4,15 +4,16 @@
 //! Layout under the destination path (see docs/FORMAT.md):
 //! `sparsebak/{archive.json,.lock,volumes/<vol>/{volume.json,S_*/…}}`.
 
+use crate::dirfd::open_path_file;
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, write_atomic};
 use nix::fcntl::{Flock, FlockArg};
 use sparsebak_common::header::ArchiveHeader;
+use sparsebak_common::legacy::LEGACY_SET_DIR;
 use sparsebak_common::names::{SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::{ARCHIVE_DIR, HEADER_FILE, LOCK_FILE};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Directory under the archive dir that holds one directory per volume.
@@ -48,10 +49,10 @@ impl Archive {
     }
 
     /// A sparsebak 0.2 archive under `dest`, read-only: no header, no lock,
-    /// nothing created (crate::legacy checks the layout first).
+    /// nothing created; its set dir is checked first ([`check_legacy_set_dir`]).
     pub fn open_legacy(dest: &Path) -> Result<Self> {
         let dir = dest.join(ARCHIVE_DIR);
-        crate::legacy::check_set_dir(&dir)?;
+        check_legacy_set_dir(&dir)?;
         Ok(Archive {
             dir,
             header: None,
@@ -63,13 +64,11 @@ impl Archive {
 
     fn take_lock(&mut self) -> Result<()> {
         let path = self.dir.join(LOCK_FILE);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-            .ctx(format_args!("cannot open lock file {}", path.display()))?;
+        let f = open_path_file(
+            OpenOptions::new().create(true).truncate(false).write(true),
+            &path,
+        )
+        .ctx(format_args!("cannot open lock file {}", path.display()))?;
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
             AgentError::new(
                 ErrorKind::Locked,
@@ -201,6 +200,31 @@ impl Archive {
         fs::remove_dir_all(&trash).ctx(format_args!("cannot remove {}", trash.display()))?;
         fsync_dir(&self.dir)
     }
+}
+
+/// A sparsebak 0.2 archive (crate::legacy): `<dest>/sparsebak/default`
+/// must be a real directory (not a symlink).
+fn check_legacy_set_dir(archive_dir: &Path) -> Result<()> {
+    let set = archive_dir.join(LEGACY_SET_DIR);
+    for d in [archive_dir, set.as_path()] {
+        match d.symlink_metadata() {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(AgentError::invalid(format!(
+                    "{} is not a directory (a symlink or a file); refusing to read a sparsebak 0.2 archive through it",
+                    d.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AgentError::new(
+                    ErrorKind::NotFound,
+                    format!("no sparsebak 0.2 archive at {} (no such directory)", set.display()),
+                ))
+            }
+            Err(e) => return Err(AgentError::io(format_args!("cannot stat {}", d.display()), e)),
+        }
+    }
+    Ok(())
 }
 
 fn read_header(dir: &Path) -> Result<Option<ArchiveHeader>> {

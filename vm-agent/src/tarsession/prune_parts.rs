@@ -1,7 +1,7 @@
 //! Tar parts in a prune (docs/FORMAT.md §13.5). The plan names, for each
 //! address whose newest entry comes from a pruned session, that session
 //! (`move S x<addr>`). Its folder chunk file, if present, is renamed as for
-//! any session ([`crate::prune`]); otherwise the entry lives in one of the
+//! any session ([`crate::prune_apply`]); otherwise the entry lives in one of the
 //! session's parts, and [`PruneParts::resolve`] marks that part as needed.
 //! Needed parts are renamed whole into `T/parts/<origin>.{tar,idx}`: data is
 //! never rewritten. Parts with no winning entry are removed with their
@@ -14,17 +14,15 @@
 //! its part needed: a prune never drops data it could not examine.
 
 use super::part::Part;
-use super::{list_inherited, open_at, IDX_EXT, IDX_FILE, PARTS_DIR, TAR_EXT, TAR_FILE};
+use super::{list_inherited, IDX_EXT, IDX_FILE, PARTS_DIR, TAR_EXT, TAR_FILE};
+use crate::dirfd::{self, exists, find_dir, find_file};
 use crate::error::{AgentError, Result};
-use nix::errno::Errno;
-use nix::fcntl::renameat;
-use nix::sys::stat::{mkdirat, Mode};
 use sparsebak_common::names::SessionName;
 use sparsebak_common::plan::PlanHead;
 use sparsebak_common::units::ByteOffset;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// Where one file of a part is now.
@@ -62,21 +60,6 @@ pub struct PruneParts {
     tparts: Option<OwnedFd>,
 }
 
-fn exists_at(dir: Option<&OwnedFd>, name: &str) -> io::Result<bool> {
-    match dir {
-        None => Ok(false),
-        Some(d) => match nix::sys::stat::fstatat(
-            Some(d.as_raw_fd()),
-            name,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(_) => Ok(true),
-            Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(e.into()),
-        },
-    }
-}
-
 fn ioerr(what: impl std::fmt::Display, e: io::Error) -> AgentError {
     AgentError::io(what, e)
 }
@@ -92,7 +75,7 @@ impl PruneParts {
     ) -> Result<Self> {
         super::raise_fd_limit();
         let t = &head.target;
-        let tparts = open_at(tfd, PARTS_DIR, true)
+        let tparts = find_dir(tfd, PARTS_DIR)
             .map_err(|e| ioerr(format_args!("cannot open {t}/{PARTS_DIR}"), e))?;
         let in_target = match &tparts {
             Some(_) => list_inherited(&vdir.join(t.as_str()).join(PARTS_DIR))
@@ -101,10 +84,10 @@ impl PruneParts {
         };
         let mut sessions = Vec::new();
         for (k, s) in head.pruned.iter().enumerate() {
-            let root = open_at(vfd, s.as_str(), true)
-                .map_err(|e| ioerr(format_args!("cannot open {s}"), e))?;
+            let root =
+                find_dir(vfd, s.as_str()).map_err(|e| ioerr(format_args!("cannot open {s}"), e))?;
             let parts_dir = match &root {
-                Some(r) => open_at(r, PARTS_DIR, true)
+                Some(r) => find_dir(r, PARTS_DIR)
                     .map_err(|e| ioerr(format_args!("cannot open {s}/{PARTS_DIR}"), e))?,
                 None => None,
             };
@@ -119,8 +102,8 @@ impl PruneParts {
                     .map_err(|e| ioerr(format_args!("cannot list {s}/{PARTS_DIR}"), e))?;
                 origins.extend(listed.into_iter().filter(|o| o < s && in_range(o)));
             }
-            if exists_at(root.as_ref(), IDX_FILE)
-                .map_err(|e| ioerr(format_args!("cannot stat {s}/{IDX_FILE}"), e))?
+            if exists(root.as_ref(), IDX_FILE)
+                .map_err(|e| ioerr(format_args!("cannot stat {s}/{IDX_FILE}"), e.into()))?
             {
                 origins.push(s.clone());
             }
@@ -205,20 +188,10 @@ impl PruneParts {
                         continue;
                     }
                     if self.tparts.is_none() {
-                        match mkdirat(
-                            Some(tfd.as_raw_fd()),
-                            PARTS_DIR,
-                            Mode::from_bits_truncate(0o755),
-                        ) {
-                            Ok(()) | Err(Errno::EEXIST) => {}
-                            Err(e) => {
-                                return Err(ioerr(
-                                    format_args!("cannot create {t}/{PARTS_DIR}"),
-                                    e.into(),
-                                ))
-                            }
-                        }
-                        self.tparts = open_at(tfd, PARTS_DIR, true)
+                        dirfd::mkdir(tfd, PARTS_DIR).map_err(|e| {
+                            ioerr(format_args!("cannot create {t}/{PARTS_DIR}"), e.into())
+                        })?;
+                        self.tparts = find_dir(tfd, PARTS_DIR)
                             .map_err(|e| ioerr(format_args!("cannot open {t}/{PARTS_DIR}"), e))?;
                     }
                     let (src_dir, src_name) = st.source(p, own_name, ext);
@@ -227,13 +200,11 @@ impl PruneParts {
                         AgentError::invalid(format!("{t}/{PARTS_DIR} is not a directory"))
                     })?;
                     let src_dir = src_dir.expect("located at the source");
-                    let regular = nix::sys::stat::fstatat(
-                        Some(src_dir.as_raw_fd()),
-                        src_name.as_str(),
-                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG)
-                    .map_err(|e| ioerr(format_args!("cannot stat part {}", p.origin), e.into()))?;
+                    let regular = dirfd::stat(src_dir, &src_name)
+                        .map(|st| dirfd::is_regular(&st))
+                        .map_err(|e| {
+                            ioerr(format_args!("cannot stat part {}", p.origin), e.into())
+                        })?;
                     if !regular {
                         return Err(AgentError::invalid(format!(
                             "part {} of a pruned session ({src_name}) is not a regular file; refusing to move it",
@@ -241,13 +212,7 @@ impl PruneParts {
                         )));
                     }
                     before_rename(moved);
-                    renameat(
-                        Some(src_dir.as_raw_fd()),
-                        src_name.as_str(),
-                        Some(dst.as_raw_fd()),
-                        dst_name.as_str(),
-                    )
-                    .map_err(|e| {
+                    dirfd::rename(src_dir, &src_name, dst, &dst_name).map_err(|e| {
                         ioerr(
                             format_args!(
                                 "cannot move part {} into {t}/{PARTS_DIR}/{dst_name}",
@@ -283,10 +248,10 @@ impl SessionState {
     ) -> Result<Loc> {
         let (dir, name) = self.source(p, own_name, ext);
         let err = |e| ioerr(format_args!("cannot stat part {} ({name})", p.origin), e);
-        if exists_at(dir, &name).map_err(err)? {
+        if exists(dir, &name).map_err(|e| err(e.into()))? {
             return Ok(Loc::Source);
         }
-        if exists_at(tparts, &format!("{}{ext}", p.origin)).map_err(err)? {
+        if exists(tparts, &format!("{}{ext}", p.origin)).map_err(|e| err(e.into()))? {
             return Ok(Loc::Target);
         }
         Ok(Loc::Missing)
@@ -305,6 +270,6 @@ impl SessionState {
             Loc::Target => (tparts, format!("{}{ext}", p.origin)),
             Loc::Missing => return None,
         };
-        open_at(dir?, &name, false).ok().flatten().map(File::from)
+        find_file(dir?, &name).ok().flatten().map(File::from)
     }
 }

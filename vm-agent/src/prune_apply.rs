@@ -19,22 +19,21 @@
 //! from validated names, and chunk files are moved with `renameat` between
 //! directories opened with `O_NOFOLLOW`.
 
-use crate::archive::Archive;
+use crate::dirfd::{self, open_path_file, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
-use crate::store::{parse_session, parse_vol};
-use crate::tarsession::prune::PruneParts;
+use crate::open_archive::Archive;
+use crate::parse::{parse_session, parse_vol};
+use crate::tarsession::prune_parts::PruneParts;
+use crate::test_hooks;
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use sparsebak_common::names::{chunk_dir_name, chunk_file_name, SessionName, VolName};
 use sparsebak_common::plan::{PlanHead, PlanReader, PLAN_FILE};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// A committed plan: the prune is decided and is completed by [`settle`].
@@ -49,22 +48,6 @@ pub const PRUNED_SUFFIX: &str = "-pruned";
 pub const PLAN_FILES: [&str; 3] = [PLAN_FILE, MANIFEST_FILE, SESSION_INFO_FILE];
 /// Largest `info.json` accepted in a plan.
 const MAX_INFO: u64 = 1024 * 1024;
-
-/// TEST HOOK, for the crash-recovery tests only: abort (as `kill -9` would
-/// stop) the agent after this many chunk renames of a prune.
-pub const TEST_HOOK_CRASH_AFTER_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
-/// TEST HOOK, for the crash-recovery tests only: abort the agent at a named
-/// step of a prune: `plan` (plan committed, nothing moved), `target` (all
-/// moved, target's manifest and info replaced), `removed` (pruned dirs
-/// removed, plan not yet).
-pub const TEST_HOOK_CRASH_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
-
-fn test_hook_crash_at(point: &str) {
-    if std::env::var(TEST_HOOK_CRASH_AT).is_ok_and(|v| v == point) {
-        eprintln!("sparsebak-agent: test hook {TEST_HOOK_CRASH_AT}={point}: aborting");
-        std::process::abort();
-    }
-}
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Pruned {
@@ -192,12 +175,11 @@ pub fn put_part(a: &Archive, vol: &str, file: &str, offset: u64, data: &str) -> 
         )));
     }
     let path = tmp.join(file);
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create_new(offset == 0)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .ctx(format_args!("cannot open {}", path.display()))?;
+    let mut f = open_path_file(
+        OpenOptions::new().append(true).create_new(offset == 0),
+        &path,
+    )
+    .ctx(format_args!("cannot open {}", path.display()))?;
     let have = f
         .metadata()
         .ctx(format_args!("cannot stat {}", path.display()))?
@@ -213,10 +195,7 @@ pub fn put_part(a: &Archive, vol: &str, file: &str, offset: u64, data: &str) -> 
 
 fn open_plan(dir: &Path) -> Result<PlanReader<BufReader<File>>> {
     let p = dir.join(PLAN_FILE);
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&p)
+    let f = open_path_file(OpenOptions::new().read(true), &p)
         .ctx(format_args!("cannot open {}", p.display()))?;
     PlanReader::open(BufReader::new(f)).map_err(AgentError::invalid)
 }
@@ -328,7 +307,7 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
     let plan = vdir.join(PLAN_DIR);
     fs::rename(&tmp, &plan).ctx(format_args!("cannot commit {}", plan.display()))?;
     fsync_dir(&vdir)?;
-    test_hook_crash_at("plan");
+    test_hooks::crash_at("plan");
     let moved = apply(&vdir, a.header()?.chunk_size.max_stored())?;
     Ok(Pruned {
         moved,
@@ -336,20 +315,12 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
     })
 }
 
-fn open_dir_at(parent: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(Some(parent.as_raw_fd()), name, flags, Mode::empty())?;
-    // SAFETY: openat just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn errno(what: impl std::fmt::Display, e: Errno) -> AgentError {
+fn errno(what: impl std::fmt::Display, e: AtError) -> AgentError {
     AgentError::io(what, io::Error::from(e))
 }
 
-fn is_regular_at(dir: &OwnedFd, name: &str) -> std::result::Result<bool, Errno> {
-    let st = fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
+fn is_regular_at(dir: &OwnedFd, name: &str) -> std::result::Result<bool, AtError> {
+    dirfd::stat(dir, name).map(|st| dirfd::is_regular(&st))
 }
 
 /// An open fan-out directory, by name.
@@ -369,23 +340,12 @@ fn fan_dir<'a>(
         .is_none_or(|(n, fd)| n != name || (create && fd.is_none()))
     {
         if create {
-            match mkdirat(
-                Some(parent.as_raw_fd()),
-                name,
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => {
-                    return Err(errno(
-                        format_args!("cannot create {}/{name}", shown.display()),
-                        e,
-                    ))
-                }
-            }
+            dirfd::mkdir(parent, name)
+                .map_err(|e| errno(format_args!("cannot create {}/{name}", shown.display()), e))?;
         }
-        let fd = match open_dir_at(parent, name) {
+        let fd = match dirfd::open_dir(parent, name) {
             Ok(fd) => Some(fd),
-            Err(Errno::ENOENT) if !create => None,
+            Err(e) if e.errno == Errno::ENOENT && !create => None,
             Err(e) => {
                 return Err(errno(
                     format_args!("cannot open {}/{name}", shown.display()),
@@ -422,17 +382,10 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     let plan_dir = vdir.join(PLAN_DIR);
     let mut reader = open_plan(&plan_dir)?;
     let head = reader.head.clone();
-    let crash_after: Option<u64> = std::env::var(TEST_HOOK_CRASH_AFTER_RENAMES)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let vfd: OwnedFd = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
-        .open(vdir)
-        .ctx(format_args!("cannot open {}", vdir.display()))?
-        .into();
+    let crash_after = test_hooks::crash_after_renames();
+    let vfd = dirfd::open_path_dir(vdir).ctx(format_args!("cannot open {}", vdir.display()))?;
     let tdir = vdir.join(head.target.as_str());
-    let tfd = open_dir_at(&vfd, head.target.as_str())
+    let tfd = dirfd::open_dir(&vfd, head.target.as_str())
         .map_err(|e| errno(format_args!("cannot open target {}", tdir.display()), e))?;
     // Per pruned session: its dir (None once removed) and its current fan-out dir.
     let mut sources: Vec<Option<(Option<OwnedFd>, Fan)>> =
@@ -442,21 +395,13 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     let mut parts = PruneParts::new(&vfd, vdir, &head, &tfd, max_chunk)?;
     for m in reader.by_ref() {
         let m = m.map_err(AgentError::invalid)?;
-        if crash_after == Some(moved) {
-            eprintln!(
-                "sparsebak-agent: test hook {TEST_HOOK_CRASH_AFTER_RENAMES}={moved}: aborting"
-            );
-            std::process::abort();
-        }
+        test_hooks::crash_after(crash_after, moved);
         let s: &SessionName = &head.pruned[m.session];
         let (fan, name) = (chunk_dir_name(m.addr), chunk_file_name(m.addr));
         let sdir = vdir.join(s.as_str());
         if sources[m.session].is_none() {
-            let fd = match open_dir_at(&vfd, s.as_str()) {
-                Ok(fd) => Some(fd),
-                Err(Errno::ENOENT) => None,
-                Err(e) => return Err(errno(format_args!("cannot open {}", sdir.display()), e)),
-            };
+            let fd = optional(dirfd::open_dir(&vfd, s.as_str()))
+                .map_err(|e| errno(format_args!("cannot open {}", sdir.display()), e))?;
             sources[m.session] = Some((fd, None));
         }
         let (sfd, sfan) = sources[m.session].as_mut().expect("just opened");
@@ -468,7 +413,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
         let renamed = match src {
             None => false,
             Some(src) => match is_regular_at(src, &name) {
-                Err(Errno::ENOENT) => false,
+                Err(e) if e.errno == Errno::ENOENT => false,
                 Err(e) => return Err(errno(format_args!("cannot stat {what}"), e)),
                 Ok(false) => {
                     return Err(AgentError::invalid(format!(
@@ -477,13 +422,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
                 }
                 Ok(true) => {
                     let dst = fan_dir(&mut tfan, &tfd, &fan, true, &tdir)?.expect("created");
-                    renameat(
-                        Some(src.as_raw_fd()),
-                        name.as_str(),
-                        Some(dst.as_raw_fd()),
-                        name.as_str(),
-                    )
-                    .map_err(|e| {
+                    dirfd::rename(src, &name, dst, &name).map_err(|e| {
                         errno(format_args!("cannot move {what} into {}", head.target), e)
                     })?;
                     true
@@ -506,15 +445,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
             ));
         }
     }
-    let mut crash_hook = |n: u64| {
-        if crash_after == Some(moved + n) {
-            eprintln!(
-                "sparsebak-agent: test hook {TEST_HOOK_CRASH_AFTER_RENAMES}={}: aborting",
-                moved + n
-            );
-            std::process::abort();
-        }
-    };
+    let mut crash_hook = |n: u64| test_hooks::crash_after(crash_after, moved + n);
     let part_files = parts.move_needed(&tfd, &mut crash_hook)?;
     crash_hook(part_files);
     moved += part_files;
@@ -525,7 +456,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
         &plan_dir.join(SESSION_INFO_FILE),
         &tdir.join(SESSION_INFO_FILE),
     )?;
-    test_hook_crash_at("target");
+    test_hooks::crash_at("target");
     let aside = |s: &SessionName| vdir.join(format!("{s}{PRUNED_SUFFIX}"));
     for s in &head.pruned {
         let p = vdir.join(s.as_str());
@@ -538,7 +469,7 @@ fn apply(vdir: &Path, max_chunk: u64) -> Result<u64> {
     for s in &head.pruned {
         remove_tree(&aside(s))?;
     }
-    test_hook_crash_at("removed");
+    test_hooks::crash_at("removed");
     let done = vdir.join(PLAN_DONE);
     remove_tree(&done)?;
     fs::rename(&plan_dir, &done).ctx(format_args!("cannot retire {}", plan_dir.display()))?;

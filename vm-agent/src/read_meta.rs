@@ -10,23 +10,19 @@
 //! `S_YYYYMMDD-HHMMSS`, so `-tmp`, `-orphan` and `-pruned` dirs are never
 //! served.
 
-use crate::archive::{Archive, VOLUMES_DIR};
+use crate::dirfd::open_regular;
 use crate::error::{AgentError, IoContext, Result};
-use crate::read::{is_session_meta, open_regular, session_rest};
-use crate::store::parse_vol;
+use crate::open_archive::{Archive, VOLUMES_DIR};
+use crate::parse::parse_vol;
+use crate::read::{is_session_meta, session_rest};
 use sparsebak_common::proto::{ErrorKind, META_PIECE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::os::unix::fs::FileExt;
 
-/// TEST HOOK, for the recovery tests only: serve pieces of at most this many
-/// bytes (clamped to 1..=[`META_PIECE`]), so small manifests cross many.
-pub const TEST_HOOK_META_PIECE: &str = "SPARSEBAK_AGENT_META_PIECE";
-
+/// [`META_PIECE`], or less for the recovery tests
+/// (crate::test_hooks::META_PIECE).
 fn piece_size() -> usize {
-    std::env::var(TEST_HOOK_META_PIECE)
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(META_PIECE, |n| n.clamp(1, META_PIECE))
+    crate::test_hooks::meta_piece().map_or(META_PIECE, |n| n.clamp(1, META_PIECE))
 }
 
 /// Check a requested metadata path; `Err` is the refusal message.

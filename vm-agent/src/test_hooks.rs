@@ -1,0 +1,68 @@
+//! Fault-injection hooks for the test suites, read from the environment.
+//!
+//! They exist only in builds with the `test-hooks` cargo feature, which the
+//! crates' own dev-dependencies turn on for `cargo test`; a release (or any
+//! plain `cargo build`) binary has none of them, does not read these
+//! variables and does not even contain their names (tests/suite-test-hooks.sh
+//! checks that). Without the feature every function here is a no-op.
+//! The dispatcher's `SPARSEBAK_AGENT_NO_FEATURES` (crate::TEST_HOOK_NO_FEATURES)
+//! is gated the same way where it is read.
+
+/// Abort (as `kill -9` would stop) the agent after this many chunk renames
+/// of a prune.
+#[cfg(feature = "test-hooks")]
+pub const CRASH_AFTER_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
+/// Abort the agent at a named step of a prune: `plan` (plan committed,
+/// nothing moved), `target` (all moved, target's manifest and info
+/// replaced), `removed` (pruned dirs removed, plan not yet).
+#[cfg(feature = "test-hooks")]
+pub const CRASH_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
+/// For the recovery tests: serve `ReadMeta` pieces of at most this many
+/// bytes (clamped to 1..=META_PIECE), so small manifests cross many.
+#[cfg(feature = "test-hooks")]
+pub const META_PIECE: &str = "SPARSEBAK_AGENT_META_PIECE";
+
+/// Abort here if [`CRASH_AT`] names `point`.
+#[cfg(feature = "test-hooks")]
+pub fn crash_at(point: &str) {
+    if std::env::var(CRASH_AT).is_ok_and(|v| v == point) {
+        eprintln!("sparsebak-agent: test hook {CRASH_AT}={point}: aborting");
+        std::process::abort();
+    }
+}
+#[cfg(not(feature = "test-hooks"))]
+pub fn crash_at(_point: &str) {}
+
+/// The rename count [`CRASH_AFTER_RENAMES`] asks to abort at.
+#[cfg(feature = "test-hooks")]
+pub fn crash_after_renames() -> Option<u64> {
+    std::env::var(CRASH_AFTER_RENAMES)
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+#[cfg(not(feature = "test-hooks"))]
+pub fn crash_after_renames() -> Option<u64> {
+    None
+}
+
+/// Abort because `moved` renames were done and [`crash_after_renames`]
+/// asked for that count.
+pub fn crash_after(want: Option<u64>, moved: u64) {
+    #[cfg(feature = "test-hooks")]
+    if want == Some(moved) {
+        eprintln!("sparsebak-agent: test hook {CRASH_AFTER_RENAMES}={moved}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = (want, moved);
+}
+
+/// The `ReadMeta` piece size [`META_PIECE`] asks for, unclamped.
+#[cfg(feature = "test-hooks")]
+pub fn meta_piece() -> Option<usize> {
+    std::env::var(META_PIECE).ok().and_then(|v| v.parse().ok())
+}
+#[cfg(not(feature = "test-hooks"))]
+pub fn meta_piece() -> Option<usize> {
+    None
+}
