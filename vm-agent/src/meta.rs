@@ -13,7 +13,7 @@
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::{AgentError, IoContext, Result};
 use crate::read::{is_session_meta, open_regular, session_rest};
-use crate::store::parse_vol;
+use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{ErrorKind, META_PIECE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::os::unix::fs::FileExt;
@@ -47,9 +47,8 @@ pub fn check_meta_path(p: &str) -> std::result::Result<(), String> {
 
 /// `ReadMeta`: the file's size and its bytes from `offset` (at most one
 /// piece; none at the end of the file).
-pub fn read_meta(a: &Archive, vol: &str, path: &str, offset: u64) -> Result<(u64, Vec<u8>)> {
+pub fn read_meta(a: &Archive, vol: &VolName, path: &str, offset: u64) -> Result<(u64, Vec<u8>)> {
     a.header()?;
-    let vol = parse_vol(vol)?;
     check_meta_path(path).map_err(|m| AgentError::invalid(format!("refused path {m}")))?;
     let rel = format!("{VOLUMES_DIR}/{vol}/{path}");
     let f = match open_regular(&a.dir, &rel) {

@@ -5,7 +5,6 @@
 use crate::archive::{Archive, VOLUMES_DIR};
 use crate::error::Result;
 use crate::readahead::ReadAhead;
-use crate::store::parse_vol;
 use crate::tarsession::TarReads;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -190,12 +189,12 @@ const MAX_PATH_FRAME: usize = 4096;
 /// frame. Requests already buffered are opened ahead ([`ReadAhead`]).
 pub fn read_files<R: Read, W: Write>(
     a: &Archive,
-    vol: &str,
+    vol: &VolName,
     r: &mut BufReader<R>,
     w: &mut W,
 ) -> Result<()> {
     let tars = TarReads::new(a.header()?.chunk_size.max_stored());
-    let vol = parse_vol(vol)?;
+    let vol = vol.clone();
     let mut res = Ours { a, vol, tars };
     serve_paths(a, &mut res, Some(ReadAhead::default()), r, w)
 }
