@@ -316,7 +316,7 @@ pub fn restore(
         let mut batch: Vec<(Item, Option<FileReply>)> = Vec::with_capacity(BATCH);
         let stopped = || anyhow!("stopped: a chunk failed verification");
         let r = conn
-            .read_files(vol.as_str(), requests, |item, reply| {
+            .read_files(vol.clone().into(), requests, |item, reply| {
                 if stop.load(Ordering::SeqCst) {
                     return Err(stopped());
                 }

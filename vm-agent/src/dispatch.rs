@@ -114,8 +114,8 @@ fn concern(a: &Archive, req: &Request) -> Result<Option<(VolName, Use)>> {
         | Request::Commit { vol, .. }
         | Request::ReadMeta { vol, .. } => Some((vol.clone(), Use::Data)),
         Request::ReadFiles { vol } if !a.legacy => {
-            let vol = VolName::try_from(vol.clone())
-                .map_err(|e| AgentError::invalid(e.to_string()))?;
+            let vol =
+                VolName::try_from(vol.clone()).map_err(|e| AgentError::invalid(e.to_string()))?;
             Some((vol, Use::Data))
         }
         _ => None,
@@ -199,7 +199,10 @@ fn on_archive<R: Read, W: Write>(
         }
         Request::CheckHardlinks => dedup::check_hardlinks(a).map(|_| Response::Ok),
         Request::Dedup => dedup_stream(a, r),
-        Request::Hello { .. } | Request::Open { .. } | Request::OpenLegacy { .. } | Request::Bye => {
+        Request::Hello { .. }
+        | Request::Open { .. }
+        | Request::OpenLegacy { .. }
+        | Request::Bye => {
             unreachable!("answered without an archive")
         }
     }

@@ -173,7 +173,7 @@ pub fn put_part(a: &Archive, vol: &VolName, file: &str, offset: u64, data: &str)
             "{file:?} is not a prune plan file (plan, manifest, info.json)"
         )));
     }
-    let vdir = vol_dir(a, &vol)?;
+    let vdir = vol_dir(a, vol)?;
     let tmp = vdir.join(PLAN_TMP);
     if file == PLAN_FILE && offset == 0 {
         remove_tree(&tmp)?;
@@ -260,7 +260,7 @@ pub fn prune(
     };
     head.check().map_err(AgentError::invalid)?;
     settle(a, vol, Use::Prune)?;
-    let vdir = vol_dir(a, &vol)?;
+    let vdir = vol_dir(a, vol)?;
     let tmp = vdir.join(PLAN_TMP);
     for f in PLAN_FILES {
         if !fs::symlink_metadata(tmp.join(f)).is_ok_and(|m| m.is_file()) {
@@ -274,7 +274,7 @@ pub fn prune(
             "the uploaded prune plan of {vol} is not the one requested"
         )));
     }
-    let (committed, _) = a.list_sessions(&vol)?;
+    let (committed, _) = a.list_sessions(vol)?;
     if !committed.contains(&head.target) {
         return Err(AgentError::new(
             ErrorKind::NotFound,

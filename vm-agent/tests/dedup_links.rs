@@ -105,7 +105,8 @@ fn refused(
     let r = ag.put(VOL, S2, Some(S1), rest(t));
     let Response::Error {
         kind: k, message, ..
-    } = r else {
+    } = r
+    else {
         panic!("link to {target:?} was accepted: {r:?}");
     };
     assert_eq!(k, kind, "{message}");
@@ -256,13 +257,15 @@ fn a_hash_mismatch_names_the_damaged_file_in_the_reply() {
     // A missing target is no damaged file.
     let fx = Fixture::new();
     fx.commit_session(S1, None);
-    let t = link(Tar::new(), 0x30000, &loc(VOL, S0, 0x10000), Some(&[0x5a; 32]));
+    let t = link(
+        Tar::new(),
+        0x30000,
+        &loc(VOL, S0, 0x10000),
+        Some(&[0x5a; 32]),
+    );
     let mut ag = fx.agent(true);
     let r = ag.put(VOL, S2, Some(S1), rest(t));
-    assert!(
-        matches!(r, Response::Error { damaged: None, .. }),
-        "{r:?}"
-    );
+    assert!(matches!(r, Response::Error { damaged: None, .. }), "{r:?}");
     let _ = ag.finish();
 }
 

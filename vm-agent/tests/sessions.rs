@@ -6,8 +6,8 @@ mod support;
 
 // Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    write_frame, ErrorKind, RawRequest as Request, Response, FILE_DATA, FILE_MISSING, MAX_FRAME, MAX_MESSAGE,
-    PROTOCOL_VERSION,
+    write_frame, ErrorKind, RawRequest as Request, Response, FILE_DATA, FILE_MISSING, MAX_FRAME,
+    MAX_MESSAGE, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::Write;
@@ -19,7 +19,10 @@ fn sessions(ag: &mut Agent) -> Response {
 
 fn committed(names: &[&str]) -> Response {
     Response::Sessions {
-        committed: names.iter().map(|s| sparsebak_common::names::SessionName::new(s).unwrap()).collect(),
+        committed: names
+            .iter()
+            .map(|s| sparsebak_common::names::SessionName::new(s).unwrap())
+            .collect(),
         in_progress: vec![],
     }
 }

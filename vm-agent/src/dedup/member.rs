@@ -88,8 +88,7 @@ impl<'a> Linker<'a> {
                 format!("link target {what} does not exist"),
             )
         })?;
-        check_hash(&t, &want, &format!("link target {what}"))
-            .map_err(|e| e.with_damaged(&loc))?;
+        check_hash(&t, &want, &format!("link target {what}")).map_err(|e| e.with_damaged(&loc))?;
         let dest = self.member_dir(addr)?;
         let fname = sparsebak_common::names::chunk_file_name(addr);
         match nix::unistd::linkat(

@@ -12,8 +12,8 @@
 use sparsebak_common::header::{ArchiveHeader, Compression};
 // Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, RawRequest as Request, Response,
-    MAX_FRAME, PROTOCOL_VERSION,
+    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, RawRequest as Request,
+    Response, MAX_FRAME, PROTOCOL_VERSION,
 };
 use sparsebak_common::units::ChunkSize;
 use std::collections::BTreeMap;
