@@ -21,6 +21,9 @@ use sparsebak_common::proto::{
 use sparsebak_common::SessionFormat;
 use std::io::{BufReader, BufWriter, Read, Write};
 
+/// This agent's version, announced in `Hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
 /// before the optional requests did (no `features`).
 pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
@@ -167,12 +170,7 @@ fn on_archive<R: Read, W: Write>(
             volume_info,
         } => store::commit(a, &vol, &session, &volume_info).map(|_| Response::Ok),
         Request::ReadFiles { vol } => read_files(a, ours.as_ref(), &vol, r, w),
-        Request::ReadMeta { vol, path, offset } => {
-            let (size, data) = meta::read_meta(a, &vol, &path, offset)?;
-            let len = data.len() as u64;
-            *trailer = Some(data);
-            Ok(Response::MetaPiece { size, len })
-        }
+        Request::ReadMeta { vol, path, offset } => read_meta(a, &vol, &path, offset, trailer),
         Request::DeleteVolume { vol } => a.delete_volume(&vol).map(|_| Response::Ok),
         Request::PrunePart {
             vol,
@@ -184,13 +182,10 @@ fn on_archive<R: Read, W: Write>(
             vol,
             target,
             pruned,
-        } => {
-            let p = prune::prune(a, &vol, &target, &pruned)?;
-            Ok(Response::Pruned {
-                moved: p.moved,
-                already_done: p.already_done,
-            })
-        }
+        } => prune::prune(a, &vol, &target, &pruned).map(|p| Response::Pruned {
+            moved: p.moved,
+            already_done: p.already_done,
+        }),
         Request::DeleteArchive { uuid } => {
             delete::delete_archive(a, &uuid)?;
             // The archive (and its lock file) is gone.
@@ -212,12 +207,12 @@ fn hello(protocol: u32) -> Result<Response> {
     if protocol != PROTOCOL_VERSION {
         return Err(AgentError::new(
             ErrorKind::Invalid,
-            format!("protocol version {protocol} is not supported (agent {} speaks {PROTOCOL_VERSION}); install matching versions", crate::VERSION),
+            format!("protocol version {protocol} is not supported (agent {} speaks {PROTOCOL_VERSION}); install matching versions", VERSION),
         ));
     }
     Ok(Response::Hello {
         protocol: PROTOCOL_VERSION,
-        agent_version: crate::VERSION.into(),
+        agent_version: VERSION.into(),
         features: if std::env::var_os(TEST_HOOK_NO_FEATURES).is_some() {
             vec![]
         } else {
@@ -311,6 +306,20 @@ fn read_files<R: Read, W: Write>(
         None => legacy::read_files(a, vol, r, w)?,
     }
     Ok(Response::Ok)
+}
+
+/// The piece's bytes go in `trailer`, the frame after the reply.
+fn read_meta(
+    a: &Archive,
+    vol: &VolName,
+    path: &str,
+    offset: u64,
+    trailer: &mut Option<Vec<u8>>,
+) -> Result<Response> {
+    let (size, data) = meta::read_meta(a, vol, path, offset)?;
+    let len = data.len() as u64;
+    *trailer = Some(data);
+    Ok(Response::MetaPiece { size, len })
 }
 
 fn dedup_stream<R: Read>(a: &Archive, r: &mut BufReader<R>) -> Result<Response> {

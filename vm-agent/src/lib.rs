@@ -33,6 +33,4 @@ pub mod fuzzing {
     }
 }
 
-pub use dispatch::{serve, TEST_HOOK_NO_FEATURES};
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use dispatch::{serve, TEST_HOOK_NO_FEATURES, VERSION};
