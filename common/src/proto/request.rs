@@ -122,16 +122,6 @@ pub enum Request {
     Bye,
 }
 
-impl Request {
-    /// Does a data stream follow this request on the pipe?
-    pub fn has_stream(&self) -> bool {
-        matches!(
-            self,
-            Request::PutSession { .. } | Request::ReadFiles { .. } | Request::Dedup
-        )
-    }
-}
-
 /// The wire form of a [`Request`]: the same JSON, every name a plain string.
 /// Only decoding and tests that must send what dom0 never would use it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
