@@ -6,7 +6,7 @@
 //! validate names with these rules, so a hand-edited or hostile 0.2
 //! configuration can never name a path outside that layout.
 
-use crate::names::{parse_chunk_rel_path, NameError, SessionName};
+use crate::names::{parse_chunk_rel_path, NameError, SessionName, VolName};
 use crate::units::ByteOffset;
 use std::fmt;
 
@@ -17,8 +17,12 @@ pub const LEGACY_SET_DIR: &str = "default";
 /// A volume name as sparsebak 0.2 accepted it (`^[a-zA-Z0-9+._-]+$`, at most
 /// 112 characters), minus the names 0.2 wrongly allowed: `.` and `..`.
 /// Unlike [`crate::names::VolName`] it may start with `-` or end in `.tick`,
-/// because 0.2 allowed those and its archives may hold them.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// because 0.2 allowed those and its archives may hold them. Every
+/// [`VolName`] is one. Carried as a string on the wire (`ReadFiles`).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct LegacyVolName(String);
 
 impl LegacyVolName {
@@ -28,6 +32,30 @@ impl LegacyVolName {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for LegacyVolName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        LegacyVolName::new(&s)
+    }
+}
+impl From<LegacyVolName> for String {
+    fn from(v: LegacyVolName) -> String {
+        v.0
+    }
+}
+impl From<VolName> for LegacyVolName {
+    fn from(v: VolName) -> LegacyVolName {
+        LegacyVolName(v.into())
+    }
+}
+impl TryFrom<LegacyVolName> for VolName {
+    type Error = NameError;
+    /// Narrow to this version's rules (no leading `-`, no snapshot suffix).
+    fn try_from(v: LegacyVolName) -> Result<VolName, NameError> {
+        VolName::try_from(v.0)
     }
 }
 

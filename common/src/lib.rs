@@ -21,6 +21,8 @@ pub mod proto;
 pub mod tarmember;
 pub mod units;
 
+use serde::{Deserialize, Serialize};
+
 /// Directory under the destination path that holds the archive.
 pub const ARCHIVE_DIR: &str = "sparsebak";
 /// Archive header file name, inside [`ARCHIVE_DIR`].
@@ -34,6 +36,39 @@ pub const SESSION_INFO_FILE: &str = "info.json";
 /// Per-session manifest file name, inside a session directory.
 pub const MANIFEST_FILE: &str = "manifest";
 /// `info.json` `format` of a session stored one file per chunk.
-pub const FORMAT_FOLDERS: &str = "folders";
+pub const FORMAT_FOLDERS: &str = SessionFormat::Folders.as_str();
 /// `info.json` `format` of a session stored as one tar file (FORMAT.md §13).
-pub const FORMAT_TAR: &str = "tar";
+pub const FORMAT_TAR: &str = SessionFormat::Tar.as_str();
+
+/// How a session's chunks are stored: its `info.json` `format` and the
+/// `format` of `PutSession`, spelled [`FORMAT_FOLDERS`] or [`FORMAT_TAR`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionFormat {
+    /// One file per chunk.
+    #[default]
+    Folders,
+    /// One tar file (FORMAT.md §13).
+    Tar,
+}
+
+impl SessionFormat {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SessionFormat::Folders => "folders",
+            SessionFormat::Tar => "tar",
+        }
+    }
+    /// The format spelled `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        [SessionFormat::Folders, SessionFormat::Tar]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for SessionFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

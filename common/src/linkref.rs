@@ -18,8 +18,10 @@ pub const PAX_LINKPATH: &str = "linkpath";
 /// Directory under the archive dir holding the volumes.
 pub const VOLUMES: &str = "volumes";
 
-/// One chunk file in the archive.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One chunk file in the archive; on the wire (an error reply's
+/// `damaged`), its [`ChunkLoc::to_path`] string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ChunkLoc {
     pub vol: VolName,
     pub session: SessionName,
@@ -47,6 +49,18 @@ impl ChunkLoc {
         let session = SessionName::new(ses)?;
         let addr = parse_chunk_rel_path(rest).map_err(|_| err())?;
         Ok(ChunkLoc { vol, session, addr })
+    }
+}
+
+impl TryFrom<String> for ChunkLoc {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<ChunkLoc, NameError> {
+        ChunkLoc::parse(&s)
+    }
+}
+impl From<ChunkLoc> for String {
+    fn from(l: ChunkLoc) -> String {
+        l.to_path()
     }
 }
 

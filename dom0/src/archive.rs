@@ -13,7 +13,7 @@ pub struct Ctx {
     pub config: Config,
     pub transport: TransportOptions,
     /// `info.json` format of sessions this run sends: `folders` or `tar`.
-    pub send_format: &'static str,
+    pub send_format: sparsebak_common::SessionFormat,
 }
 
 /// An open archive connection.

@@ -268,7 +268,7 @@ fn upload(conn: &mut AgentConn, vol: &VolName, dir: &Path, file: &str) -> Result
             .with_context(|| format!("{} is not ASCII text", p.display()))?
             .to_string();
         conn.ok(&Request::PrunePart {
-            vol: vol.to_string(),
+            vol: vol.clone(),
             file: file.into(),
             offset,
             data,
@@ -311,9 +311,9 @@ pub fn complete(meta: &Meta, conn: &mut AgentConn, vol: &VolName) -> Result<Comp
         upload(conn, vol, &journal, file)?;
     }
     let (moved, already_done) = match conn.request(&Request::Prune {
-        vol: vol.to_string(),
-        target: head.target.to_string(),
-        pruned: head.pruned.iter().map(|s| s.to_string()).collect(),
+        vol: vol.clone(),
+        target: head.target.clone(),
+        pruned: head.pruned.clone(),
     })? {
         Response::Pruned {
             moved,

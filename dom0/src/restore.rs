@@ -281,7 +281,7 @@ fn read_batches(
 ) -> Result<()> {
     let mut batch: Batch = Vec::with_capacity(BATCH);
     let stopped = || anyhow!("stopped: a chunk failed verification");
-    conn.read_files(vol.as_str(), requests, |item, reply| {
+    conn.read_files(vol.clone().into(), requests, |item, reply| {
         if stop.load(Ordering::SeqCst) {
             return Err(stopped());
         }

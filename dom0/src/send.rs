@@ -30,7 +30,7 @@ use sparsebak_common::names::{chunk_rel_path, SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::{FrameWriter, Request};
 use sparsebak_common::tarmember::member_header;
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
-use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
+use sparsebak_common::{SessionFormat, MANIFEST_FILE, SESSION_INFO_FILE};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
@@ -189,7 +189,7 @@ struct Emitter<'a> {
     session: &'a SessionName,
     volume_uuid: &'a str,
     /// `folders` or `tar` (docs/FORMAT.md §13).
-    format: &'static str,
+    format: SessionFormat,
     expect_last: Option<&'a SessionName>,
     manifest: Option<ManifestWriter>,
     tar: Option<tar::Builder<FrameWriter<Writer>>>,
@@ -205,9 +205,9 @@ impl<'a> Emitter<'a> {
     fn upload(&mut self) -> Result<&mut tar::Builder<FrameWriter<Writer>>> {
         if self.tar.is_none() {
             let fw = self.conn.start_upload(
-                self.vol.as_str(),
-                self.session.as_str(),
-                self.expect_last.map(|s| s.as_str()),
+                self.vol,
+                self.session,
+                self.expect_last,
                 self.volume_uuid,
                 self.format,
             )?;
@@ -473,7 +473,7 @@ fn finish_session(
         volsize: size,
         chunk_size: cs,
         created_utc: iso8601(now_unix()),
-        format: em.format.into(),
+        format: em.format.as_str().into(),
         chunks: lines,
         stored_chunks: em.report.stored_chunks,
         stored_bytes: em.report.stored_bytes,
@@ -501,8 +501,8 @@ fn finish_session(
     };
     let volume_info = serde_json::to_string_pretty(&new_state)?;
     em.conn.ok(&Request::Commit {
-        vol: vol.to_string(),
-        session: session.to_string(),
+        vol: vol.clone(),
+        session: session.clone(),
         volume_info,
     })?;
     // The destination holds the session durably; now commit locally.

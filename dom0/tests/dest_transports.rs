@@ -105,7 +105,11 @@ fn a_killed_link_is_explained() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let err = format!("{:#}", conn.list_sessions("vol").unwrap_err());
+    let err = format!(
+        "{:#}",
+        conn.list_sessions(&sparsebak_common::names::VolName::new("vol").unwrap())
+            .unwrap_err()
+    );
     assert!(
         err.starts_with("connection to the agent at ssh://nas/srv/bk was lost (")
             && err.ends_with("): ssh to nas was killed by signal 9: the link broke"),

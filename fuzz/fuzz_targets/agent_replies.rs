@@ -8,6 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use sparsebak::dest::client::FileReply;
 use sparsebak::dest::AgentConn;
+use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{Request, MAX_FRAME, META_PIECE};
 use std::io::{sink, Cursor};
 
@@ -18,11 +19,12 @@ fn pipes(data: &[u8]) -> (Box<Cursor<Vec<u8>>>, Box<std::io::Sink>) {
 fuzz_target!(|data: &[u8]| {
     // Without Hello: the plain request/reply calls.
     let (r, w) = pipes(data);
+    let vol = VolName::new("vm-a").unwrap();
     let mut c = AgentConn::from_pipes(r, w, "fuzz".into());
     let _ = c.open("/m/x", "/m", true);
-    let _ = c.list_sessions("vm-a");
+    let _ = c.list_sessions(&vol);
     let items = (0..3u64).map(|i| (Some(format!("S_20260101-000000/000000000/x{i:016x}")), i));
-    let _ = c.read_files("vm-a", items, |_, reply| {
+    let _ = c.read_files(vol.clone().into(), items, |_, reply| {
         if let Some(FileReply::Data(d)) = reply {
             assert!(d.len() < MAX_FRAME);
         }
@@ -34,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut c) = sparsebak::fuzzing::connected(r, w) {
         let mut offset = 0;
         for _ in 0..4 {
-            let Ok(p) = c.read_meta("vm-a", "volume.json", offset) else {
+            let Ok(Ok(p)) = c.read_meta(&vol, "volume.json", offset) else {
                 break;
             };
             assert!(p.data.len() <= META_PIECE);

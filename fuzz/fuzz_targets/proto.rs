@@ -7,7 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sparsebak_common::proto::{
-    read_frame, recv_msg, send_msg, write_frame, FrameReader, Request, Response, MAX_MESSAGE,
+    read_frame, recv_msg, send_msg, write_frame, FrameReader, RawRequest, Request, Response,
+    MAX_MESSAGE,
 };
 use std::io::Read;
 
@@ -29,10 +30,18 @@ fuzz_target!(|data: &[u8]| {
         write_frame(&mut out, &f).unwrap();
         assert_eq!(read_frame(&mut &out[..], 4096).unwrap().unwrap(), f);
     }
-    // Control messages, both directions.
+    // Control messages, both directions; a request also in its wire form,
+    // which decodes to the typed one exactly when its names are valid.
     let mut r = data;
     while let Ok(Some(q)) = recv_msg::<_, Request>(&mut r) {
         round_trip(&q);
+    }
+    let mut r = data;
+    while let Ok(Some(q)) = recv_msg::<_, RawRequest>(&mut r) {
+        round_trip(&q);
+        if let Ok(t) = Request::try_from(q) {
+            round_trip(&t);
+        }
     }
     let mut r = data;
     while let Ok(Some(a)) = recv_msg::<_, Response>(&mut r) {

@@ -8,7 +8,8 @@
 use libfuzzer_sys::fuzz_target;
 use sparsebak_agent::open_archive::Archive;
 use sparsebak_agent::store::put_session;
-use sparsebak_common::names::parse_chunk_rel_path;
+use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
+use sparsebak_common::SessionFormat;
 use std::path::{Path, PathBuf};
 
 const HEADER: &str = r#"{"format":"sparsebak-archive","format_version":1,"uuid":"fuzz","chunk_size":65536,"compression":{"codec":"zstd","level":3},"hash":"sha256","encryption":"none","created_utc":"2026-01-01T00:00:00Z"}"#;
@@ -46,13 +47,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&fmt, stream)) = data.split_first() else {
         return;
     };
+    // Three values, as when the format was an optional string (absent,
+    // "folders", "tar"): the first two are the same format.
     let format = match fmt % 3 {
-        0 => None,
-        1 => Some("folders"),
-        _ => Some("tar"),
+        0 | 1 => SessionFormat::Folders,
+        _ => SessionFormat::Tar,
     };
+    let (vol, session) = (VolName::new("vm-a").unwrap(), SessionName::new(SESSION).unwrap());
     FIX.with(|f| {
-        let res = put_session(&f.archive, "vm-a", SESSION, None, None, format, stream);
+        let res = put_session(&f.archive, &vol, &session, None, None, format, stream);
         match res {
             Ok(stats) => {
                 let mut names = Vec::new();
@@ -60,8 +63,8 @@ fuzz_target!(|data: &[u8]| {
                 for n in &names {
                     let ok = n == "manifest"
                         || n == "info.json"
-                        || (format == Some("tar") && (n == "chunks.tar" || n == "chunks.idx"))
-                        || (format != Some("tar") && parse_chunk_rel_path(n).is_ok());
+                        || (format == SessionFormat::Tar && (n == "chunks.tar" || n == "chunks.idx"))
+                        || (format != SessionFormat::Tar && parse_chunk_rel_path(n).is_ok());
                     assert!(ok, "accepted session holds {n:?}");
                 }
                 assert!(stats.files >= 2);

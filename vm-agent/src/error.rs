@@ -1,6 +1,9 @@
-//! Agent errors: each carries the protocol [`ErrorKind`] dom0 will see.
+//! Agent errors: each carries the protocol [`ErrorKind`] dom0 will see, and
+//! the typed facts dom0 acts on (the damaged chunk file), which become the
+//! fields of the error reply ([`AgentError::reply`]).
 
-use sparsebak_common::proto::ErrorKind;
+use sparsebak_common::linkref::ChunkLoc;
+use sparsebak_common::proto::{ErrorKind, Response};
 use std::fmt;
 use std::io;
 
@@ -8,6 +11,8 @@ use std::io;
 pub struct AgentError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The chunk file that failed its hash check, where dom0 can avoid it.
+    pub damaged: Option<ChunkLoc>,
 }
 
 pub type Result<T> = std::result::Result<T, AgentError>;
@@ -17,6 +22,28 @@ impl AgentError {
         AgentError {
             kind,
             message: message.into(),
+            damaged: None,
+        }
+    }
+    /// A hash mismatch of chunk file `loc` says which file it was; any
+    /// other error is left as it is.
+    pub fn with_damaged(mut self, loc: &ChunkLoc) -> Self {
+        if self.kind == ErrorKind::Mismatch {
+            self.damaged = Some(loc.clone());
+        }
+        self
+    }
+    /// Say what was being done: "`what`: message"; kind and facts are kept.
+    pub fn prefixed(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+    /// The error reply dom0 receives.
+    pub fn reply(&self) -> Response {
+        Response::Error {
+            kind: self.kind,
+            message: self.message.clone(),
+            damaged: self.damaged.clone(),
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -13,17 +13,17 @@ use crate::error::{AgentError, Result};
 use crate::open_archive::Archive;
 use crate::read::{serve_paths, PathResolver};
 use sparsebak_common::legacy::{parse_legacy_chunk_path, LegacyVolName, LEGACY_SET_DIR};
-use sparsebak_common::proto::Request;
+use sparsebak_common::proto::RawRequest;
 use std::io::{self, BufReader, Read, Write};
 
 /// The requests a 0.2 archive may receive once open.
-pub fn allowed(req: &Request) -> Result<()> {
+pub fn allowed(req: &RawRequest) -> Result<()> {
     match req {
-        Request::Hello { .. }
-        | Request::Open { .. }
-        | Request::OpenLegacy { .. }
-        | Request::ReadFiles { .. }
-        | Request::Bye => Ok(()),
+        RawRequest::Hello { .. }
+        | RawRequest::Open { .. }
+        | RawRequest::OpenLegacy { .. }
+        | RawRequest::ReadFiles { .. }
+        | RawRequest::Bye => Ok(()),
         _ => Err(AgentError::invalid(
             "the open archive is a sparsebak 0.2 archive, which is read-only: only ReadFiles is accepted",
         )),
@@ -49,10 +49,10 @@ impl PathResolver for Legacy {
 /// empty frame (the loop our archives use, without read-ahead).
 pub fn read_files<R: Read, W: Write>(
     a: &Archive,
-    vol: &str,
+    vol: &LegacyVolName,
     r: &mut BufReader<R>,
     w: &mut W,
 ) -> Result<()> {
-    let vol = LegacyVolName::new(vol).map_err(|e| AgentError::invalid(e.to_string()))?;
+    let vol = vol.clone();
     serve_paths(a, &mut Legacy { vol }, None, r, w)
 }

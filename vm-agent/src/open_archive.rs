@@ -129,15 +129,16 @@ impl Archive {
 
     /// Volume dirs, and the entries of `volumes/` that are not volume dirs
     /// (bounded, for reports only).
-    pub fn list_volumes(&self) -> Result<(Vec<String>, Vec<String>)> {
+    pub fn list_volumes(&self) -> Result<(Vec<VolName>, Vec<String>)> {
         self.header()?;
         let (mut names, mut ignored) = (Vec::new(), Vec::new());
         let d = self.dir.join(VOLUMES_DIR);
         for e in fs::read_dir(&d).ctx(format_args!("cannot list {}", d.display()))? {
             let e = e.ctx(format_args!("cannot list {}", d.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if VolName::new(&name).is_ok() && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                names.push(name);
+            let vol = VolName::new(&name).ok();
+            if let Some(vol) = vol.filter(|_| e.file_type().map(|t| t.is_dir()).unwrap_or(false)) {
+                names.push(vol);
             } else if ignored.len() < sparsebak_common::proto::MAX_PROBLEMS {
                 ignored.push(name.chars().take(200).collect());
             }

@@ -23,7 +23,6 @@ use crate::dirfd::{self, open_path_file, optional, AtError};
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs};
 use crate::open_archive::Archive;
-use crate::parse::{parse_session, parse_vol};
 use crate::tarsession::prune_parts::PruneParts;
 use crate::test_hooks;
 use nix::errno::Errno;
@@ -116,10 +115,9 @@ pub enum Use {
 
 /// Replay a leftover plan of `vol`, if any, and tidy what an interrupted
 /// prune may leave. Without the archive lock nothing can be replayed.
-pub fn settle(a: &Archive, vol: &str, why: Use) -> Result<()> {
+pub fn settle(a: &Archive, vol: &VolName, why: Use) -> Result<()> {
     a.header()?;
-    let vol = parse_vol(vol)?;
-    let vdir = a.vol_dir(&vol);
+    let vdir = a.vol_dir(vol);
     if !fs::symlink_metadata(&vdir).is_ok_and(|m| m.is_dir()) {
         // No volume yet, or not a real directory: nothing to replay, and
         // nothing is ever removed through a symlink. The request itself
@@ -147,19 +145,18 @@ pub fn settle(a: &Archive, vol: &str, why: Use) -> Result<()> {
         )));
     }
     eprintln!("sparsebak-agent: completing an interrupted prune of volume {vol}");
-    apply(&vol_dir(a, &vol)?, a.header()?.chunk_size.max_stored()).map(|_| ())
+    apply(&vol_dir(a, vol)?, a.header()?.chunk_size.max_stored()).map(|_| ())
 }
 
 /// `PrunePart`: append `data` to one file of the plan upload.
-pub fn put_part(a: &Archive, vol: &str, file: &str, offset: u64, data: &str) -> Result<()> {
+pub fn put_part(a: &Archive, vol: &VolName, file: &str, offset: u64, data: &str) -> Result<()> {
     a.require_write()?;
-    let vol = parse_vol(vol)?;
     if !PLAN_FILES.contains(&file) {
         return Err(AgentError::invalid(format!(
             "{file:?} is not a prune plan file (plan, manifest, info.json)"
         )));
     }
-    let vdir = vol_dir(a, &vol)?;
+    let vdir = vol_dir(a, vol)?;
     let tmp = vdir.join(PLAN_TMP);
     if file == PLAN_FILE && offset == 0 {
         remove_tree(&tmp)?;
@@ -228,20 +225,21 @@ fn same_file_contents(a: &Path, b: &Path) -> Result<bool> {
 }
 
 /// `Prune`: check the uploaded plan, commit it, carry it out.
-pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<Pruned> {
+pub fn prune(
+    a: &Archive,
+    vol: &VolName,
+    target: &SessionName,
+    pruned: &[SessionName],
+) -> Result<Pruned> {
     a.require_write()?;
-    let vol = parse_vol(vol)?;
     let head = PlanHead {
         vol: vol.clone(),
-        target: parse_session(target)?,
-        pruned: pruned
-            .iter()
-            .map(|s| parse_session(s))
-            .collect::<Result<_>>()?,
+        target: target.clone(),
+        pruned: pruned.to_vec(),
     };
     head.check().map_err(AgentError::invalid)?;
-    settle(a, vol.as_str(), Use::Prune)?;
-    let vdir = vol_dir(a, &vol)?;
+    settle(a, vol, Use::Prune)?;
+    let vdir = vol_dir(a, vol)?;
     let tmp = vdir.join(PLAN_TMP);
     for f in PLAN_FILES {
         if !fs::symlink_metadata(tmp.join(f)).is_ok_and(|m| m.is_file()) {
@@ -255,7 +253,7 @@ pub fn prune(a: &Archive, vol: &str, target: &str, pruned: &[String]) -> Result<
             "the uploaded prune plan of {vol} is not the one requested"
         )));
     }
-    let (committed, _) = a.list_sessions(&vol)?;
+    let (committed, _) = a.list_sessions(vol)?;
     if !committed.contains(&head.target) {
         return Err(AgentError::new(
             ErrorKind::NotFound,

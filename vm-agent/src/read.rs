@@ -5,7 +5,6 @@
 use crate::dirfd::open_regular;
 use crate::error::Result;
 use crate::open_archive::{Archive, VOLUMES_DIR};
-use crate::parse::parse_vol;
 use crate::readahead::ReadAhead;
 use crate::tarsession::TarReads;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
@@ -153,12 +152,12 @@ const MAX_PATH_FRAME: usize = 4096;
 /// frame. Requests already buffered are opened ahead ([`ReadAhead`]).
 pub fn read_files<R: Read, W: Write>(
     a: &Archive,
-    vol: &str,
+    vol: &VolName,
     r: &mut BufReader<R>,
     w: &mut W,
 ) -> Result<()> {
     let tars = TarReads::new(a.header()?.chunk_size.max_stored());
-    let vol = parse_vol(vol)?;
+    let vol = vol.clone();
     let mut res = Ours { a, vol, tars };
     serve_paths(a, &mut res, Some(ReadAhead::default()), r, w)
 }

@@ -13,8 +13,8 @@
 use crate::dirfd::open_regular;
 use crate::error::{AgentError, IoContext, Result};
 use crate::open_archive::{Archive, VOLUMES_DIR};
-use crate::parse::parse_vol;
 use crate::read::{is_session_meta, session_rest};
+use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{ErrorKind, META_PIECE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::os::unix::fs::FileExt;
@@ -43,9 +43,8 @@ pub fn check_meta_path(p: &str) -> std::result::Result<(), String> {
 
 /// `ReadMeta`: the file's size and its bytes from `offset` (at most one
 /// piece; none at the end of the file).
-pub fn read_meta(a: &Archive, vol: &str, path: &str, offset: u64) -> Result<(u64, Vec<u8>)> {
+pub fn read_meta(a: &Archive, vol: &VolName, path: &str, offset: u64) -> Result<(u64, Vec<u8>)> {
     a.header()?;
-    let vol = parse_vol(vol)?;
     check_meta_path(path).map_err(|m| AgentError::invalid(format!("refused path {m}")))?;
     let rel = format!("{VOLUMES_DIR}/{vol}/{path}");
     let f = match open_regular(&a.dir, &rel) {

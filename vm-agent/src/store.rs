@@ -12,11 +12,11 @@
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, write_atomic};
 use crate::open_archive::{Archive, VOLUMES_DIR};
-use crate::parse::{parse_session, parse_vol};
 use crate::tarsession::writer::TarWriter;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::units::ByteOffset;
+use sparsebak_common::SessionFormat;
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -146,33 +146,20 @@ fn prepare_volume(
 /// Receive a session's tar stream into its temporary directory.
 pub fn put_session<R: Read>(
     a: &Archive,
-    vol: &str,
-    session: &str,
-    expect_last: Option<&str>,
+    vol: &VolName,
+    session: &SessionName,
+    expect_last: Option<&SessionName>,
     volume_uuid: Option<&str>,
-    format: Option<&str>,
+    format: SessionFormat,
     stream: R,
 ) -> Result<StoreStats> {
     a.require_write()?;
-    let tar = match format {
-        None | Some(sparsebak_common::FORMAT_FOLDERS) => false,
-        Some(sparsebak_common::FORMAT_TAR) => true,
-        Some(f) => {
-            return Err(AgentError::invalid(format!(
-                "session format {f:?} is not known (folders, tar)"
-            )))
-        }
-    };
-    let vol = parse_vol(vol)?;
-    let session = parse_session(session)?;
-    let expect_last = expect_last.map(parse_session).transpose()?;
+    let tar = format == SessionFormat::Tar;
     let max_chunk = a.header()?.chunk_size.max_stored();
-    let tmp = prepare_volume(a, &vol, &session, expect_last.as_ref(), volume_uuid)?;
-    let mut linker = crate::dedup::member::Linker::new(a, &vol, &session, &tmp, max_chunk);
-    let res = unpack(&tmp, stream, max_chunk, tar, &mut linker).map_err(|e| AgentError {
-        kind: e.kind,
-        message: format!("storing {session} of {vol}: {}", e.message),
-    });
+    let tmp = prepare_volume(a, vol, session, expect_last, volume_uuid)?;
+    let mut linker = crate::dedup::member::Linker::new(a, vol, session, &tmp, max_chunk);
+    let res = unpack(&tmp, stream, max_chunk, tar, &mut linker)
+        .map_err(|e| e.prefixed(format_args!("storing {session} of {vol}")));
     if res.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
@@ -323,11 +310,9 @@ fn write_member<R: Read>(tmp: &Path, name: &str, entry: &mut R, size: u64) -> Re
 }
 
 /// Make a received session durable, then visible, then record the volume info.
-pub fn commit(a: &Archive, vol: &str, session: &str, volume_info: &str) -> Result<()> {
+pub fn commit(a: &Archive, vol: &VolName, session: &SessionName, volume_info: &str) -> Result<()> {
     a.require_write()?;
-    let vol = parse_vol(vol)?;
-    let session = parse_session(session)?;
-    let vdir = a.vol_dir(&vol);
+    let vdir = a.vol_dir(vol);
     let tmp = vdir.join(session.tmp_dir_name());
     for f in [MANIFEST_FILE, SESSION_INFO_FILE] {
         if !tmp.join(f).is_file() {

@@ -7,7 +7,8 @@
 mod support;
 
 use sha2::{Digest, Sha256};
-use sparsebak_common::proto::{ErrorKind, FrameWriter, Request, Response};
+// Requests as the wire carries them: names are strings, valid or not.
+use sparsebak_common::proto::{ErrorKind, FrameWriter, RawRequest as Request, Response};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -102,7 +103,10 @@ fn refused(
     let t = link(t, 0x30000, &target, h.as_ref());
     let mut ag = fx.agent(true);
     let r = ag.put(VOL, S2, Some(S1), rest(t));
-    let Response::Error { kind: k, message } = r else {
+    let Response::Error {
+        kind: k, message, ..
+    } = r
+    else {
         panic!("link to {target:?} was accepted: {r:?}");
     };
     assert_eq!(k, kind, "{message}");
@@ -227,6 +231,42 @@ fn a_hash_mismatch_fails_the_session_naming_the_target() {
         ErrorKind::Mismatch,
         &format!("{S1}/{} is damaged", chunk_path(0x10000)),
     );
+}
+
+/// The error reply also names the damaged file in a typed field, which is
+/// what dom0 acts on (it never takes the message apart).
+#[test]
+fn a_hash_mismatch_names_the_damaged_file_in_the_reply() {
+    let fx = Fixture::new();
+    fx.commit_session(S1, None);
+    let target = loc(VOL, S1, 0x10000);
+    let t = Tar::new().file(&chunk_path(0x20000), &[1u8; 100]);
+    let t = link(t, 0x30000, &target, Some(&[0x5a; 32]));
+    let mut ag = fx.agent(true);
+    let r = ag.put(VOL, S2, Some(S1), rest(t));
+    let Response::Error {
+        kind: ErrorKind::Mismatch,
+        damaged: Some(d),
+        ..
+    } = &r
+    else {
+        panic!("no damaged file named: {r:?}");
+    };
+    assert_eq!(d.to_path(), target);
+    let _ = ag.finish();
+    // A missing target is no damaged file.
+    let fx = Fixture::new();
+    fx.commit_session(S1, None);
+    let t = link(
+        Tar::new(),
+        0x30000,
+        &loc(VOL, S0, 0x10000),
+        Some(&[0x5a; 32]),
+    );
+    let mut ag = fx.agent(true);
+    let r = ag.put(VOL, S2, Some(S1), rest(t));
+    assert!(matches!(r, Response::Error { damaged: None, .. }), "{r:?}");
+    let _ = ag.finish();
 }
 
 #[test]

@@ -5,7 +5,8 @@
 
 mod support;
 
-use sparsebak_common::proto::{ErrorKind, Request, Response};
+// Requests as the wire carries them: names are strings, valid or not.
+use sparsebak_common::proto::{ErrorKind, RawRequest as Request, Response};
 use support::*;
 use tar::EntryType;
 

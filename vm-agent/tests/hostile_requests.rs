@@ -4,8 +4,9 @@
 
 mod support;
 
+// Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
+    ErrorKind, RawRequest as Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
 };
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -62,7 +63,7 @@ fn invalid_names_in_soft_requests() {
     assert_eq!(
         ag.call(&Request::ListVolumes),
         Response::Volumes {
-            names: vec![VOL.into()],
+            names: vec![sparsebak_common::names::VolName::new(VOL).unwrap()],
             ignored: vec![]
         }
     );

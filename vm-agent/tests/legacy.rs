@@ -4,8 +4,9 @@
 
 mod support;
 
+// Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED,
+    ErrorKind, RawRequest as Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED,
 };
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -4,7 +4,8 @@
 
 mod support;
 
-use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};
+// Requests as the wire carries them: names are strings, valid or not.
+use sparsebak_common::proto::{ErrorKind, RawRequest as Request, Response, FILE_DATA};
 use std::fs;
 use std::os::unix::fs::symlink;
 use support::*;

@@ -7,7 +7,8 @@ mod prune_support;
 mod support;
 
 use prune_support::*;
-use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};
+// Requests as the wire carries them: names are strings, valid or not.
+use sparsebak_common::proto::{ErrorKind, RawRequest as Request, Response, FILE_DATA};
 use std::collections::BTreeMap;
 use std::fs;
 
@@ -82,7 +83,9 @@ fn prune_moves_surviving_files_and_replaces_the_target() {
     assert_eq!(
         a.call(&Request::ListSessions { vol: VOL.into() }),
         Response::Sessions {
-            committed: vec![S1.into(), S3.into(), S4.into()],
+            committed: [S1, S3, S4]
+                .map(|s| sparsebak_common::names::SessionName::new(s).unwrap())
+                .to_vec(),
             in_progress: vec![]
         }
     );

@@ -4,9 +4,10 @@
 
 mod support;
 
+// Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    read_frame, ErrorKind, Request, Response, FEATURE_READ_META, MAX_FRAME, META_PIECE,
-    PROTOCOL_VERSION,
+    read_frame, ErrorKind, RawRequest as Request, Response, FEATURE_READ_META, MAX_FRAME,
+    META_PIECE, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::os::unix::fs::symlink;

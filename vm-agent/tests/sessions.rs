@@ -4,9 +4,10 @@
 
 mod support;
 
+// Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    write_frame, ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, MAX_FRAME, MAX_MESSAGE,
-    PROTOCOL_VERSION,
+    write_frame, ErrorKind, RawRequest as Request, Response, FILE_DATA, FILE_MISSING, MAX_FRAME,
+    MAX_MESSAGE, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::Write;
@@ -18,7 +19,10 @@ fn sessions(ag: &mut Agent) -> Response {
 
 fn committed(names: &[&str]) -> Response {
     Response::Sessions {
-        committed: names.iter().map(|s| s.to_string()).collect(),
+        committed: names
+            .iter()
+            .map(|s| sparsebak_common::names::SessionName::new(s).unwrap())
+            .collect(),
         in_progress: vec![],
     }
 }
@@ -86,7 +90,7 @@ fn happy_path_store_commit_read_back() {
     assert_eq!(
         ag.call(&Request::ListVolumes),
         Response::Volumes {
-            names: vec![VOL.into()],
+            names: vec![sparsebak_common::names::VolName::new(VOL).unwrap()],
             ignored: vec![]
         }
     );
@@ -303,7 +307,7 @@ fn stale_tmp_dirs_are_removed_by_the_next_put() {
     assert_eq!(
         sessions(&mut ag),
         Response::Sessions {
-            committed: vec![S1.into()],
+            committed: vec![sparsebak_common::names::SessionName::new(S1).unwrap()],
             in_progress: vec![format!("{S0}-tmp"), format!("{S2}-tmp")]
         }
     );
@@ -323,7 +327,7 @@ fn stale_tmp_dirs_are_removed_by_the_next_put() {
     assert_eq!(
         sessions(&mut ag),
         Response::Sessions {
-            committed: vec![S1.into()],
+            committed: vec![sparsebak_common::names::SessionName::new(S1).unwrap()],
             in_progress: vec![format!("{S3}-tmp")]
         }
     );

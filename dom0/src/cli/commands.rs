@@ -59,9 +59,9 @@ pub fn run(cli: Cli) -> Result<Done> {
         meta,
         transport: TransportOptions::from_env(),
         send_format: if o.tarfile {
-            sparsebak_common::FORMAT_TAR
+            sparsebak_common::SessionFormat::Tar
         } else {
-            sparsebak_common::FORMAT_FOLDERS
+            sparsebak_common::SessionFormat::Folders
         },
     };
     super::prune::before_command(&ctx, &cli)?;
@@ -490,14 +490,10 @@ fn delete(o: &Opts, mut ctx: Ctx, volume: &str) -> Result<Done> {
         bail!("delete cancelled");
     }
     let mut open = ctx.open(true)?;
-    match open.conn.ok(&Request::DeleteVolume {
-        vol: vol.to_string(),
-    }) {
+    match open.conn.delete_volume(&vol)? {
         Ok(()) => {}
-        Err(e)
-            if e.downcast_ref::<crate::dest::client::DestError>()
-                .is_some_and(|d| d.kind == ErrorKind::NotFound) => {}
-        Err(e) => return Err(e),
+        Err(refused) if refused.kind == ErrorKind::NotFound => {}
+        Err(refused) => return Err(refused.into()),
     }
     open.conn.close()?;
     super::remove::drop_snapshots(&ctx.config, &vol, &ctx.config.volumes[&vol]);

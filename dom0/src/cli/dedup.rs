@@ -13,9 +13,8 @@ use crate::dest::AgentConn;
 use crate::prune::{complete, pending};
 use crate::send::SendReport;
 use anyhow::{Context, Result};
-use sparsebak_common::linkref::ChunkLoc;
 use sparsebak_common::names::VolName;
-use sparsebak_common::proto::{ErrorKind, Request};
+use sparsebak_common::proto::Request;
 use sparsebak_common::units::Bytes;
 use std::time::Instant;
 
@@ -57,17 +56,16 @@ pub fn prepare_send(ctx: &Ctx, conn: &mut AgentConn) -> Result<RunDedup> {
 /// Most damaged link targets one `send --dedup` steps around.
 const MAX_AVOIDED: usize = 16;
 
-/// A send failed: if the agent refused a link target as damaged, never link
-/// to that file again in this run and say so; `true` means "send the volume
-/// again". A damaged file must not stop every later backup (FORMAT.md §12.6).
+/// A send failed: if the agent refused a link target as damaged (its error
+/// reply names the file), never link to that file again in this run and say
+/// so; `true` means "send the volume again". A damaged file must not stop
+/// every later backup (FORMAT.md §12.6).
 pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, e: &anyhow::Error) -> bool {
+    // The send pipeline carries the agent's typed refusal inside its error.
     let Some(de) = e.chain().find_map(|c| c.downcast_ref::<DestError>()) else {
         return false;
     };
-    if de.kind != ErrorKind::Mismatch {
-        return false;
-    }
-    let Some(loc) = damaged_target(&de.message) else {
+    let Some(loc) = de.damaged.clone() else {
         return false;
     };
     if d.avoided() >= MAX_AVOIDED || !d.avoid(loc.clone()) {
@@ -79,22 +77,6 @@ pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, e: &anyhow::Error) -> bool
         loc.vol
     );
     true
-}
-
-/// The file named by the agent's "link target PATH is damaged" message.
-fn damaged_target(msg: &str) -> Option<ChunkLoc> {
-    let path = msg
-        .split("link target ")
-        .nth(1)?
-        .split(" is damaged")
-        .next()?;
-    let mut parts: Vec<&str> = path.rsplitn(6, '/').collect();
-    if parts.len() < 6 {
-        return None;
-    }
-    parts.truncate(5);
-    parts.reverse();
-    ChunkLoc::parse(&parts.join("/")).ok()
 }
 
 /// The line `send --dedup` adds to a volume's report.
@@ -158,15 +140,44 @@ pub fn arch_deduplicate(o: &Opts, ctx: &Ctx) -> Result<Done> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::dedup::MemIndex;
+    use sparsebak_common::linkref::ChunkLoc;
+    use sparsebak_common::proto::ErrorKind;
+    use sparsebak_common::units::ChunkSize;
+
+    fn run() -> RunDedup {
+        let cat = Catalog {
+            sessions: vec![],
+            chunk_size: ChunkSize::from_factor(1).unwrap(),
+        };
+        RunDedup::new(Box::new(MemIndex::default()), cat, None)
+    }
+
+    /// The damaged file is the one the agent's reply names in its typed
+    /// field, found through the context the send adds; nothing else counts.
     #[test]
-    fn damaged_target_is_read_from_the_agents_message() {
-        let m = "storing S_20260102-000000 of vb: link target /mnt/a b/volumes/x/sparsebak/volumes/volumes/S_20260101-000000/000000000/x0000000000030000 is damaged: its sha256 is 00, expected 11";
-        let l = super::damaged_target(m).unwrap();
-        assert_eq!(
-            l.to_path(),
-            "volumes/volumes/S_20260101-000000/000000000/x0000000000030000"
-        );
-        assert!(super::damaged_target("link target /x is damaged").is_none());
-        assert!(super::damaged_target("something else").is_none());
+    fn the_damaged_target_is_the_one_the_reply_names() {
+        let loc = ChunkLoc::parse("volumes/volumes/S_20260101-000000/000000000/x0000000000030000")
+            .unwrap();
+        let refused = |damaged| DestError {
+            kind: ErrorKind::Mismatch,
+            message: "storing S_20260102-000000 of vb: link target /x is damaged".into(),
+            damaged,
+        };
+        let vol = VolName::new("vb").unwrap();
+        let mut d = run();
+        let e = anyhow::Error::from(refused(Some(loc.clone()))).context("sending vb");
+        assert!(avoid_damaged(&mut d, &vol, &e));
+        assert_eq!(d.avoided(), 1);
+        // The same file again is not a reason to send again.
+        assert!(!avoid_damaged(&mut d, &vol, &e));
+        let e = anyhow::Error::from(refused(None));
+        assert!(!avoid_damaged(&mut d, &vol, &e));
+        assert!(!avoid_damaged(
+            &mut d,
+            &vol,
+            &anyhow::anyhow!("something else")
+        ));
     }
 }

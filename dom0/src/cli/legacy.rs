@@ -154,7 +154,7 @@ fn receive(o: &Opts, meta: &Meta, arch: &LegacyArchive, volume: &str) -> Result<
         meta: meta.clone(),
         config: arch.as_config(),
         transport: TransportOptions::from_env(),
-        send_format: sparsebak_common::FORMAT_FOLDERS,
+        send_format: sparsebak_common::SessionFormat::Folders,
     };
     super::received::receive(
         o,

@@ -3,10 +3,18 @@
 //! Nothing the agent sends is trusted: frames are bounded before allocation,
 //! replies are checked against what was asked, and chunk data is verified
 //! by the caller against local manifests before use.
+//!
+//! The agent's refusals are typed ([`DestError`]: kind, message, and the
+//! damaged chunk file where there is one). Calls whose callers act on a
+//! refusal ([`AgentConn::delete_volume`], [`AgentConn::read_meta`]) return it
+//! as an [`Answer`], so nobody downcasts or reads a message to decide.
 
 use super::link::Link;
 use super::transport::Via;
 use anyhow::{anyhow, bail, Result};
+use sparsebak_common::legacy::LegacyVolName;
+use sparsebak_common::linkref::ChunkLoc;
+use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::proto::{
     read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
     FEATURE_READ_META, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME, META_PIECE,
@@ -26,7 +34,31 @@ pub type Writer = BufWriter<Box<dyn Write + Send>>;
 pub struct DestError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The chunk file the agent found damaged (a `send --dedup` link target).
+    pub damaged: Option<ChunkLoc>,
 }
+
+impl DestError {
+    /// The agent's error reply, if `r` is one.
+    fn from_reply(r: Response) -> std::result::Result<Response, DestError> {
+        match r {
+            Response::Error {
+                kind,
+                message,
+                damaged,
+            } => Err(DestError {
+                kind,
+                message,
+                damaged,
+            }),
+            r => Ok(r),
+        }
+    }
+}
+
+/// What the agent answered: the reply, or its refusal. The outer `Result`
+/// of a call that returns one is the link's failure or a malformed reply.
+pub type Answer<T> = std::result::Result<T, DestError>;
 
 /// How long a transport gets to exit by itself once its pipe failed or we
 /// said goodbye, before it is killed.
@@ -119,16 +151,16 @@ fn read_reply(r: &mut Reader) -> std::result::Result<FileReply, StreamFault> {
             FileReply::Refused(String::from_utf8_lossy(&msg[..msg.len().min(1024)]).into())
         }
         // The agent gave up on the stream and said why, as a control message.
-        Some((b'{', _)) => match serde_json::from_slice::<Response>(&frame) {
-            Ok(Response::Error { kind, message }) => {
-                return Err(StreamFault::Other(DestError { kind, message }.into()))
+        Some((b'{', _)) => {
+            match serde_json::from_slice::<Response>(&frame).map(DestError::from_reply) {
+                Ok(Err(refused)) => return Err(StreamFault::Other(refused.into())),
+                _ => {
+                    return Err(StreamFault::Other(anyhow!(
+                        "the agent sent a malformed file reply"
+                    )))
+                }
             }
-            _ => {
-                return Err(StreamFault::Other(anyhow!(
-                    "the agent sent a malformed file reply"
-                )))
-            }
-        },
+        }
         _ => {
             return Err(StreamFault::Other(anyhow!(
                 "the agent sent a malformed file reply"
@@ -189,10 +221,10 @@ impl AgentConn {
     fn lost(&mut self, e: std::io::Error) -> anyhow::Error {
         // The agent may have answered with the reason before closing.
         if e.kind() != std::io::ErrorKind::InvalidData {
-            if let Ok(Some(Response::Error { kind, message })) =
-                recv_msg::<_, Response>(&mut self.r)
+            if let Ok(Some(Err(refused))) =
+                recv_msg::<_, Response>(&mut self.r).map(|r| r.map(DestError::from_reply))
             {
-                return DestError { kind, message }.into();
+                return refused.into();
             }
         }
         let why = self.link_failure();
@@ -214,9 +246,12 @@ impl AgentConn {
     }
 
     fn expect_reply(&mut self) -> Result<Response> {
+        Ok(self.expect_answer()??)
+    }
+
+    fn expect_answer(&mut self) -> Result<Answer<Response>> {
         match recv_msg::<_, Response>(&mut self.r) {
-            Ok(Some(Response::Error { kind, message })) => Err(DestError { kind, message }.into()),
-            Ok(Some(r)) => Ok(r),
+            Ok(Some(r)) => Ok(DestError::from_reply(r)),
             Ok(None) => Err(self.lost(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the agent closed the pipe",
@@ -236,10 +271,26 @@ impl AgentConn {
     }
 
     pub fn request(&mut self, req: &Request) -> Result<Response> {
+        Ok(self.call(req)??)
+    }
+
+    /// Send `req`; the agent's reply or its refusal.
+    fn call(&mut self, req: &Request) -> Result<Answer<Response>> {
         if let Err(e) = send_msg(self.w()?, req) {
             return Err(self.lost(e));
         }
-        self.expect_reply()
+        self.expect_answer()
+    }
+
+    /// `DeleteVolume`; a refusal is the caller's to judge (`NotFound`: the
+    /// archive has no such volume).
+    pub fn delete_volume(&mut self, vol: &VolName) -> Result<Answer<()>> {
+        let req = Request::DeleteVolume { vol: vol.clone() };
+        Ok(match self.call(&req)? {
+            Ok(Response::Ok) => Ok(()),
+            Ok(r) => bail!("unexpected answer from the agent at {}: {r:?}", self.what),
+            Err(refused) => Err(refused),
+        })
     }
 
     pub(crate) fn hello(&mut self) -> Result<()> {
@@ -287,8 +338,8 @@ impl AgentConn {
         }
     }
 
-    pub fn list_sessions(&mut self, vol: &str) -> Result<(Vec<String>, Vec<String>)> {
-        match self.request(&Request::ListSessions { vol: vol.into() })? {
+    pub fn list_sessions(&mut self, vol: &VolName) -> Result<(Vec<SessionName>, Vec<String>)> {
+        match self.request(&Request::ListSessions { vol: vol.clone() })? {
             Response::Sessions {
                 committed,
                 in_progress,
@@ -317,17 +368,24 @@ impl AgentConn {
 
     /// Part of a metadata file of `vol` (`volume.json`, `S_…/info.json`,
     /// `S_…/manifest`) from `offset`: at most [`META_PIECE`] bytes, checked
-    /// against what was asked before they are handed over.
-    pub fn read_meta(&mut self, vol: &str, path: &str, offset: u64) -> Result<MetaPiece> {
+    /// against what was asked before they are handed over. A refusal
+    /// (`NotFound`: no such file) is the caller's to judge.
+    pub fn read_meta(
+        &mut self,
+        vol: &VolName,
+        path: &str,
+        offset: u64,
+    ) -> Result<Answer<MetaPiece>> {
         self.require_read_meta()?;
         let req = Request::ReadMeta {
-            vol: vol.into(),
+            vol: vol.clone(),
             path: path.into(),
             offset,
         };
-        let (size, len) = match self.request(&req)? {
-            Response::MetaPiece { size, len } => (size, len),
-            r => bail!("unexpected answer to ReadMeta: {r:?}"),
+        let (size, len) = match self.call(&req)? {
+            Ok(Response::MetaPiece { size, len }) => (size, len),
+            Ok(r) => bail!("unexpected answer to ReadMeta: {r:?}"),
+            Err(refused) => return Ok(Err(refused)),
         };
         let fits = offset.checked_add(len).is_some_and(|end| end <= size);
         if len > META_PIECE as u64 || !fits {
@@ -363,26 +421,25 @@ impl AgentConn {
                 frame.len()
             );
         }
-        Ok(MetaPiece { size, data: frame })
+        Ok(Ok(MetaPiece { size, data: frame }))
     }
 
     /// Start a session upload: the returned writer carries the tar stream;
     /// hand it back to [`AgentConn::finish_upload`].
     pub fn start_upload(
         &mut self,
-        vol: &str,
-        session: &str,
-        expect_last: Option<&str>,
+        vol: &VolName,
+        session: &SessionName,
+        expect_last: Option<&SessionName>,
         volume_uuid: &str,
-        format: &str,
+        format: sparsebak_common::SessionFormat,
     ) -> Result<FrameWriter<Writer>> {
         let req = Request::PutSession {
-            vol: vol.into(),
-            session: session.into(),
-            expect_last: expect_last.map(Into::into),
+            vol: vol.clone(),
+            session: session.clone(),
+            expect_last: expect_last.cloned(),
             volume_uuid: Some(volume_uuid.into()),
-            // Absent means folders, so an agent of before §13 still accepts it.
-            format: (format != sparsebak_common::FORMAT_FOLDERS).then(|| format.into()),
+            format,
         };
         if let Err(e) = send_msg(self.w()?, &req) {
             return Err(self.lost(e));
@@ -426,13 +483,19 @@ impl AgentConn {
     /// with the reply; an item without one is handed over as it comes, in
     /// sequence. Requests are written on a second thread so the pipe never
     /// stalls, and at most [`READ_WINDOW`] items are in flight.
-    pub fn read_files<T, I, F>(&mut self, vol: &str, items: I, mut on_item: F) -> Result<()>
+    /// `vol` is a 0.2 volume name, or one of ours made into one.
+    pub fn read_files<T, I, F>(
+        &mut self,
+        vol: LegacyVolName,
+        items: I,
+        mut on_item: F,
+    ) -> Result<()>
     where
         T: Send,
         I: Iterator<Item = (Option<String>, T)> + Send,
         F: FnMut(T, Option<FileReply>) -> Result<()>,
     {
-        if let Err(e) = send_msg(self.w()?, &Request::ReadFiles { vol: vol.into() }) {
+        if let Err(e) = send_msg(self.w()?, &Request::ReadFiles { vol }) {
             return Err(self.lost(e));
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<(bool, T)>(READ_WINDOW);
@@ -544,6 +607,10 @@ mod tests {
     use super::*;
     use sparsebak_common::proto::ErrorKind;
 
+    fn vol() -> VolName {
+        VolName::new("vol").unwrap()
+    }
+
     fn conn_replying(frames: &[Vec<u8>]) -> AgentConn {
         let mut input = Vec::new();
         for f in frames {
@@ -578,7 +645,7 @@ mod tests {
     fn an_agent_without_read_meta_is_too_old() {
         let mut c = conn_replying(&[hello_frame(&[])]);
         c.hello().unwrap();
-        let e = c.read_meta("vol", "volume.json", 0).unwrap_err();
+        let e = c.read_meta(&vol(), "volume.json", 0).unwrap_err();
         assert!(e.to_string().contains("is too old"), "{e}");
         assert!(e.to_string().contains("sparsebak-agent 0.3.0"), "{e}");
     }
@@ -589,7 +656,10 @@ mod tests {
         frames.extend(piece_frames(10, b"abcd"));
         let mut c = conn_replying(&frames);
         c.hello().unwrap();
-        let p = c.read_meta("vol", "S_20260101-000000/manifest", 6).unwrap();
+        let p = c
+            .read_meta(&vol(), "S_20260101-000000/manifest", 6)
+            .unwrap()
+            .unwrap();
         assert_eq!((p.size, p.data.as_slice()), (10, &b"abcd"[..]));
     }
 
@@ -616,7 +686,7 @@ mod tests {
             let mut c = conn_replying(&frames);
             c.hello().unwrap();
             let e = c
-                .read_meta("vol", "S_20260101-000000/manifest", offset)
+                .read_meta(&vol(), "S_20260101-000000/manifest", offset)
                 .unwrap_err();
             let m = e.to_string();
             assert!(
@@ -628,7 +698,7 @@ mod tests {
 
     fn read_one(c: &mut AgentConn) -> Result<()> {
         c.read_files(
-            "vol",
+            vol().into(),
             std::iter::once((Some("S_x/000000000/x0".into()), ())),
             |_, _| Ok(()),
         )
@@ -639,6 +709,7 @@ mod tests {
         let err = serde_json::to_vec(&Response::Error {
             kind: ErrorKind::Locked,
             message: "volume vol has an unfinished prune".into(),
+            damaged: None,
         })
         .unwrap();
         let e = read_one(&mut conn_replying(&[err])).unwrap_err();

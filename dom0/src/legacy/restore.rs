@@ -231,7 +231,7 @@ pub fn restore(
             account(results, progress, report, verify_only)
         };
     let mut batch = Vec::with_capacity(BATCH);
-    conn.read_files(vol.as_str(), requests, |item, reply| {
+    conn.read_files(vol.clone(), requests, |item, reply| {
         let c = match item {
             Item::Broken(m) => bail!("{m}"),
             Item::Chunk(c) => c,

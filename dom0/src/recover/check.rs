@@ -57,7 +57,7 @@ fn strict<T: DeserializeOwned>(bytes: &[u8], keys: &[&str]) -> Result<T> {
 }
 
 /// The names `ListSessions` returned: valid, ascending, unique, bounded.
-pub fn session_list(vol: &VolName, listed: &[String]) -> Result<Vec<SessionName>> {
+pub fn session_list(vol: &VolName, listed: &[SessionName]) -> Result<Vec<SessionName>> {
     if listed.len() > MAX_SESSIONS {
         bail!(
             "volume {vol}: the destination lists {} sessions, more than {MAX_SESSIONS}",
@@ -65,10 +65,8 @@ pub fn session_list(vol: &VolName, listed: &[String]) -> Result<Vec<SessionName>
         );
     }
     let mut out: Vec<SessionName> = Vec::with_capacity(listed.len());
-    for s in listed {
-        let name = SessionName::new(s).map_err(|e| {
-            anyhow::anyhow!("volume {vol}: the destination lists an invalid session name: {e}")
-        })?;
+    // Each name was validated as the reply was decoded.
+    for name in listed.iter().cloned() {
         if out.last().is_some_and(|l| *l >= name) {
             bail!("volume {vol}: the destination lists session {name} out of order or twice");
         }

@@ -168,17 +168,8 @@ fn fetch_all(meta: &Meta, staging: &Path, opts: &Options, report: &dyn Report) -
         report.volume_failed(&name, &e);
         out.failed.push((name, e));
     }
-    for name in &names {
-        let vol = match VolName::new(name) {
-            Ok(v) => v,
-            Err(e) => {
-                let shown: String = name.chars().take(200).collect();
-                let e = anyhow!("the destination lists volume {shown:?}: {e}; not recovered");
-                report.volume_failed(&shown, &e);
-                out.failed.push((shown, e));
-                continue;
-            }
-        };
+    // Each name was validated as the reply was decoded.
+    for vol in names {
         let vdir = staging.join("volumes").join(vol.as_str());
         match volume(&mut conn, &header, &vol, &vdir, report) {
             Ok(Some(r)) => out.recovered.push(r),
@@ -244,7 +235,7 @@ fn volume(
     report: &dyn Report,
 ) -> Result<Option<Recovered>> {
     let (committed, _in_progress) = conn
-        .list_sessions(vol.as_str())
+        .list_sessions(vol)
         .with_context(|| format!("volume {vol}: cannot list its sessions"))?;
     let sessions = check::session_list(vol, &committed)?;
     let vbytes = fetch::small(conn, vol, VOLUME_FILE, check::MAX_SMALL_FILE)?;

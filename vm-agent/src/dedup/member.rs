@@ -87,7 +87,7 @@ impl<'a> Linker<'a> {
                 format!("link target {what} does not exist"),
             )
         })?;
-        check_hash(&t, &want, &format!("link target {what}"))?;
+        check_hash(&t, &want, &format!("link target {what}")).map_err(|e| e.with_damaged(&loc))?;
         let dest = self.member_dir(addr)?;
         let fname = sparsebak_common::names::chunk_file_name(addr);
         match dirfd::link(&t.dir, &t.name, &dest, &fname) {
@@ -130,7 +130,7 @@ impl<'a> Linker<'a> {
                 .ok_or_else(missing);
         }
         if !self.settled.contains(&loc.vol) {
-            settle(self.a, loc.vol.as_str(), Use::Data)?;
+            settle(self.a, &loc.vol, Use::Data)?;
             self.settled.insert(loc.vol.clone());
         }
         committed_fanout(self.a, loc)

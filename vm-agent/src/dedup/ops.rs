@@ -72,7 +72,7 @@ pub fn dedup<R: Read>(a: &Archive, stream: R) -> Result<Deduped> {
         let op = DedupOp::parse(text).map_err(AgentError::invalid)?;
         for v in [&op.keep.vol, &op.dup.vol] {
             if settled.insert(v.clone()) {
-                settle(a, v.as_str(), Use::Data)?;
+                settle(a, v, Use::Data)?;
             }
         }
         one(a, &op, max, &mut out)?;

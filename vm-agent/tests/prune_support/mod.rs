@@ -6,9 +6,10 @@
 use sparsebak_common::header::{ArchiveHeader, Compression};
 use sparsebak_common::names::chunk_rel_path;
 use sparsebak_common::plan::{end_line, Move, PlanHead};
+// Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    read_frame, recv_msg, send_msg, write_frame, FrameWriter, Request, Response, MAX_FRAME,
-    PROTOCOL_VERSION,
+    read_frame, recv_msg, send_msg, write_frame, FrameWriter, RawRequest as Request, Response,
+    MAX_FRAME, PROTOCOL_VERSION,
 };
 use sparsebak_common::units::{ByteOffset, ChunkSize};
 use std::collections::BTreeMap;

@@ -10,9 +10,10 @@
 #![allow(dead_code)]
 
 use sparsebak_common::header::{ArchiveHeader, Compression};
+// Requests as the wire carries them: names are strings, valid or not.
 use sparsebak_common::proto::{
-    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
-    MAX_FRAME, PROTOCOL_VERSION,
+    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, RawRequest as Request,
+    Response, MAX_FRAME, PROTOCOL_VERSION,
 };
 use sparsebak_common::units::ChunkSize;
 use std::collections::BTreeMap;
@@ -457,7 +458,9 @@ impl Agent {
 /// The message of an error response of `kind`; panics on anything else.
 pub fn expect_error(resp: Response, kind: ErrorKind) -> String {
     match resp {
-        Response::Error { kind: k, message } if k == kind => message,
+        Response::Error {
+            kind: k, message, ..
+        } if k == kind => message,
         other => panic!("expected a {kind:?} error, got {other:?}"),
     }
 }

@@ -12,8 +12,18 @@
 //!   ([`FILE_DATA`], [`FILE_MISSING`], [`FILE_REFUSED`]) and the payload.
 //!
 //! Both sides bound every frame by [`MAX_FRAME`] before allocating.
+//!
+//! Messages are typed ([`request`], [`response`]): names are validated as a
+//! message is decoded, on either side, and the JSON is the same as when
+//! they were plain strings.
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+mod request;
+mod response;
+
+pub use request::{FieldProblem, RawRequest, Request, RequestError};
+pub use response::{ErrorKind, Response, MAX_PROBLEMS};
+
+use serde::{de::DeserializeOwned, Serialize};
 use std::io::{self, Read, Write};
 
 /// Protocol version; bumped on any incompatible change.
@@ -36,197 +46,6 @@ pub const FILE_DATA: u8 = 0;
 pub const FILE_MISSING: u8 = 1;
 /// `ReadFiles` reply status: the path was refused or unreadable; the rest is a message.
 pub const FILE_REFUSED: u8 = 2;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Hello {
-        protocol: u32,
-    },
-    /// Open the archive under `dest_path`, which must lie on the file system
-    /// mounted at `mountpoint`. `write` takes the archive lock.
-    Open {
-        dest_path: String,
-        mountpoint: String,
-        write: bool,
-    },
-    /// Open the sparsebak 0.2 archive (`<dest_path>/sparsebak/default/`)
-    /// read-only: no lock, nothing created. Answered by `Opened` without a
-    /// header; afterwards only `ReadFiles` (0.2 chunk paths) and `Bye` are
-    /// accepted. See docs/FORMAT.md §13.
-    OpenLegacy {
-        dest_path: String,
-        mountpoint: String,
-    },
-    /// Create the archive with this header (JSON text). Fails if one exists.
-    InitArchive {
-        header: String,
-    },
-    ListVolumes,
-    ListSessions {
-        vol: String,
-    },
-    /// Start a session; a data stream with a tar archive follows. Members are
-    /// chunk files `<9hex>/x<16hex>`, then `manifest`, then `info.json`.
-    /// `expect_last` is dom0's newest committed session for the volume;
-    /// `volume_uuid` is dom0's identity of the volume, which lets the agent
-    /// recognise sessions it committed for this volume that dom0 never did.
-    PutSession {
-        vol: String,
-        session: String,
-        expect_last: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        volume_uuid: Option<String>,
-        /// How the agent stores the session: `folders` (the default when
-        /// absent) or `tar` (docs/FORMAT.md §13).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        format: Option<String>,
-    },
-    /// Make the session durable and visible, then write `volume.json`.
-    Commit {
-        vol: String,
-        session: String,
-        volume_info: String,
-    },
-    /// A stream of path frames follows (`S_…/<9hex>/x<16hex>`, relative to the
-    /// volume dir); each is answered by one reply frame, in order.
-    ReadFiles {
-        vol: String,
-    },
-    /// Read part of a committed session's `info.json` or `manifest`
-    /// (`path` = `S_…/info.json`, `S_…/manifest`) or of the volume's
-    /// `volume.json`, from byte `offset`: disaster recovery of dom0's
-    /// metadata (docs/FORMAT.md §15). Answered by [`Response::MetaPiece`]
-    /// followed by one frame of exactly `len` bytes (at most [`META_PIECE`]),
-    /// or by an error. Advertised as [`FEATURE_READ_META`].
-    ReadMeta {
-        vol: String,
-        path: String,
-        offset: u64,
-    },
-    /// Remove a volume's data from the archive.
-    DeleteVolume {
-        vol: String,
-    },
-    /// Upload part of a prune plan into `<vol>/.prune-plan-tmp/<file>`, where
-    /// `file` is `plan`, `manifest` or `info.json` (see [`crate::plan`]).
-    /// `offset` must equal the bytes of that file received so far; `plan` at
-    /// offset 0 starts a new upload, discarding any earlier one.
-    PrunePart {
-        vol: String,
-        file: String,
-        offset: u64,
-        data: String,
-    },
-    /// Carry out the uploaded plan: merge `pruned` (oldest first) into
-    /// `target`. The agent first records the plan durably as
-    /// `<vol>/.prune-plan/`, so an interrupted prune is completed by the next
-    /// request on the volume. Answered by [`Response::Pruned`].
-    Prune {
-        vol: String,
-        target: String,
-        pruned: Vec<String>,
-    },
-    /// Remove the whole archive directory. `uuid` must be the archive's.
-    DeleteArchive {
-        uuid: String,
-    },
-    /// Check that the destination supports hard links (needed by
-    /// deduplication): link `archive.json` to a temporary name and remove it.
-    CheckHardlinks,
-    /// Replace duplicate chunk files by hard links. A data stream follows,
-    /// one [`crate::linkref::DedupOp`] line per operation; answered by
-    /// [`Response::Deduped`] (docs/FORMAT.md §12).
-    Dedup,
-    Bye,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The mountpoint is not mounted, or the path is not on it.
-    NotMounted,
-    /// The destination file system is full.
-    NoSpace,
-    /// Another process holds the archive lock.
-    Locked,
-    /// No archive, volume or session by that name.
-    NotFound,
-    /// The archive already exists.
-    Exists,
-    /// The request broke a layout or protocol rule.
-    Invalid,
-    /// The archive does not match what dom0 expects (e.g. rolled back).
-    Mismatch,
-    /// Any other I/O failure.
-    Io,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Response {
-    Ok,
-    Hello {
-        protocol: u32,
-        agent_version: String,
-        /// Optional requests this agent serves (e.g. [`FEATURE_READ_META`]);
-        /// absent from agents older than the first such request.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        features: Vec<String>,
-    },
-    Opened {
-        header: Option<String>,
-        free_bytes: u64,
-        total_bytes: u64,
-    },
-    Volumes {
-        names: Vec<String>,
-        /// Entries of `volumes/` that are not valid volume names (or not
-        /// directories), at most [`MAX_PROBLEMS`], each cut to 200
-        /// characters; never used, reported by `arch-recover`. Absent from
-        /// older agents.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        ignored: Vec<String>,
-    },
-    Sessions {
-        committed: Vec<String>,
-        in_progress: Vec<String>,
-    },
-    Stored {
-        files: u64,
-        bytes: u64,
-    },
-    /// A prune is complete: `moved` chunk files were renamed into the
-    /// target; `already_done` if an earlier, interrupted run had finished it.
-    Pruned {
-        moved: u64,
-        already_done: bool,
-    },
-    Error {
-        kind: ErrorKind,
-        message: String,
-    },
-    /// Answer to `ReadMeta`: the file is `size` bytes; the next frame holds
-    /// its `len` bytes from the requested offset (`len` is 0 at the end).
-    MetaPiece {
-        size: u64,
-        len: u64,
-    },
-    /// `Dedup` is done: `linked` duplicates were replaced (`bytes_saved`
-    /// freed), `already` were the same file already, `problems` (at most
-    /// [`MAX_PROBLEMS`] of `problem_count`) explain operations skipped
-    /// because a file was damaged or missing.
-    Deduped {
-        linked: u64,
-        already: u64,
-        bytes_saved: u64,
-        problem_count: u64,
-        problems: Vec<String>,
-    },
-}
-
-/// Most problem messages a [`Response::Deduped`] carries.
-pub const MAX_PROBLEMS: usize = 100;
 
 /// Write one frame.
 pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
@@ -404,6 +223,13 @@ impl<R: Read> Read for FrameReader<R> {
 mod tests {
     use super::*;
 
+    fn vol(s: &str) -> crate::names::VolName {
+        crate::names::VolName::new(s).unwrap()
+    }
+    fn ses(s: &str) -> crate::names::SessionName {
+        crate::names::SessionName::new(s).unwrap()
+    }
+
     #[test]
     fn messages_round_trip() {
         let reqs = vec![
@@ -414,26 +240,26 @@ mod tests {
                 write: true,
             },
             Request::PutSession {
-                vol: "v".into(),
-                session: "S_20260101-000000".into(),
+                vol: vol("v"),
+                session: ses("S_20260101-000000"),
                 expect_last: None,
                 volume_uuid: None,
-                format: Some("tar".into()),
+                format: crate::SessionFormat::Tar,
             },
             Request::PrunePart {
-                vol: "v".into(),
+                vol: vol("v"),
                 file: "plan".into(),
                 offset: 0,
                 data: "sparsebak-prune-plan 1\n".into(),
             },
             Request::Prune {
-                vol: "v".into(),
-                target: "S_20260102-000000".into(),
-                pruned: vec!["S_20260101-000000".into()],
+                vol: vol("v"),
+                target: ses("S_20260102-000000"),
+                pruned: vec![ses("S_20260101-000000")],
             },
             Request::DeleteArchive { uuid: "u".into() },
             Request::ReadMeta {
-                vol: "v".into(),
+                vol: vol("v"),
                 path: "S_20260101-000000/manifest".into(),
                 offset: 1 << 33,
             },
@@ -448,6 +274,95 @@ mod tests {
             assert_eq!(&recv_msg::<_, Request>(&mut rd).unwrap().unwrap(), r);
         }
         assert!(recv_msg::<_, Request>(&mut rd).unwrap().is_none());
+    }
+
+    /// The JSON is what it was when names were plain strings.
+    #[test]
+    fn typed_messages_keep_their_bytes() {
+        let put = Request::PutSession {
+            vol: vol("v"),
+            session: ses("S_20260101-000000"),
+            expect_last: Some(ses("S_20251231-000000")),
+            volume_uuid: Some("u".into()),
+            format: crate::SessionFormat::Folders,
+        };
+        assert_eq!(
+            serde_json::to_string(&put).unwrap(),
+            r#"{"op":"put_session","vol":"v","session":"S_20260101-000000","expect_last":"S_20251231-000000","volume_uuid":"u"}"#
+        );
+        let tar = br#"{"op":"put_session","vol":"v","session":"S_20260101-000000","expect_last":null,"format":"tar"}"#;
+        let q: Request = serde_json::from_slice(tar).unwrap();
+        assert_eq!(serde_json::to_vec(&q).unwrap(), tar);
+        let list = br#"{"reply":"sessions","committed":["S_20260101-000000"],"in_progress":["S_20260102-000000-tmp"]}"#;
+        let r: Response = serde_json::from_slice(list).unwrap();
+        assert_eq!(serde_json::to_vec(&r).unwrap(), list);
+        let err = br#"{"reply":"error","kind":"not_found","message":"m"}"#;
+        let r: Response = serde_json::from_slice(err).unwrap();
+        assert_eq!(serde_json::to_vec(&r).unwrap(), err);
+        let damaged = br#"{"reply":"error","kind":"mismatch","message":"m","damaged":"volumes/v/S_20260101-000000/000000000/x0000000000030000"}"#;
+        let r: Response = serde_json::from_slice(damaged).unwrap();
+        let Response::Error {
+            damaged: Some(loc), ..
+        } = &r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(loc.addr.0, 0x30000);
+        assert_eq!(serde_json::to_vec(&r).unwrap(), damaged);
+    }
+
+    /// An invalid name from the other side is a decode error naming the field.
+    #[test]
+    fn invalid_names_are_decode_errors_naming_the_field() {
+        let raw = RawRequest::Commit {
+            vol: "v".into(),
+            session: "S_../x".into(),
+            volume_info: "{}".into(),
+        };
+        let e = Request::try_from(raw.clone()).unwrap_err();
+        assert_eq!((e.op, e.field), ("commit", "session"));
+        assert_eq!(
+            e.problem.to_string(),
+            r#"invalid session name "S_../x": expected S_YYYYMMDD-HHMMSS"#
+        );
+        let text = serde_json::to_vec(&raw).unwrap();
+        let e = serde_json::from_slice::<Request>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("field session of commit: invalid session name"),
+            "{e}"
+        );
+        let bad_format = RawRequest::PutSession {
+            vol: "v".into(),
+            session: "S_20260101-000000".into(),
+            expect_last: None,
+            volume_uuid: None,
+            format: Some("zip".into()),
+        };
+        let e = Request::try_from(bad_format).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"field format of put_session: session format "zip" is not known (folders, tar)"#
+        );
+        // A 0.2 name passes ReadFiles (the agent narrows it), not ListSessions.
+        let odd = |q: RawRequest| Request::try_from(q).is_ok();
+        assert!(odd(RawRequest::ReadFiles { vol: "-odd".into() }));
+        assert!(!odd(RawRequest::ReadFiles { vol: "..".into() }));
+        assert!(!odd(RawRequest::ListSessions { vol: "-odd".into() }));
+        let listed = br#"{"reply":"sessions","committed":["S_x"],"in_progress":[]}"#;
+        let e = serde_json::from_slice::<Response>(listed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(r#"committed: invalid session name "S_x""#),
+            "{e}"
+        );
+        let listed = br#"{"reply":"volumes","names":["a/b"]}"#;
+        let e = serde_json::from_slice::<Response>(listed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(r#"names: invalid volume name "a/b""#), "{e}");
     }
 
     #[test]

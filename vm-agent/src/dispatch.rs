@@ -1,0 +1,341 @@
+//! The request loop: decode each request, decide once what it needs (an
+//! open archive, the settled prune state of the one volume it concerns),
+//! then hand it to one small function per request.
+//!
+//! Error policy, the same for every request: an error is answered; if a
+//! data stream follows the request (`PutSession`, `ReadFiles`, `Dedup`) it
+//! then ends the session, because the stream cannot be resynchronised
+//! cheaply; otherwise the loop goes on. A request whose names are invalid is
+//! refused before anything else is looked at, with the name's error.
+
+use crate::error::{AgentError, Result};
+use crate::open_archive::Archive;
+use crate::prune_apply::Use;
+use crate::{dedup, delete, legacy, mount, prune_apply, read, read_meta, store};
+use sparsebak_common::legacy::LegacyVolName;
+use sparsebak_common::names::{SessionName, VolName};
+use sparsebak_common::proto::{
+    recv_msg, send_msg, write_frame, ErrorKind, FrameReader, RawRequest, Request, Response,
+    FEATURE_READ_META, PROTOCOL_VERSION,
+};
+use sparsebak_common::SessionFormat;
+use std::io::{BufReader, BufWriter, Read, Write};
+
+/// This agent's version, announced in `Hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
+/// before the optional requests did (no `features`). Read only in builds
+/// with the `test-hooks` feature (crate::test_hooks).
+pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
+
+/// Serve requests until `Bye` or EOF. Errors in a data stream are answered
+/// and then end the session (the stream cannot be resynchronised cheaply);
+/// other errors are answered and the loop continues.
+pub fn serve<R: Read, W: Write>(input: R, output: W) -> std::result::Result<(), String> {
+    let mut r = BufReader::with_capacity(1 << 20, input);
+    let mut w = BufWriter::with_capacity(1 << 20, output);
+    let mut archive: Option<Archive> = None;
+    let io_err = |e: std::io::Error| format!("pipe to sparsebak failed: {e}");
+    loop {
+        let raw: RawRequest = match recv_msg(&mut r).map_err(io_err)? {
+            None => return Ok(()),
+            Some(q) => q,
+        };
+        let mut trailer = None;
+        let (resp, fatal) = match answer(&mut archive, raw, &mut r, &mut w, &mut trailer) {
+            Ok(Some(resp)) => (resp, None),
+            Ok(None) => return Ok(()),
+            Err((e, fatal)) => (e.reply(), fatal.then_some(e)),
+        };
+        send_msg(&mut w, &resp).map_err(io_err)?;
+        if let Some(data) = trailer {
+            write_frame(&mut w, &data)
+                .and_then(|_| w.flush())
+                .map_err(io_err)?;
+        }
+        if let Some(e) = fatal {
+            return Err(e.message);
+        }
+    }
+}
+
+/// The reply (`None` after `Bye`), or the error and whether it ends the session.
+type Handled = std::result::Result<Option<Response>, (AgentError, bool)>;
+
+/// Answer one request. A reply that carries a frame after its message
+/// (`ReadMeta`) leaves that frame in `trailer`.
+fn answer<R: Read, W: Write>(
+    archive: &mut Option<Archive>,
+    raw: RawRequest,
+    r: &mut BufReader<R>,
+    w: &mut W,
+    trailer: &mut Option<Vec<u8>>,
+) -> Handled {
+    let soft = |e: AgentError| (e, false);
+    if archive.as_ref().is_some_and(|a| a.legacy) {
+        legacy::allowed(&raw).map_err(soft)?;
+    }
+    let fatal = raw.has_stream();
+    let req = Request::try_from(raw).map_err(|e| {
+        let e = AgentError::invalid(e.problem.to_string());
+        (e, fatal)
+    })?;
+    match req {
+        Request::Hello { protocol } => hello(protocol).map(Some).map_err(|e| (e, true)),
+        Request::Open {
+            dest_path,
+            mountpoint,
+            write,
+        } => open(archive, &dest_path, &mountpoint, write)
+            .map(Some)
+            .map_err(soft),
+        Request::OpenLegacy {
+            dest_path,
+            mountpoint,
+        } => open_legacy(archive, &dest_path, &mountpoint)
+            .map(Some)
+            .map_err(soft),
+        Request::Bye => {
+            send_msg(w, &Response::Ok).map_err(|e| (AgentError::io("pipe", e), true))?;
+            Ok(None)
+        }
+        req => on_archive(archive, req, r, w, trailer)
+            .map(Some)
+            .map_err(|e| (e, fatal)),
+    }
+}
+
+/// The volume a request reads or writes, and how its interrupted prune, if
+/// any, is settled before the request is served; `None` for requests that
+/// settle nothing here (`Prune` settles after checking its plan, `Dedup`
+/// each volume it meets). `ReadFiles`' volume is held to this version's
+/// name rules unless the archive is a 0.2 one, which has no prune state.
+fn concern(a: &Archive, req: &Request) -> Result<Option<(VolName, Use)>> {
+    Ok(match req {
+        Request::ListSessions { vol } => Some((vol.clone(), Use::List)),
+        Request::PutSession { vol, .. }
+        | Request::Commit { vol, .. }
+        | Request::ReadMeta { vol, .. } => Some((vol.clone(), Use::Data)),
+        Request::ReadFiles { vol } if !a.legacy => {
+            let vol =
+                VolName::try_from(vol.clone()).map_err(|e| AgentError::invalid(e.to_string()))?;
+            Some((vol, Use::Data))
+        }
+        _ => None,
+    })
+}
+
+/// A request on the open archive: settle the volume it concerns, then serve it.
+fn on_archive<R: Read, W: Write>(
+    slot: &mut Option<Archive>,
+    req: Request,
+    r: &mut BufReader<R>,
+    w: &mut W,
+    trailer: &mut Option<Vec<u8>>,
+) -> Result<Response> {
+    let a = slot
+        .as_mut()
+        .ok_or_else(|| AgentError::invalid("no archive is open"))?;
+    let settled = concern(a, &req)?;
+    if let Some((vol, why)) = &settled {
+        prune_apply::settle(a, vol, *why)?;
+    }
+    let ours = settled.map(|(vol, _)| vol);
+    match req {
+        Request::InitArchive { header } => a.init(&header).map(|_| Response::Ok),
+        Request::ListVolumes => {
+            let (names, ignored) = a.list_volumes()?;
+            Ok(Response::Volumes { names, ignored })
+        }
+        Request::ListSessions { vol } => list_sessions(a, &vol),
+        Request::PutSession {
+            vol,
+            session,
+            expect_last,
+            volume_uuid,
+            format,
+        } => {
+            let s = Session {
+                vol: &vol,
+                session: &session,
+                expect_last: expect_last.as_ref(),
+                volume_uuid: volume_uuid.as_deref(),
+                format,
+            };
+            put_session(a, s, r)
+        }
+        Request::Commit {
+            vol,
+            session,
+            volume_info,
+        } => store::commit(a, &vol, &session, &volume_info).map(|_| Response::Ok),
+        Request::ReadFiles { vol } => read_files(a, ours.as_ref(), &vol, r, w),
+        Request::ReadMeta { vol, path, offset } => read_meta(a, &vol, &path, offset, trailer),
+        Request::DeleteVolume { vol } => a.delete_volume(&vol).map(|_| Response::Ok),
+        Request::PrunePart {
+            vol,
+            file,
+            offset,
+            data,
+        } => prune_apply::put_part(a, &vol, &file, offset, &data).map(|_| Response::Ok),
+        Request::Prune {
+            vol,
+            target,
+            pruned,
+        } => prune_apply::prune(a, &vol, &target, &pruned).map(|p| Response::Pruned {
+            moved: p.moved,
+            already_done: p.already_done,
+        }),
+        Request::DeleteArchive { uuid } => {
+            delete::delete_archive(a, &uuid)?;
+            // The archive (and its lock file) is gone.
+            *slot = None;
+            Ok(Response::Ok)
+        }
+        Request::CheckHardlinks => dedup::check_hardlinks(a).map(|_| Response::Ok),
+        Request::Dedup => dedup_stream(a, r),
+        Request::Hello { .. }
+        | Request::Open { .. }
+        | Request::OpenLegacy { .. }
+        | Request::Bye => {
+            unreachable!("answered without an archive")
+        }
+    }
+}
+
+fn hello(protocol: u32) -> Result<Response> {
+    if protocol != PROTOCOL_VERSION {
+        return Err(AgentError::new(
+            ErrorKind::Invalid,
+            format!("protocol version {protocol} is not supported (agent {} speaks {PROTOCOL_VERSION}); install matching versions", VERSION),
+        ));
+    }
+    Ok(Response::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: VERSION.into(),
+        features: if cfg!(feature = "test-hooks")
+            && std::env::var_os(TEST_HOOK_NO_FEATURES).is_some()
+        {
+            vec![]
+        } else {
+            vec![FEATURE_READ_META.into()]
+        },
+    })
+}
+
+fn open(
+    archive: &mut Option<Archive>,
+    dest_path: &str,
+    mountpoint: &str,
+    write: bool,
+) -> Result<Response> {
+    let (dest, free, total) = mount::check_open(dest_path, mountpoint)?;
+    let a = Archive::open(&dest, write)?;
+    let header = a
+        .header
+        .as_ref()
+        .map(|h| serde_json::to_string(h).expect("header serialises"));
+    *archive = Some(a);
+    Ok(Response::Opened {
+        header,
+        free_bytes: free,
+        total_bytes: total,
+    })
+}
+
+fn open_legacy(
+    archive: &mut Option<Archive>,
+    dest_path: &str,
+    mountpoint: &str,
+) -> Result<Response> {
+    let (dest, free, total) = mount::check_open(dest_path, mountpoint)?;
+    *archive = Some(Archive::open_legacy(&dest)?);
+    Ok(Response::Opened {
+        header: None,
+        free_bytes: free,
+        total_bytes: total,
+    })
+}
+
+fn list_sessions(a: &Archive, vol: &VolName) -> Result<Response> {
+    let (committed, in_progress) = a.list_sessions(vol)?;
+    Ok(Response::Sessions {
+        committed,
+        in_progress,
+    })
+}
+
+/// The fields of a `PutSession`.
+struct Session<'q> {
+    vol: &'q VolName,
+    session: &'q SessionName,
+    expect_last: Option<&'q SessionName>,
+    volume_uuid: Option<&'q str>,
+    format: SessionFormat,
+}
+
+/// Receive the session's stream; on success read it to its end.
+fn put_session<R: Read>(a: &Archive, s: Session<'_>, r: &mut BufReader<R>) -> Result<Response> {
+    let mut stream = FrameReader::new(r);
+    let st = store::put_session(
+        a,
+        s.vol,
+        s.session,
+        s.expect_last,
+        s.volume_uuid,
+        s.format,
+        &mut stream,
+    )?;
+    stream
+        .drain()
+        .map_err(|e| AgentError::io("reading the session stream", e))?;
+    Ok(Response::Stored {
+        files: st.files,
+        bytes: st.bytes,
+    })
+}
+
+/// `ours` is the volume as [`concern`] narrowed it; `None` in a 0.2 archive.
+fn read_files<R: Read, W: Write>(
+    a: &Archive,
+    ours: Option<&VolName>,
+    vol: &LegacyVolName,
+    r: &mut BufReader<R>,
+    w: &mut W,
+) -> Result<Response> {
+    match ours {
+        Some(vol) => read::read_files(a, vol, r, w)?,
+        None => legacy::read_files(a, vol, r, w)?,
+    }
+    Ok(Response::Ok)
+}
+
+/// The piece's bytes go in `trailer`, the frame after the reply.
+fn read_meta(
+    a: &Archive,
+    vol: &VolName,
+    path: &str,
+    offset: u64,
+    trailer: &mut Option<Vec<u8>>,
+) -> Result<Response> {
+    let (size, data) = read_meta::read_meta(a, vol, path, offset)?;
+    let len = data.len() as u64;
+    *trailer = Some(data);
+    Ok(Response::MetaPiece { size, len })
+}
+
+fn dedup_stream<R: Read>(a: &Archive, r: &mut BufReader<R>) -> Result<Response> {
+    let mut stream = FrameReader::new(r);
+    let d = dedup::ops::dedup(a, &mut stream)?;
+    stream
+        .drain()
+        .map_err(|e| AgentError::io("reading the dedup stream", e))?;
+    Ok(Response::Deduped {
+        linked: d.linked,
+        already: d.already,
+        bytes_saved: d.bytes_saved,
+        problem_count: d.problem_count,
+        problems: d.problems,
+    })
+}
