@@ -5,9 +5,10 @@
 //! Layers, bottom up: [`chunk`] (chunk file encoding), [`manifest`] (what a
 //! session holds), [`meta`] and [`config`] (local state), [`source`] (where
 //! volumes are read), [`dest`] (the agent pipe), [`send`] and [`restore`]
-//! (the two data paths), [`cli`] (the command).
+//! (the two data paths), [`ops`] (one module per command, over a context
+//! holding configuration, metadata, the destination and LVM), [`cli`]
+//! (argument parsing and printing only).
 
-pub mod archive;
 pub mod chunk;
 pub mod cli;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod legacy;
 pub mod lvm;
 pub mod manifest;
 pub mod meta;
+pub mod ops;
 pub mod output;
 pub mod process;
 pub mod progress;

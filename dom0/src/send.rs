@@ -12,7 +12,6 @@
 //! one tar stream into the destination's `S_…-tmp`; the agent commits
 //! (syncfs, rename, fsync) only when told; then dom0 commits locally.
 
-use crate::archive::Ctx;
 use crate::chunk::{encode, sha256};
 use crate::dedup::run::LinkSource;
 use crate::dest::client::Writer;
@@ -20,6 +19,7 @@ use crate::dest::AgentConn;
 use crate::fsutil::{fsync_dir, write_atomic};
 use crate::manifest::{ChunkRef, Entry, ManifestWriter, Merged};
 use crate::meta::{SessionInfo, VolumeState};
+use crate::ops::context::Ctx;
 use crate::progress::Progress;
 use crate::source::VolumeSource;
 use crate::timefmt::{iso8601, next_session_name, now_unix};
@@ -309,24 +309,15 @@ fn remove_stale_tmp(vdir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Send one volume as a new session. Returns a report; `session` is `None`
-/// when nothing changed.
+/// Send one volume as a new session, in `format` (`folders` or `tar`,
+/// docs/FORMAT.md §13), with `--dedup`'s link decisions when `dedup` is
+/// given. Returns a report; `session` is `None` when nothing changed.
 pub fn send_volume(
     ctx: &Ctx,
     conn: &mut AgentConn,
     vol: &VolName,
     src: &dyn VolumeSource,
-    progress: &dyn Progress,
-) -> Result<SendReport> {
-    send_volume_with(ctx, conn, vol, src, progress, None)
-}
-
-/// [`send_volume`], with `--dedup`'s link decisions when `dedup` is given.
-pub fn send_volume_with(
-    ctx: &Ctx,
-    conn: &mut AgentConn,
-    vol: &VolName,
-    src: &dyn VolumeSource,
+    format: &'static str,
     progress: &dyn Progress,
     dedup: Option<&mut dyn LinkSource>,
 ) -> Result<SendReport> {
@@ -372,7 +363,7 @@ pub fn send_volume_with(
             vol,
             session: &session,
             volume_uuid: &state.uuid,
-            format: ctx.send_format,
+            format,
             expect_last: last.map(|l| &l.name),
             manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
             tar: None,

@@ -1,0 +1,1 @@
+//! Whole commands over the LVM fake and an in-process agent.
