@@ -10,8 +10,8 @@
 use crate::chunk::{decode, sha256};
 use crate::dest::client::{FileData, FileReply};
 use crate::dest::AgentConn;
+use crate::local_meta::SessionInfo;
 use crate::manifest::{ChunkRef, Merged};
-use crate::meta::SessionInfo;
 use crate::ops::context::Ctx;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Result};

@@ -13,8 +13,8 @@ mod ui;
 
 use crate::config::Config;
 use crate::dest::TransportOptions;
+use crate::local_meta::Meta;
 use crate::lvm::cli::LvmCli;
-use crate::meta::Meta;
 use crate::ops::context::{Ctx, Transports};
 use crate::ops::legacy::Legacy;
 use crate::ops::{self, send::SendOptions};

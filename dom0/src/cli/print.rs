@@ -3,7 +3,7 @@
 
 use super::ui::{confirm, confirm_typed, mb_per_s, progress};
 use super::Done;
-use crate::meta::{Meta, SessionInfo};
+use crate::local_meta::{Meta, SessionInfo};
 use crate::ops::add::Added;
 use crate::ops::arch_delete::Deleted;
 use crate::ops::arch_init::Initialised;

@@ -4,7 +4,7 @@
 use super::args::Location;
 use super::context::Connector;
 use crate::config::{Config, CONFIG_VERSION};
-use crate::meta::Meta;
+use crate::local_meta::Meta;
 use crate::timefmt::{iso8601, now_unix};
 use anyhow::{bail, Result};
 use sparsebak_common::header::{ArchiveHeader, Compression};

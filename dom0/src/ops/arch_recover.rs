@@ -3,7 +3,7 @@
 
 use super::args::Location;
 use crate::dest::{DestSpec, TransportOptions};
-use crate::meta::Meta;
+use crate::local_meta::Meta;
 use crate::recover::{recover, Options, Outcome, Report};
 use anyhow::Result;
 

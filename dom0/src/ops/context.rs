@@ -5,8 +5,8 @@
 
 use crate::config::Config;
 use crate::dest::{connect, AgentConn, DestSpec, TransportOptions};
+use crate::local_meta::Meta;
 use crate::lvm::Lvm;
-use crate::meta::Meta;
 use anyhow::{bail, Result};
 use sparsebak_common::header::ArchiveHeader;
 

@@ -2,7 +2,7 @@
 
 use super::args::vol_name;
 use super::context::Ctx;
-use crate::meta::SessionInfo;
+use crate::local_meta::SessionInfo;
 use anyhow::Result;
 use sparsebak_common::names::VolName;
 

@@ -4,8 +4,8 @@
 
 use crate::config::Config;
 use crate::dest::{AgentConn, DestSpec};
+use crate::local_meta::Meta;
 use crate::lvm::fake::FakeLvm;
-use crate::meta::Meta;
 use crate::ops::add::{add, AddOptions};
 use crate::ops::arch_init::{arch_init, InitOptions};
 use crate::ops::args::Location;
