@@ -309,6 +309,22 @@ fn remove_stale_tmp(vdir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The volume's state, made and saved on its first send: saved before
+/// anything is sent, so a first send that dies after the destination's
+/// commit is recognised by its uuid next time.
+fn volume_state(ctx: &Ctx, vol: &VolName) -> Result<VolumeState> {
+    if let Some(s) = ctx.meta.load_volume(vol)? {
+        return Ok(s);
+    }
+    let s = VolumeState {
+        name: vol.clone(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        last: None,
+    };
+    ctx.meta.save_volume(&s)?;
+    Ok(s)
+}
+
 /// Send one volume as a new session, in `format` (`folders` or `tar`,
 /// docs/FORMAT.md §13), with `--dedup`'s link decisions when `dedup` is
 /// given. Returns a report; `session` is `None` when nothing changed.
@@ -325,20 +341,7 @@ pub fn send_volume(
     let cs = ctx.config.chunk_size;
     let chain = ctx.meta.chain(vol)?;
     let last = chain.last();
-    let state = match ctx.meta.load_volume(vol)? {
-        Some(s) => s,
-        None => {
-            // Saved before anything is sent, so a first send that dies after
-            // the destination's commit is recognised by its uuid next time.
-            let s = VolumeState {
-                name: vol.clone(),
-                uuid: uuid::Uuid::new_v4().to_string(),
-                last: None,
-            };
-            ctx.meta.save_volume(&s)?;
-            s
-        }
-    };
+    let state = volume_state(ctx, vol)?;
     let session = next_session_name(now_unix(), last.map(|l| &l.name));
     let vdir = ctx.meta.vol_dir(vol);
     std::fs::create_dir_all(&vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
