@@ -22,6 +22,7 @@ use anyhow::Result;
 use args::{Cli, Command, Global};
 use clap::{CommandFactory, Parser};
 use print::Terminal;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -69,8 +70,10 @@ fn run(cli: Cli) -> Result<Done> {
             Ok(Done::Ok)
         }
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "sparsebak", &mut std::io::stdout());
+            // Into a buffer: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "sparsebak", &mut script);
+            std::io::stdout().write_all(&script)?;
             Ok(Done::Ok)
         }
         Command::ArchInit(a) => {

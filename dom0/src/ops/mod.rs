@@ -72,15 +72,17 @@ pub trait Ui {
     fn event(&self, e: Event<'_>);
 }
 
-/// A [`Ui`] that says yes, draws nothing and ignores events.
+/// A [`Ui`] for unattended library use: answers yes/no questions with yes
+/// (as `-u` does), never the typed ones that a person must answer, draws
+/// nothing and ignores events.
 pub struct Quiet;
 
 impl Ui for Quiet {
     fn confirm(&self, _question: &str) -> Result<bool> {
         Ok(true)
     }
-    fn confirm_typed(&self, _warning: &str, _question: &str, accepted: &[&str]) -> Result<bool> {
-        Ok(!accepted.is_empty())
+    fn confirm_typed(&self, _warning: &str, _question: &str, _accepted: &[&str]) -> Result<bool> {
+        Ok(false)
     }
     fn progress(&self) -> Box<dyn Progress> {
         Box::new(Silent)
