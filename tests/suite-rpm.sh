@@ -46,6 +46,7 @@ files "$DOM0" >"$T/dom0.files"
 cat >"$T/dom0.expected" <<'LIST'
 -rw-r--r-- /etc/qubes/policy.d/50-sparsebak.policy
 -rwxr-xr-x /usr/bin/sparsebak
+-rw-r--r-- /usr/share/bash-completion/completions/sparsebak
 drwxr-xr-x /usr/share/doc/sparsebak
 -rw-r--r-- /usr/share/doc/sparsebak/ARCHITECTURE.md
 -rw-r--r-- /usr/share/doc/sparsebak/DESTINATIONS.md
@@ -53,7 +54,9 @@ drwxr-xr-x /usr/share/doc/sparsebak
 -rw-r--r-- /usr/share/doc/sparsebak/README.md
 drwxr-xr-x /usr/share/doc/sparsebak/r4.0
 -rw-r--r-- /usr/share/doc/sparsebak/r4.0/qubes.SparsebakStore
+-rw-r--r-- /usr/share/fish/vendor_completions.d/sparsebak.fish
 -rw-r--r-- /usr/share/man/man1/sparsebak.1.gz
+-rw-r--r-- /usr/share/zsh/site-functions/_sparsebak
 drwx------ /var/lib/sparsebak
 LIST
 diff "$T/dom0.expected" "$T/dom0.files" || fail "dom0 package: unexpected file list or modes"
@@ -121,6 +124,22 @@ if command -v groff >/dev/null; then
     [ -z "$warn" ] || fail "groff warns about the man page: $warn"
 fi
 ok "man page"
+
+# The completions are the packaged binary's own, and know the commands'
+# options.
+for sh in bash zsh fish; do
+    case $sh in
+    bash) f=$T/root/usr/share/bash-completion/completions/sparsebak ;;
+    zsh) f=$T/root/usr/share/zsh/site-functions/_sparsebak ;;
+    fish) f=$T/root/usr/share/fish/vendor_completions.d/sparsebak.fish ;;
+    esac
+    "$T/root/usr/bin/sparsebak" completions "$sh" | cmp - "$f" || fail "$sh completion differs from the binary's"
+    grep -q -- 'save-to' "$f" || fail "$sh completion lacks receive's --save-to"
+done
+if command -v bash >/dev/null; then
+    bash -n "$T/root/usr/share/bash-completion/completions/sparsebak" || fail "bash completion has a syntax error"
+fi
+ok "shell completions (bash, zsh, fish)"
 
 # The packaged binaries back up and restore (internal: destination).
 MP=$(stat -c %m "$T")

@@ -3,11 +3,12 @@
 //! stored after the first.
 //!
 //! Layers, bottom up: [`chunk`] (chunk file encoding), [`manifest`] (what a
-//! session holds), [`meta`] and [`config`] (local state), [`source`] (where
+//! session holds), [`local_meta`] and [`config`] (local state), [`source`] (where
 //! volumes are read), [`dest`] (the agent pipe), [`send`] and [`restore`]
-//! (the two data paths), [`cli`] (the command).
+//! (the two data paths), [`ops`] (one module per command, over a context
+//! holding configuration, metadata, the destination and LVM), [`cli`]
+//! (argument parsing and printing only).
 
-pub mod archive;
 pub mod chunk;
 pub mod cli;
 pub mod config;
@@ -15,9 +16,10 @@ pub mod dedup;
 pub mod dest;
 pub mod fsutil;
 pub mod legacy;
+pub mod local_meta;
 pub mod lvm;
 pub mod manifest;
-pub mod meta;
+pub mod ops;
 pub mod output;
 pub mod process;
 pub mod progress;

@@ -7,12 +7,12 @@
 //! length bounded by the chunk size, and the decoded bytes must match the
 //! manifest's content hash. Only then is anything written.
 
-use crate::archive::Ctx;
 use crate::chunk::{decode, sha256};
 use crate::dest::client::{FileData, FileReply};
 use crate::dest::AgentConn;
+use crate::local_meta::SessionInfo;
 use crate::manifest::{ChunkRef, Merged};
-use crate::meta::SessionInfo;
+use crate::ops::context::Ctx;
 use crate::progress::Progress;
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;

@@ -12,14 +12,14 @@
 //! one tar stream into the destination's `S_…-tmp`; the agent commits
 //! (syncfs, rename, fsync) only when told; then dom0 commits locally.
 
-use crate::archive::Ctx;
 use crate::chunk::{encode, sha256};
 use crate::dedup::run::LinkSource;
 use crate::dest::client::Writer;
 use crate::dest::AgentConn;
 use crate::fsutil::{fsync_dir, write_atomic};
+use crate::local_meta::{SessionInfo, VolumeState};
 use crate::manifest::{ChunkRef, Entry, ManifestWriter, Merged};
-use crate::meta::{SessionInfo, VolumeState};
+use crate::ops::context::Ctx;
 use crate::progress::Progress;
 use crate::source::VolumeSource;
 use crate::timefmt::{iso8601, next_session_name, now_unix};
@@ -313,24 +313,31 @@ fn remove_stale_tmp(vdir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Send one volume as a new session. Returns a report; `session` is `None`
-/// when nothing changed.
+/// The volume's state, made and saved on its first send: saved before
+/// anything is sent, so a first send that dies after the destination's
+/// commit is recognised by its uuid next time.
+fn volume_state(ctx: &Ctx, vol: &VolName) -> Result<VolumeState> {
+    if let Some(s) = ctx.meta.load_volume(vol)? {
+        return Ok(s);
+    }
+    let s = VolumeState {
+        name: vol.clone(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        last: None,
+    };
+    ctx.meta.save_volume(&s)?;
+    Ok(s)
+}
+
+/// Send one volume as a new session, in `format` (`folders` or `tar`,
+/// docs/FORMAT.md §13), with `--dedup`'s link decisions when `dedup` is
+/// given. Returns a report; `session` is `None` when nothing changed.
 pub fn send_volume(
     ctx: &Ctx,
     conn: &mut AgentConn,
     vol: &VolName,
     src: &dyn VolumeSource,
-    progress: &dyn Progress,
-) -> Result<SendReport> {
-    send_volume_with(ctx, conn, vol, src, progress, None)
-}
-
-/// [`send_volume`], with `--dedup`'s link decisions when `dedup` is given.
-pub fn send_volume_with(
-    ctx: &Ctx,
-    conn: &mut AgentConn,
-    vol: &VolName,
-    src: &dyn VolumeSource,
+    format: SessionFormat,
     progress: &dyn Progress,
     dedup: Option<&mut dyn LinkSource>,
 ) -> Result<SendReport> {
@@ -338,20 +345,7 @@ pub fn send_volume_with(
     let cs = ctx.config.chunk_size;
     let chain = ctx.meta.chain(vol)?;
     let last = chain.last();
-    let state = match ctx.meta.load_volume(vol)? {
-        Some(s) => s,
-        None => {
-            // Saved before anything is sent, so a first send that dies after
-            // the destination's commit is recognised by its uuid next time.
-            let s = VolumeState {
-                name: vol.clone(),
-                uuid: uuid::Uuid::new_v4().to_string(),
-                last: None,
-            };
-            ctx.meta.save_volume(&s)?;
-            s
-        }
-    };
+    let state = volume_state(ctx, vol)?;
     let session = next_session_name(now_unix(), last.map(|l| &l.name));
     let vdir = ctx.meta.vol_dir(vol);
     std::fs::create_dir_all(&vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
@@ -376,7 +370,7 @@ pub fn send_volume_with(
             vol,
             session: &session,
             volume_uuid: &state.uuid,
-            format: ctx.send_format,
+            format,
             expect_last: last.map(|l| &l.name),
             manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
             tar: None,

@@ -128,10 +128,10 @@ fn malformed_dest_and_subdir_are_refused() {
         !e.meta.join("archive.json").exists(),
         "a config was written"
     );
-    // arch-init options are refused by other commands.
+    // arch-init options are refused by other commands (a usage error).
     let e = archive();
     e.run(&["send", "--dest=internal:/"])
-        .expect(1, &["--dest is only accepted by arch-init"]);
+        .expect(2, &["unexpected argument '--dest'"]);
     intact(&e);
 }
 
@@ -310,7 +310,12 @@ fn nonexistent_and_malformed_sessions() {
     ] {
         let s = format!("--session={range}");
         for cmd in ["receive", "verify"] {
-            e.run(&[cmd, "vol", &save, &s])
+            // --save-to is receive's option only.
+            let args: Vec<&str> = match cmd {
+                "receive" => vec![cmd, "vol", &save, &s],
+                _ => vec![cmd, "vol", &s],
+            };
+            e.run(&args)
                 .expect(1, &[&format!("{cmd} takes one session, not a range")]);
         }
     }

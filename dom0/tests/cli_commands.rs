@@ -92,7 +92,7 @@ fn send_full_then_incremental_records_touched_chunks() {
     }
     let out = e.ok(&["list"]);
     assert!(out.contains("work") && out.contains("2 sessions"), "{out}");
-    let all: serde_json::Value = serde_json::from_str(&e.ok(&["--json", "list"])).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&e.ok(&["list", "--json"])).unwrap();
     assert_eq!(all[0]["volume"], "work");
     assert_eq!(all[0]["sessions"], 2);
 
@@ -108,7 +108,7 @@ fn add_with_path_and_options_before_the_command() {
     let elsewhere = e.path("elsewhere.img");
     write_file(&elsewhere, &realistic_bytes(3 * MIB + 4097, 2));
     let p = format!("--path={}", elsewhere.display());
-    let out = e.ok(&[&p, "add", "vm-x_1.2+3"]);
+    let out = e.ok(&["add", "vm-x_1.2+3", &p]);
     assert!(
         out.contains(&format!("source {}", elsewhere.display())),
         "{out}"
@@ -130,11 +130,11 @@ fn add_with_path_and_options_before_the_command() {
     let out = e.run_with(&[&m, "-u", "send", "vm-x_1.2+3"], &e.path("unused-meta"));
     assert_eq!(out.code, 0, "{out:#?}");
     let save = format!("--save-to={}", e.path("out.img").display());
-    e.ok(&["--unattended", &save, "receive", "vm-x_1.2+3"]);
+    e.ok(&["--unattended", "receive", "vm-x_1.2+3", &save]);
     assert_eq!(sha256_file(&e.path("out.img")), sha256_file(&elsewhere));
     let name = &e.session_names("vm-x_1.2+3")[0];
     let s = format!("--session={name}");
-    let out = e.ok(&[&s, "verify", "vm-x_1.2+3"]);
+    let out = e.ok(&["verify", "vm-x_1.2+3", &s]);
     assert!(out.contains(&format!("session {name}")), "{out}");
 }
 

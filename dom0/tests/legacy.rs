@@ -252,7 +252,7 @@ fn only_reading_commands_run_on_a_0_2_meta_dir() {
     let out = env.ok(&["list"]);
     assert!(!out.contains("sparsebak 0.2"), "{out}");
     env.run(&["send", "--legacy"])
-        .expect(1, &["--legacy works only with list, receive and verify"]);
+        .expect(2, &["unexpected argument '--legacy'"]);
     let out = env.ok(&["list", "--legacy"]);
     assert!(out.contains("sparsebak 0.2 (read-only)"), "{out}");
     let t = env.path("beside.img");

@@ -136,7 +136,7 @@ fn tarfile_is_a_send_option_only() {
     let e = Env::new();
     e.init(&[]);
     e.run(&["list", "--tarfile"])
-        .expect(1, &["--tarfile is only accepted by send"]);
+        .expect(2, &["unexpected argument '--tarfile'"]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sparsebak::meta::SessionInfo;
+use sparsebak::local_meta::SessionInfo;
 use sparsebak::recover::check::{
     manifest_bound, session_info, session_list, volume_state, MAX_VOLSIZE,
 };

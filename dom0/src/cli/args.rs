@@ -1,7 +1,10 @@
-//! Command-line syntax. Options are global, so they are accepted before or
-//! after the command, as sparsebak 0.2 accepted them.
+//! Command-line syntax. Each command has its own options; only `-u`,
+//! `--wait` and `--meta-dir` are global (accepted before or after the
+//! command). Options are written after the command they belong to.
 
-use clap::{Parser, Subcommand};
+use crate::ops;
+use crate::ops::args::Location;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub const DEFAULT_META_DIR: &str = "/var/lib/sparsebak";
@@ -16,11 +19,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     #[command(flatten)]
-    pub opts: Opts,
+    pub global: Global,
 }
 
-#[derive(clap::Args, Debug, Default)]
-pub struct Opts {
+#[derive(Args, Debug, Default)]
+pub struct Global {
     /// No prompts, no progress bars (for timers and scripts).
     #[arg(short = 'u', long, global = true)]
     pub unattended: bool,
@@ -31,86 +34,148 @@ pub struct Opts {
     /// Local metadata directory.
     #[arg(long, global = true, env = "SPARSEBAK_META_DIR", default_value = DEFAULT_META_DIR)]
     pub meta_dir: PathBuf,
-    /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`; prune
-    /// also takes a range DT1,DT2.
-    #[arg(long, global = true)]
-    pub session: Option<String>,
-    /// prune: every session before --session=DT.
-    #[arg(long, global = true)]
-    pub all_before: bool,
-    /// prune: keep the newest N sessions (and prune older ones unless --keep-days keeps them).
-    #[arg(long, global = true, value_name = "N")]
-    pub keep_last: Option<u64>,
-    /// prune: keep the sessions of the last N days (and prune older ones unless --keep-last keeps them).
-    #[arg(long, global = true, value_name = "N")]
-    pub keep_days: Option<u64>,
-    /// receive: the file or block device to write the volume to.
-    #[arg(long, global = true)]
-    pub save_to: Option<PathBuf>,
-    /// arch-init, arch-recover: VG/POOL for LVM thin volumes, or dir:/PATH for image files.
-    #[arg(long, global = true)]
-    pub source: Option<String>,
-    /// arch-init, arch-recover: internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT.
-    #[arg(long, global = true)]
+}
+
+/// Where the archive is (arch-init, arch-recover).
+#[derive(Args, Debug)]
+pub struct LocationArgs {
+    /// internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT.
+    #[arg(long)]
     pub dest: Option<String>,
-    /// arch-init, arch-recover: directory under the destination mountpoint.
-    #[arg(long, global = true)]
+    /// Directory under the destination mountpoint.
+    #[arg(long)]
     pub subdir: Option<String>,
-    /// arch-init: zstd[:1-19] (default zstd:3) or zlib[:0-9].
-    #[arg(long, global = true)]
+    /// VG/POOL for LVM thin volumes, or dir:/PATH for image files.
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub location: LocationArgs,
+    /// zstd[:1-19] (default zstd:3) or zlib[:0-9].
+    #[arg(long)]
     pub compression: Option<String>,
-    /// arch-init: chunk size as a multiple of 64 KiB (1-256, default 1).
-    #[arg(long, global = true)]
+    /// Chunk size as a multiple of 64 KiB (1-256, default 1).
+    #[arg(long)]
     pub chunk_factor: Option<u64>,
-    /// add: the image file or block device holding the volume.
-    #[arg(long, global = true)]
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    pub volume: String,
+    /// The image file or block device holding the volume.
+    #[arg(long)]
     pub path: Option<PathBuf>,
-    /// diff: flag differing chunks so the next send carries them.
-    #[arg(long, global = true)]
-    pub remap: bool,
-    /// send: store each new session on the destination as one tar file
-    /// instead of one file per chunk (for file systems where many small
-    /// files are slow; docs/FORMAT.md §13).
-    #[arg(long, global = true)]
-    pub tarfile: bool,
-    /// list: machine-readable output.
-    #[arg(long, global = true)]
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    pub volume: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
     pub json: bool,
-    /// list, receive, verify: read the sparsebak 0.2 archive in
-    /// <meta-dir>/default even when an archive of our own is configured.
-    #[arg(long, global = true)]
+    /// Read the sparsebak 0.2 archive in <meta-dir>/default even when an
+    /// archive of our own is configured.
+    #[arg(long)]
     pub legacy: bool,
-    /// send: store chunks already in the archive (any volume or session) as hard links.
-    #[arg(long, global = true, conflicts_with = "tarfile")]
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    pub volumes: Vec<String>,
+    /// Store each new session on the destination as one tar file instead
+    /// of one file per chunk (for file systems where many small files are
+    /// slow; docs/FORMAT.md §13).
+    #[arg(long)]
+    pub tarfile: bool,
+    /// Store chunks already in the archive (any volume or session) as hard links.
+    #[arg(long, conflicts_with = "tarfile")]
     pub dedup: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub volume: String,
+    /// Flag differing chunks so the next send carries them.
+    #[arg(long)]
+    pub remap: bool,
+    /// Refused with an explanation: diff compares with the latest session.
+    #[arg(long, hide = true)]
+    pub session: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    pub volume: String,
+    /// The file or block device to write the volume to.
+    #[arg(long)]
+    pub save_to: Option<PathBuf>,
+    /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Read the sparsebak 0.2 archive in <meta-dir>/default even when an
+    /// archive of our own is configured.
+    #[arg(long)]
+    pub legacy: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub volume: String,
+    /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Read the sparsebak 0.2 archive in <meta-dir>/default even when an
+    /// archive of our own is configured.
+    #[arg(long)]
+    pub legacy: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    pub volumes: Vec<String>,
+    /// Session date-time YYYYMMDD-HHMMSS (UTC), or a range DT1,DT2.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Every session before --session=DT.
+    #[arg(long)]
+    pub all_before: bool,
+    /// Keep the newest N sessions (and prune older ones unless --keep-days keeps them).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u64>,
+    /// Keep the sessions of the last N days (and prune older ones unless --keep-last keeps them).
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new archive and its local configuration.
     #[command(name = "arch-init")]
-    ArchInit,
+    ArchInit(InitArgs),
     /// Rebuild lost local metadata (configuration, sessions, manifests) from an existing archive.
     #[command(name = "arch-recover")]
-    ArchRecover,
+    ArchRecover(LocationArgs),
     /// Add a volume to the archive configuration (again, after arch-recover).
-    Add { volume: String },
+    Add(AddArgs),
     /// List volumes, or the sessions of one volume.
-    List { volume: Option<String> },
+    List(ListArgs),
     /// Back up volumes (all enabled ones if none are named).
-    Send { volumes: Vec<String> },
+    Send(SendArgs),
     /// Harvest LVM thin changes into the change maps and rotate snapshots (cheap; for timers).
     Monitor { volumes: Vec<String> },
     /// Compare a volume with its latest session (--remap: flag differences for the next send).
-    Diff { volume: String },
+    Diff(DiffArgs),
     /// Restore a volume to --save-to, as of --session or the latest session.
-    Receive { volume: String },
+    Receive(ReceiveArgs),
     /// Check that a session can be restored, chunk by chunk.
-    Verify { volume: String },
+    Verify(VerifyArgs),
     /// Remove a volume from the archive, the configuration and local metadata.
     Delete { volume: String },
     /// Merge old sessions into the next newer one (all enabled volumes if none are named).
-    Prune { volumes: Vec<String> },
+    Prune(PruneArgs),
     /// Delete the whole archive, local metadata and snapshots (always asks).
     #[command(name = "arch-delete")]
     ArchDelete,
@@ -119,4 +184,69 @@ pub enum Command {
     ArchDeduplicate,
     /// Print the version.
     Version,
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions { shell: clap_complete::Shell },
+}
+
+impl LocationArgs {
+    pub fn location(&self) -> Location {
+        Location {
+            dest: self.dest.clone(),
+            subdir: self.subdir.clone(),
+            source: self.source.clone(),
+        }
+    }
+}
+
+impl InitArgs {
+    pub fn options(&self) -> ops::arch_init::InitOptions {
+        ops::arch_init::InitOptions {
+            location: self.location.location(),
+            compression: self.compression.clone(),
+            chunk_factor: self.chunk_factor,
+        }
+    }
+}
+
+impl PruneArgs {
+    pub fn options(&self) -> ops::prune::PruneOptions {
+        ops::prune::PruneOptions {
+            volumes: self.volumes.clone(),
+            session: self.session.clone(),
+            all_before: self.all_before,
+            keep_last: self.keep_last,
+            keep_days: self.keep_days,
+        }
+    }
+}
+
+impl ReceiveArgs {
+    pub fn options(&self) -> ops::receive::ReceiveOptions {
+        ops::receive::ReceiveOptions {
+            volume: self.volume.clone(),
+            save_to: self.save_to.clone(),
+            session: self.session.clone(),
+        }
+    }
+}
+
+impl VerifyArgs {
+    pub fn options(&self) -> ops::verify::VerifyOptions {
+        ops::verify::VerifyOptions {
+            volume: self.volume.clone(),
+            session: self.session.clone(),
+        }
+    }
+}
+
+impl Command {
+    /// `--legacy`, on the commands that can read a sparsebak 0.2 archive.
+    pub fn legacy(&self) -> Option<bool> {
+        match self {
+            Command::List(a) => Some(a.legacy),
+            Command::Receive(a) => Some(a.legacy),
+            Command::Verify(a) => Some(a.legacy),
+            _ => None,
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! The `sparsebak` command: parse, dispatch to the library, print reports,
-//! map the outcome to an exit code (the one place exit codes are decided).
+//! The `sparsebak` command: parse, call one operation of [`crate::ops`],
+//! print its report, map the outcome to an exit code (the one place exit
+//! codes are decided).
 //!
 //! Exit codes: 0 success; 1 failure (message on stderr); 2 usage error;
 //! 3 verify found damaged or missing chunks (arch-deduplicate: left
@@ -7,18 +8,23 @@
 //! differences.
 
 pub mod args;
-mod commands;
-mod dedup;
-mod legacy;
-mod prune;
-mod received;
-mod recover;
-mod remove;
-mod thin;
+mod print;
 mod ui;
 
-use clap::Parser;
+use crate::config::Config;
+use crate::dest::TransportOptions;
+use crate::local_meta::Meta;
+use crate::lvm::cli::LvmCli;
+use crate::ops::context::{Ctx, Transports};
+use crate::ops::legacy::Legacy;
+use crate::ops::{self, send::SendOptions};
+use anyhow::Result;
+use args::{Cli, Command, Global};
+use clap::{CommandFactory, Parser};
+use print::Terminal;
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -34,7 +40,7 @@ pub enum Done {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match args::Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let usage = e.use_stderr();
@@ -43,7 +49,7 @@ pub fn main() -> ExitCode {
         }
     };
     ui::init_logging();
-    match commands::run(cli) {
+    match run(cli) {
         Ok(Done::Ok) => ExitCode::SUCCESS,
         Ok(Done::Damaged) => ExitCode::from(EXIT_DAMAGED),
         Ok(Done::Differs) => ExitCode::from(EXIT_DIFFERS),
@@ -51,5 +57,152 @@ pub fn main() -> ExitCode {
             eprintln!("sparsebak: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+fn run(cli: Cli) -> Result<Done> {
+    let g = &cli.global;
+    let meta = Meta::new(&g.meta_dir);
+    let term = Terminal::new(g.unattended);
+    match &cli.command {
+        Command::Version => {
+            println!("sparsebak {}", env!("CARGO_PKG_VERSION"));
+            Ok(Done::Ok)
+        }
+        Command::Completions { shell } => {
+            // Into a buffer: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "sparsebak", &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(Done::Ok)
+        }
+        Command::ArchInit(a) => {
+            let r = ops::arch_init::arch_init(&meta, &Transports::from_env(), &a.options())?;
+            print::initialised(&r);
+            Ok(Done::Ok)
+        }
+        Command::ArchRecover(a) => {
+            let o = ops::arch_recover::RecoverOptions {
+                location: a.location(),
+            };
+            let r = ops::arch_recover::arch_recover(
+                &meta,
+                TransportOptions::from_env(),
+                &o,
+                &print::RecoverPrinter,
+            )?;
+            print::recovered(&meta, &r)
+        }
+        cmd => {
+            let legacy = cmd.legacy();
+            if ops::legacy::applies(&meta.root, legacy.is_some(), legacy == Some(true))? {
+                return run_legacy(g, meta, cmd, &term);
+            }
+            let _lock = meta.lock_wait(Duration::from_secs(g.wait))?;
+            let ctx = Ctx {
+                config: Config::load(&meta.root)?,
+                meta,
+                connector: &Transports::from_env(),
+                lvm: &LvmCli,
+            };
+            run_on_archive(ctx, cmd, &term)
+        }
+    }
+}
+
+/// The commands on an archive of our own, configured in the meta dir.
+fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> {
+    match cmd {
+        Command::Add(a) => {
+            let o = ops::add::AddOptions {
+                volume: a.volume.clone(),
+                path: a.path.clone(),
+            };
+            print::added(&ops::add::add(&mut ctx, &o)?);
+            Ok(Done::Ok)
+        }
+        Command::List(a) => {
+            let o = ops::list::ListOptions {
+                volume: a.volume.clone(),
+            };
+            print::listing(&ops::list::list(&ctx, &o)?, a.json)
+        }
+        Command::Send(a) => {
+            let o = SendOptions {
+                volumes: a.volumes.clone(),
+                tarfile: a.tarfile,
+                dedup: a.dedup,
+            };
+            ops::send::send(&ctx, term, &o)?;
+            Ok(Done::Ok)
+        }
+        Command::Monitor { volumes } => {
+            let o = ops::monitor::MonitorOptions {
+                volumes: volumes.clone(),
+            };
+            ops::monitor::monitor(&ctx, term, &o)?;
+            Ok(Done::Ok)
+        }
+        Command::Diff(a) => {
+            let o = ops::diff::DiffOptions {
+                volume: a.volume.clone(),
+                remap: a.remap,
+                session: a.session.clone(),
+            };
+            Ok(print::diff(&ops::diff::diff(&ctx, term, &o)?))
+        }
+        Command::Receive(a) => {
+            print::received(&ops::receive::receive(&ctx, term, &a.options())?, "");
+            Ok(Done::Ok)
+        }
+        Command::Verify(a) => Ok(print::verified(
+            &ops::verify::verify(&ctx, term, &a.options())?,
+            "",
+        )),
+        Command::Delete { volume } => {
+            let o = ops::delete::DeleteOptions {
+                volume: volume.clone(),
+            };
+            let vol = ops::delete::delete(&mut ctx, term, &o)?;
+            println!("Volume {vol} deleted from the archive and the configuration.");
+            Ok(Done::Ok)
+        }
+        Command::Prune(a) => {
+            ops::prune::prune(&ctx, term, &a.options())?;
+            Ok(Done::Ok)
+        }
+        Command::ArchDelete => {
+            print::arch_deleted(&ops::arch_delete::arch_delete(&ctx, term)?);
+            Ok(Done::Ok)
+        }
+        Command::ArchDeduplicate => Ok(print::deduplicated(&ops::dedup::arch_deduplicate(
+            &ctx, term,
+        )?)),
+        Command::Version
+        | Command::Completions { .. }
+        | Command::ArchInit(_)
+        | Command::ArchRecover(_) => unreachable!("handled by run"),
+    }
+}
+
+/// list, receive and verify on a sparsebak 0.2 archive.
+fn run_legacy(g: &Global, meta: Meta, cmd: &Command, term: &Terminal) -> Result<Done> {
+    let _lock = meta.lock_wait(Duration::from_secs(g.wait))?;
+    let connector = Transports::from_env();
+    let l = Legacy::load(meta, &connector, &LvmCli)?;
+    let label = format!(" ({} archive)", ops::legacy::LABEL);
+    match cmd {
+        Command::List(a) => {
+            print::legacy_listing(&ops::legacy::list(&l, a.volume.as_deref())?, a.json)
+        }
+        Command::Receive(a) => {
+            print::received(&ops::legacy::receive(&l, term, &a.options())?, &label);
+            Ok(Done::Ok)
+        }
+        Command::Verify(a) => Ok(print::verified(
+            &ops::legacy::verify(&l, term, &a.options())?,
+            &label,
+        )),
+        _ => unreachable!("ops::legacy::applies admits only list, receive and verify"),
     }
 }

@@ -58,3 +58,15 @@ pub fn progress(unattended: bool) -> Box<dyn Progress> {
 pub fn mb_per_s(bytes: u64, secs: f64) -> String {
     format!("{:.1} MB/s", bytes as f64 / 1e6 / secs.max(1e-3))
 }
+
+/// Ask for a typed answer at a terminal; -u never skips this question.
+pub fn confirm_typed(question: &str, accepted: &[&str]) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("arch-delete asks for confirmation at a terminal, even with -u, and there is none; nothing was deleted");
+    }
+    eprint!("{question} ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(accepted.contains(&line.trim()))
+}

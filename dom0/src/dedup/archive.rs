@@ -10,7 +10,7 @@
 use super::catalog::{index_dir, Catalog};
 use super::{key_of, ChunkIndexLookup};
 use crate::dest::AgentConn;
-use crate::meta::Meta;
+use crate::local_meta::Meta;
 use crate::progress::Progress;
 use anyhow::{bail, Result};
 use sparsebak_common::linkref::DedupOp;

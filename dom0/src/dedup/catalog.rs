@@ -5,8 +5,8 @@
 
 use super::disk::{DiskIndex, IndexBuilder};
 use super::{key_of, IndexLoc};
+use crate::local_meta::Meta;
 use crate::manifest::{ChunkRef, ManifestReader};
-use crate::meta::Meta;
 use anyhow::{Context, Result};
 use sparsebak_common::linkref::ChunkLoc;
 use sparsebak_common::names::{SessionName, VolName};

@@ -105,6 +105,12 @@ impl LvmCli {
 }
 
 impl Lvm for LvmCli {
+    fn check_thin_delta(&self) -> Result<()> {
+        LvmCli::check_thin_delta(self)
+    }
+    fn device_path(&self, vg: &str, lv: &str) -> std::path::PathBuf {
+        super::dm::lv_path(vg, lv).into()
+    }
     fn survey(&self, vg: &str) -> Result<Survey> {
         let out = lvm(&[
             "lvs",

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use sparsebak_common::units::Bytes;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 pub const BLOCK: usize = 64 * 1024;
 
@@ -24,6 +25,8 @@ pub struct State {
     /// Fail the n-th call (counting from 0) of this operation.
     pub fail: Option<(&'static str, usize)>,
     pub calls: BTreeMap<&'static str, usize>,
+    /// Where [`Lvm::device_path`] puts an LV's contents, made on first use.
+    pub files: Option<tempfile::TempDir>,
 }
 
 pub struct FakeLvm(pub RefCell<State>);
@@ -72,6 +75,26 @@ impl FakeLvm {
 }
 
 impl Lvm for FakeLvm {
+    fn check_thin_delta(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Writes the LV's current contents to a file and returns its path, so
+    /// sources read what the fake holds. Snapshots never change, so a
+    /// source opened on one reads a stable copy; writes through the path
+    /// do not reach the fake.
+    fn device_path(&self, vg: &str, lv: &str) -> PathBuf {
+        let mut s = self.0.borrow_mut();
+        if s.files.is_none() {
+            s.files = Some(tempfile::tempdir().expect("temporary directory"));
+        }
+        let dir = s.files.as_ref().expect("made above").path().join(vg);
+        std::fs::create_dir_all(&dir).expect("fake VG directory");
+        let path = dir.join(lv);
+        if let Some(id) = s.lvs.get(lv) {
+            std::fs::write(&path, &s.data[id]).expect("fake LV file");
+        }
+        path
+    }
     fn survey(&self, _vg: &str) -> Result<Survey> {
         let s = self.0.borrow();
         Ok(s.lvs

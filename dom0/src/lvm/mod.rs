@@ -16,6 +16,7 @@ use anyhow::Result;
 use delta::{BlockSectors, DeltaRun};
 use sparsebak_common::units::Bytes;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// One logical volume, as `lvs` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,10 @@ impl LvInfo {
 pub type Survey = BTreeMap<String, LvInfo>;
 
 pub trait Lvm {
+    /// Check that the tools this trait runs (thin_delta) are usable.
+    fn check_thin_delta(&self) -> Result<()>;
+    /// The device node to read or write LV `lv` of `vg` through.
+    fn device_path(&self, vg: &str, lv: &str) -> PathBuf;
     /// Every LV of `vg`; an error if the VG does not exist.
     fn survey(&self, vg: &str) -> Result<Survey>;
     /// A read-only, active thin snapshot without the activation-skip flag.

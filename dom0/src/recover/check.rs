@@ -3,8 +3,8 @@
 //! bounded, every name validated, unknown fields refused, and a chain must be
 //! one that sends and prunes could have produced.
 
+use crate::local_meta::{SessionInfo, VolumeState};
 use crate::manifest::ManifestReader;
-use crate::meta::{SessionInfo, VolumeState};
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use sparsebak_common::names::{SessionName, VolName};

@@ -25,7 +25,7 @@ pub mod fetch;
 use crate::config::{Config, SourceSpec, VolumeEntry, CONFIG_VERSION};
 use crate::dest::{connect, AgentConn, DestSpec, TransportOptions};
 use crate::fsutil::{fsync_dir, write_atomic};
-use crate::meta::{Meta, SessionInfo};
+use crate::local_meta::{Meta, SessionInfo};
 use anyhow::{anyhow, bail, Context, Result};
 use sparsebak_common::header::ArchiveHeader;
 use sparsebak_common::names::VolName;

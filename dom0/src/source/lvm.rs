@@ -4,11 +4,10 @@
 use super::file::FileSource;
 use super::{ChangeMap, VolumeSource};
 use crate::lvm::deltamap::DeltaMap;
-use crate::lvm::dm::lv_path;
+use crate::lvm::Lvm;
 use anyhow::Result;
 use sparsebak_common::units::{ByteOffset, Bytes};
 use std::io;
-use std::path::Path;
 
 pub struct LvmSource {
     file: FileSource,
@@ -17,9 +16,9 @@ pub struct LvmSource {
 }
 
 impl LvmSource {
-    pub fn open(vg: &str, lv: &str, map: Option<DeltaMap>) -> Result<Self> {
+    pub fn open(lvm: &dyn Lvm, vg: &str, lv: &str, map: Option<DeltaMap>) -> Result<Self> {
         Ok(LvmSource {
-            file: FileSource::open(Path::new(&lv_path(vg, lv)))?,
+            file: FileSource::open(&lvm.device_path(vg, lv))?,
             map,
         })
     }

@@ -1,4 +1,5 @@
-//! prune: merge sessions into the next newer one (docs/FORMAT.md, "Prune").
+//! The prune journal: merge sessions into the next newer one
+//! (docs/FORMAT.md, "Prune").
 //!
 //! dom0 computes the plan from its local manifests, the authority: the
 //! target's new manifest (for every address, the newest entry among the
@@ -20,12 +21,10 @@
 //! journal first ([`pending`], [`complete`]): the agent either carries out
 //! the plan, replays its own leftover copy, or reports it already done.
 
-pub mod select;
-
 use crate::dest::AgentConn;
 use crate::fsutil::{fsync_dir, read_bounded, write_atomic};
+use crate::local_meta::{Meta, SessionInfo};
 use crate::manifest::{ChunkRef, ManifestWriter, Merged};
-use crate::meta::{Meta, SessionInfo};
 use anyhow::{bail, Context, Result};
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::plan::{end_line, Move, PlanHead, PlanReader, PLAN_FILE};

@@ -1,22 +1,18 @@
 //! `send --dedup` and `arch-deduplicate` (docs/FORMAT.md §12): the steps
-//! both take before anything is written, and the reports they print.
+//! both take before anything is written, and arch-deduplicate itself.
 
-use super::args::Opts;
-use super::ui::progress;
-use super::Done;
-use crate::archive::Ctx;
-use crate::dedup::archive::deduplicate;
+use super::context::Ctx;
+use super::{Event, Ui};
+use crate::dedup::archive::{deduplicate, DedupReport};
 use crate::dedup::catalog::{index_dir, Catalog};
 use crate::dedup::run::RunDedup;
 use crate::dest::client::DestError;
 use crate::dest::AgentConn;
 use crate::prune::{complete, pending};
-use crate::send::SendReport;
 use anyhow::{Context, Result};
 use sparsebak_common::names::VolName;
 use sparsebak_common::proto::Request;
-use sparsebak_common::units::Bytes;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Every volume with sessions in the archive (disabled ones too: their
 /// chunk files are link targets like any other).
@@ -79,29 +75,23 @@ pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, e: &anyhow::Error) -> bool
     true
 }
 
-/// The line `send --dedup` adds to a volume's report.
-pub fn print_send_line(r: &SendReport) {
-    if r.session.is_some() {
-        println!(
-            "  deduplicated: {} chunks linked to files already in the archive, {} not sent",
-            r.linked_chunks,
-            Bytes(r.linked_bytes)
-        );
-    }
+/// What arch-deduplicate did, and how long it took.
+pub struct DeduplicateReport {
+    pub report: DedupReport,
+    pub elapsed: Duration,
 }
 
-pub fn arch_deduplicate(o: &Opts, ctx: &Ctx) -> Result<Done> {
+pub fn arch_deduplicate(ctx: &Ctx, ui: &dyn Ui) -> Result<DeduplicateReport> {
     let mut open = ctx.open(true)?;
     settle(ctx, &mut open.conn)?;
     let vols = all_volumes(ctx);
-    println!(
-        "Deduplicating the archive at {} ({} volumes)…",
-        ctx.config.dest.describe(),
-        vols.len()
-    );
-    let pb = progress(o.unattended);
+    ui.event(Event::Deduplicating {
+        dest: ctx.config.dest.describe(),
+        volumes: vols.len(),
+    });
+    let pb = ui.progress();
     let t0 = Instant::now();
-    let r = deduplicate(
+    let report = deduplicate(
         &ctx.meta,
         &vols,
         ctx.config.chunk_size,
@@ -109,33 +99,10 @@ pub fn arch_deduplicate(o: &Opts, ctx: &Ctx) -> Result<Done> {
         pb.as_ref(),
     )?;
     open.conn.close()?;
-    println!(
-        "Examined {} chunk files ({} distinct) in {:.1}s: {} duplicates, {} replaced by hard links, {} already linked; {} saved.",
-        r.chunks,
-        r.distinct,
-        t0.elapsed().as_secs_f64(),
-        r.ops,
-        r.linked,
-        r.already,
-        Bytes(r.bytes_saved)
-    );
-    if r.problem_count == 0 {
-        return Ok(Done::Ok);
-    }
-    for p in &r.problems {
-        eprintln!("sparsebak: damaged: {p}");
-    }
-    if r.problem_count > r.problems.len() as u64 {
-        eprintln!(
-            "sparsebak: … and {} more",
-            r.problem_count - r.problems.len() as u64
-        );
-    }
-    eprintln!(
-        "sparsebak: {} duplicate(s) were left alone because a file is damaged or missing; run `sparsebak verify` on the volumes named",
-        r.problem_count
-    );
-    Ok(Done::Damaged)
+    Ok(DeduplicateReport {
+        report,
+        elapsed: t0.elapsed(),
+    })
 }
 
 #[cfg(test)]

@@ -1,19 +1,42 @@
-//! Opening the configured archive: connect to its agent, check the
-//! mountpoint and that the archive there is the one this dom0 configured.
+//! What every operation works with: local metadata, configuration, a way to
+//! reach the destination's agent and the LVM command layer. Opening the
+//! configured archive checks the mountpoint and that the archive there is
+//! the one this dom0 configured.
 
 use crate::config::Config;
-use crate::dest::{connect, AgentConn, TransportOptions};
-use crate::meta::Meta;
+use crate::dest::{connect, AgentConn, DestSpec, TransportOptions};
+use crate::local_meta::Meta;
+use crate::lvm::Lvm;
 use anyhow::{bail, Result};
 use sparsebak_common::header::ArchiveHeader;
 
-/// Everything a command needs: local metadata, configuration, transports.
-pub struct Ctx {
+/// Starts an agent for a destination and says Hello. The real one runs a
+/// transport (local process, ssh, qrexec); tests plug in an in-process agent.
+pub trait Connector {
+    fn connect(&self, dest: &DestSpec) -> Result<AgentConn>;
+}
+
+/// The transports of [`crate::dest`].
+pub struct Transports(pub TransportOptions);
+
+impl Transports {
+    pub fn from_env() -> Self {
+        Transports(TransportOptions::from_env())
+    }
+}
+
+impl Connector for Transports {
+    fn connect(&self, dest: &DestSpec) -> Result<AgentConn> {
+        connect(dest, &self.0)
+    }
+}
+
+/// Everything a command on a configured archive needs.
+pub struct Ctx<'a> {
     pub meta: Meta,
     pub config: Config,
-    pub transport: TransportOptions,
-    /// `info.json` format of sessions this run sends: `folders` or `tar`.
-    pub send_format: sparsebak_common::SessionFormat,
+    pub connector: &'a dyn Connector,
+    pub lvm: &'a dyn Lvm,
 }
 
 /// An open archive connection.
@@ -24,10 +47,10 @@ pub struct Open {
     pub total_bytes: u64,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     pub fn open(&self, write: bool) -> Result<Open> {
         let d = &self.config.dest;
-        let mut conn = connect(d, &self.transport)?;
+        let mut conn = self.connector.connect(d)?;
         let opened = conn.open(&d.dest_path(), &d.mountpoint, write)?;
         let Some(text) = opened.header else {
             bail!("no sparsebak archive at {} (was it initialised with arch-init, and is the right disk mounted?)", d.describe());

@@ -1,0 +1,91 @@
+//! The operations behind each `sparsebak` command, as library functions.
+//!
+//! Each command has a module taking a small options struct and a
+//! [`context::Ctx`] (configuration, local metadata, a [`context::Connector`]
+//! to the destination, the [`crate::lvm::Lvm`] layer). Operations never
+//! print: they return report structs, and what happens while they run
+//! (per-volume results, questions, progress) goes through [`Ui`]. `cli/`
+//! parses arguments, calls one function here and prints the report.
+
+pub mod add;
+pub mod arch_delete;
+pub mod arch_init;
+pub mod arch_recover;
+pub mod args;
+pub mod context;
+pub mod dedup;
+pub mod delete;
+pub mod diff;
+pub mod legacy;
+pub mod list;
+pub mod monitor;
+pub mod prune;
+pub mod receive;
+pub mod send;
+pub mod thin;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use crate::progress::{Progress, Silent};
+use crate::send::SendReport;
+use anyhow::Result;
+use sparsebak_common::names::VolName;
+use sparsebak_common::units::Bytes;
+
+/// What happened, as it happens, for the command's report.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// send: the archive is open.
+    Sending { dest: String, free: Bytes },
+    /// send: one volume stored a session or found no changes.
+    Sent {
+        vol: &'a VolName,
+        report: &'a SendReport,
+        dedup: bool,
+    },
+    /// monitor: a volume was looked at.
+    Monitored {
+        vol: &'a VolName,
+        state: monitor::Tracked,
+    },
+    /// delete, arch-delete: a snapshot (`VG/LV`) was removed.
+    SnapshotRemoved(&'a str),
+    /// arch-delete: the archive on the destination is gone.
+    ArchiveDeleted { dest: String },
+    /// arch-deduplicate: the archive is open and settled.
+    Deduplicating { dest: String, volumes: usize },
+    /// prune: one volume's outcome.
+    Pruned(prune::VolumeOutcome<'a>),
+}
+
+/// The person running a command: questions, progress, and the events of
+/// the report.
+pub trait Ui {
+    /// A yes/no question (an unattended run answers yes).
+    fn confirm(&self, question: &str) -> Result<bool>;
+    /// Show `warning`, then ask for one of `accepted` to be typed; never
+    /// answered for the user.
+    fn confirm_typed(&self, warning: &str, question: &str, accepted: &[&str]) -> Result<bool>;
+    fn progress(&self) -> Box<dyn Progress>;
+    fn event(&self, e: Event<'_>);
+}
+
+/// A [`Ui`] for unattended library use: answers yes/no questions with yes
+/// (as `-u` does), never the typed ones that a person must answer, draws
+/// nothing and ignores events.
+pub struct Quiet;
+
+impl Ui for Quiet {
+    fn confirm(&self, _question: &str) -> Result<bool> {
+        Ok(true)
+    }
+    fn confirm_typed(&self, _warning: &str, _question: &str, _accepted: &[&str]) -> Result<bool> {
+        Ok(false)
+    }
+    fn progress(&self) -> Box<dyn Progress> {
+        Box::new(Silent)
+    }
+    fn event(&self, _e: Event<'_>) {}
+}

@@ -1,0 +1,9 @@
+//! Whole commands over the LVM fake ([`crate::lvm::fake::FakeLvm`]) and an
+//! in-process agent: the real agent library serving an archive in a
+//! temporary directory on a socketpair, in a thread.
+
+mod delete;
+mod diff;
+mod harness;
+mod monitor;
+mod send;
