@@ -5,11 +5,9 @@
 //! `kill -9` would; the last tests send a real SIGKILL to sparsebak or to
 //! the agent at random moments.
 
-mod common;
-mod prune_support;
 
-use common::*;
-use prune_support::*;
+use crate::common::*;
+use crate::prune_support::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -3,11 +3,9 @@
 //! bytes it was sent from, verify passes, and the chain continues with a
 //! new send (docs/FORMAT.md §15).
 
-mod common;
-mod recover_support;
 
-use common::*;
-use recover_support::*;
+use crate::common::*;
+use crate::recover_support::*;
 
 #[test]
 fn a_lost_meta_dir_is_recovered_and_every_session_restores() {

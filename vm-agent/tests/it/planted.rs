@@ -2,12 +2,11 @@
 //! disk. The agent must not write through them to anything outside the
 //! archive, nor let them move the archive off the mounted file system.
 
-mod support;
 
 use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};
 use std::fs;
 use std::os::unix::fs::symlink;
-use support::*;
+use crate::support::*;
 
 #[test]
 fn symlinked_volume_dir_is_not_written_through() {

@@ -5,11 +5,9 @@
 //! with -u), removes the archive and every local trace but a copy of the
 //! configuration, and leaves room for a new arch-init.
 
-mod common;
-mod prune_support;
 
-use common::*;
-use prune_support::*;
+use crate::common::*;
+use crate::prune_support::*;
 
 /// Two volumes with two sessions each.
 fn two_volumes() -> Hist {

@@ -448,18 +448,32 @@ impl Drop for Mount {
 /// A loop device over a file, detached when dropped.
 pub struct Loop(pub PathBuf);
 
+/// Serialises `losetup` within this test process: the suites used to run
+/// in separate processes one after the other, and parallel `losetup -f`
+/// calls may race for the same free device.
+static LOSETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn losetup(args: &[&str]) -> std::process::Output {
+    let _one_at_a_time = LOSETUP.lock().unwrap_or_else(|e| e.into_inner());
+    sh("losetup", args)
+}
+
 impl Loop {
     pub fn new(backing: &Path) -> Loop {
-        Loop(PathBuf::from(sh_ok(
-            "losetup",
-            &["-f", "--show", &backing.to_string_lossy()],
-        )))
+        let args = ["-f", "--show", &backing.to_string_lossy()];
+        let o = losetup(&args);
+        assert!(
+            o.status.success(),
+            "losetup {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Loop(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
     }
 }
 
 impl Drop for Loop {
     fn drop(&mut self) {
-        let _ = sh("losetup", &["-d", &self.0.to_string_lossy()]);
+        let _ = losetup(&["-d", &self.0.to_string_lossy()]);
     }
 }
 

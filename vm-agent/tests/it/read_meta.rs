@@ -2,7 +2,6 @@
 //! and `manifest` in pieces, with the same path rules as `ReadFiles`: only
 //! layout names, no symlink at any component, regular files only.
 
-mod support;
 
 use sparsebak_common::proto::{
     read_frame, ErrorKind, Request, Response, FEATURE_READ_META, MAX_FRAME, META_PIECE,
@@ -10,7 +9,7 @@ use sparsebak_common::proto::{
 };
 use std::fs;
 use std::os::unix::fs::symlink;
-use support::*;
+use crate::support::*;
 
 /// One `ReadMeta` call: `Ok((size, bytes))` or the error reply.
 fn read_meta(

@@ -3,11 +3,9 @@
 //! session, the other volume is still recovered, the exit code is 1, and
 //! nothing outside the new meta dir is written.
 
-mod common;
-mod recover_support;
 
-use common::*;
-use recover_support::*;
+use crate::common::*;
+use crate::recover_support::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 

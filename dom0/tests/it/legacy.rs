@@ -4,11 +4,9 @@
 //! with the image it was sent from, into files and onto a loop device; other
 //! commands refused. Damage and hostile input: legacy_hostile.rs.
 
-mod common;
-mod legacy_support;
 
-use common::*;
-use legacy_support::*;
+use crate::common::*;
+use crate::legacy_support::*;
 use std::fs;
 
 const WORK: &str = "vm-work-private";

@@ -2,7 +2,6 @@
 //! byte, the archive lock, rollback and orphan handling, and a peer that
 //! sends garbage instead of protocol.
 
-mod support;
 
 use sparsebak_common::proto::{
     write_frame, ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, MAX_FRAME, MAX_MESSAGE,
@@ -10,7 +9,7 @@ use sparsebak_common::proto::{
 };
 use std::fs;
 use std::io::Write;
-use support::*;
+use crate::support::*;
 
 fn sessions(ag: &mut Agent) -> Response {
     ag.call(&Request::ListSessions { vol: VOL.into() })

@@ -2,9 +2,8 @@
 //! arch-init (and its variants), add, list, send, receive, verify, delete,
 //! version, with options before and after the command.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn version_prints_the_package_version() {

@@ -3,10 +3,8 @@
 //! and never reaches outside the archive. Also DeleteArchive and the
 //! volume-name checks of DeleteVolume.
 
-mod prune_support;
-mod support;
 
-use prune_support::*;
+use crate::prune_support::*;
 use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};
 use std::collections::BTreeMap;
 use std::fs;

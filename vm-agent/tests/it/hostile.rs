@@ -3,10 +3,9 @@
 //! session's `-tmp` dir is removed; nothing is written anywhere else; and the
 //! archive still takes a valid session afterwards.
 
-mod support;
 
 use sparsebak_common::proto::{ErrorKind, Request, Response};
-use support::*;
+use crate::support::*;
 use tar::EntryType;
 
 /// Path from a session's `-tmp` dir to the fixture root:

@@ -2,9 +2,8 @@
 //! full", records nothing, loses nothing, and a later send succeeds once
 //! there is room.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 /// An archive on a tmpfs of `size` mounted in the env's temp dir.
 fn on_tmpfs(e: &Env, size: &str) -> Mount {

@@ -3,9 +3,8 @@
 //! sends, and each session restores to exactly the bytes it was sent from,
 //! into a new file and onto a real block device (a loop device).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 /// One step of the history: change the image, send, remember its sha256.
 struct Step {

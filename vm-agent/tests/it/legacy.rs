@@ -2,7 +2,6 @@
 //! read-only (nothing created, not even a lock), only 0.2 chunk paths, never
 //! through a symlink, only regular files.
 
-mod support;
 
 use sparsebak_common::proto::{
     ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED,
@@ -10,7 +9,7 @@ use sparsebak_common::proto::{
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
-use support::*;
+use crate::support::*;
 
 const LVOL: &str = "vm-old-private";
 const LS: &str = "S_20190601-120000";

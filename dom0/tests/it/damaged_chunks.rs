@@ -3,9 +3,8 @@
 //! naming the chunk and leaves no output behind. Repairing the file makes
 //! the archive whole again.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::path::PathBuf;
 
 /// A volume with two sessions; returns the env and the second session's name.

@@ -3,11 +3,9 @@
 //! against the image it was sent from), whatever the selection; the newest
 //! session is never pruned; keep rules; confirmation.
 
-mod common;
-mod prune_support;
 
-use common::*;
-use prune_support::*;
+use crate::common::*;
+use crate::prune_support::*;
 
 fn prune(h: &Hist, args: &[&str]) -> Out {
     let mut a = vec!["prune", VOL];

@@ -4,13 +4,10 @@
 //! image it was sent from) after each prune and after a crash at every
 //! step; planted symlinks are not moved.
 
-mod common;
-mod prune_support;
-mod tarfile_support;
 
-use common::*;
-use prune_support::*;
-use tarfile_support::*;
+use crate::common::*;
+use crate::prune_support::*;
+use crate::tarfile_support::*;
 
 #[test]
 fn prune_tar_sessions_into_a_folder_target() {

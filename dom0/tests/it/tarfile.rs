@@ -4,14 +4,11 @@
 //! reported by chunk and session, a full disk and a low open-file limit are
 //! handled. Prune with tar sessions: `tarfile_prune.rs`.
 
-mod common;
-mod prune_support;
-mod tarfile_support;
 
-use common::*;
-use prune_support::*;
+use crate::common::*;
+use crate::prune_support::*;
 use std::path::Path;
-use tarfile_support::*;
+use crate::tarfile_support::*;
 
 #[test]
 fn tar_and_folder_sessions_each_restore_exactly() {

@@ -6,9 +6,8 @@
 //! is sent. Every session of every volume is received and compared (sha256)
 //! with the image it was sent from.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -4,11 +4,9 @@
 //! fails naming it and writes nothing), and hostile local metadata or
 //! configuration (a clear error naming the file, nothing changed anywhere).
 
-mod common;
-mod legacy_support;
 
-use common::*;
-use legacy_support::*;
+use crate::common::*;
+use crate::legacy_support::*;
 use std::fs;
 use std::path::Path;
 
