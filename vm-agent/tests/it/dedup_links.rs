@@ -4,13 +4,12 @@
 //! sha256 is the expected one. Everything else fails the session, and
 //! nothing outside the archive is touched.
 
-
+use crate::support::{self, *};
 use sha2::{Digest, Sha256};
 use sparsebak_common::proto::{ErrorKind, FrameWriter, Request, Response};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use crate::support::{self, *};
 
 fn sha(d: &[u8]) -> [u8; 32] {
     Sha256::digest(d).into()

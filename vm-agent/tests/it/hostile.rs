@@ -3,9 +3,8 @@
 //! session's `-tmp` dir is removed; nothing is written anywhere else; and the
 //! archive still takes a valid session afterwards.
 
-
-use sparsebak_common::proto::{ErrorKind, Request, Response};
 use crate::support::*;
+use sparsebak_common::proto::{ErrorKind, Request, Response};
 use tar::EntryType;
 
 /// Path from a session's `-tmp` dir to the fixture root:

@@ -2,14 +2,13 @@
 //! session names, `ReadFiles` paths outside the layout or leading to things
 //! that are not regular files, and `Open` paths that are not where they say.
 
-
+use crate::support::*;
 use sparsebak_common::proto::{
     ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME,
 };
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
-use crate::support::*;
 
 const BAD_VOLS: &[&str] = &["..", ".", "a/b", "S_../x", "", "../vol1", "vol1/..", "-rf"];
 const BAD_SESSIONS: &[&str] = &[

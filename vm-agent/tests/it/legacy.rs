@@ -2,14 +2,13 @@
 //! read-only (nothing created, not even a lock), only 0.2 chunk paths, never
 //! through a symlink, only regular files.
 
-
+use crate::support::*;
 use sparsebak_common::proto::{
     ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED,
 };
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
-use crate::support::*;
 
 const LVOL: &str = "vm-old-private";
 const LS: &str = "S_20190601-120000";

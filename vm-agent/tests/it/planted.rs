@@ -2,11 +2,10 @@
 //! disk. The agent must not write through them to anything outside the
 //! archive, nor let them move the archive off the mounted file system.
 
-
+use crate::support::*;
 use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};
 use std::fs;
 use std::os::unix::fs::symlink;
-use crate::support::*;
 
 #[test]
 fn symlinked_volume_dir_is_not_written_through() {

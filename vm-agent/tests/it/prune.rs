@@ -3,7 +3,6 @@
 //! and never reaches outside the archive. Also DeleteArchive and the
 //! volume-name checks of DeleteVolume.
 
-
 use crate::prune_support::*;
 use sparsebak_common::proto::{ErrorKind, Request, Response, FILE_DATA};
 use std::collections::BTreeMap;

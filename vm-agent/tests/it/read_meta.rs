@@ -2,14 +2,13 @@
 //! and `manifest` in pieces, with the same path rules as `ReadFiles`: only
 //! layout names, no symlink at any component, regular files only.
 
-
+use crate::support::*;
 use sparsebak_common::proto::{
     read_frame, ErrorKind, Request, Response, FEATURE_READ_META, MAX_FRAME, META_PIECE,
     PROTOCOL_VERSION,
 };
 use std::fs;
 use std::os::unix::fs::symlink;
-use crate::support::*;
 
 /// One `ReadMeta` call: `Ok((size, bytes))` or the error reply.
 fn read_meta(

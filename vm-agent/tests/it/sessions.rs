@@ -2,14 +2,13 @@
 //! byte, the archive lock, rollback and orphan handling, and a peer that
 //! sends garbage instead of protocol.
 
-
+use crate::support::*;
 use sparsebak_common::proto::{
     write_frame, ErrorKind, Request, Response, FILE_DATA, FILE_MISSING, MAX_FRAME, MAX_MESSAGE,
     PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::Write;
-use crate::support::*;
 
 fn sessions(ag: &mut Agent) -> Response {
     ag.call(&Request::ListSessions { vol: VOL.into() })

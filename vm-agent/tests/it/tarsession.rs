@@ -5,12 +5,11 @@
 //! that the agent could not have written (offsets past the end, overlaps,
 //! unsorted entries, a header that does not match, a symlink).
 
-
+use crate::support::*;
 use sparsebak_common::proto::{ErrorKind, Response, FILE_DATA, FILE_MISSING, FILE_REFUSED};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
-use crate::support::*;
 
 fn put_tar(
     ag: &mut Agent,

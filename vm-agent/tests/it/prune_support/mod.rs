@@ -1,6 +1,7 @@
 //! Fixtures for the agent's prune tests: the real `sparsebak-agent` binary
 //! (so a test hook's `abort()` kills only the agent), spoken to over its
-//! stdin/stdout, against an archive in a temp dir with a canary outside it.
+//! stdin/stdout through the shared [`Peer`], against an archive in a
+//! [`Sandbox`] (a temp dir with a canary outside the archive).
 #![allow(dead_code)]
 
 use sparsebak_common::header::{ArchiveHeader, Compression};
@@ -8,11 +9,12 @@ use sparsebak_common::names::chunk_rel_path;
 use sparsebak_common::plan::{end_line, Move, PlanHead};
 use sparsebak_common::proto::{
     read_frame, recv_msg, send_msg, write_frame, FrameWriter, Request, Response, MAX_FRAME,
-    PROTOCOL_VERSION,
 };
 use sparsebak_common::units::{ByteOffset, ChunkSize};
+use sparsebak_testing::peer::Peer;
+use sparsebak_testing::sandbox::Sandbox;
+use sparsebak_testing::tree::{self, Kind};
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -25,12 +27,11 @@ pub const S3: &str = "S_20260103-000000";
 pub const S4: &str = "S_20260104-000000";
 pub const K: u64 = 65536;
 
-pub use super::support::mount_point_of;
+pub use sparsebak_testing::mounts::mount_point_of;
 
 pub struct Agent {
     child: Child,
-    w: Option<ChildStdin>,
-    r: BufReader<ChildStdout>,
+    peer: Peer<BufReader<ChildStdout>, ChildStdin>,
 }
 
 impl Agent {
@@ -44,26 +45,25 @@ impl Agent {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start the agent");
-        let w = child.stdin.take();
+        let w = child.stdin.take().unwrap();
         let r = BufReader::new(child.stdout.take().unwrap());
-        let mut a = Agent { child, w, r };
-        let hello = a.call(&Request::Hello {
-            protocol: PROTOCOL_VERSION,
-        });
+        let mut a = Agent {
+            child,
+            peer: Peer::new(r, w),
+        };
+        let hello = a.peer.hello();
         assert!(matches!(hello, Response::Hello { .. }), "{hello:?}");
-        let opened = a.call(&Request::Open {
-            dest_path: dest.to_str().unwrap().into(),
-            mountpoint: mount_point_of(dest).to_str().unwrap().into(),
-            write,
-        });
+        let mp = mount_point_of(dest);
+        let opened = a
+            .peer
+            .open(dest.to_str().unwrap(), mp.to_str().unwrap(), write);
         assert!(matches!(opened, Response::Opened { .. }), "{opened:?}");
         a
     }
 
     /// Send a request; `None` if the agent died before answering.
     pub fn try_call(&mut self, req: &Request) -> Option<Response> {
-        send_msg(self.w.as_mut().unwrap(), req).ok()?;
-        recv_msg(&mut self.r).ok().flatten()
+        self.peer.try_call(req)
     }
 
     pub fn call(&mut self, req: &Request) -> Response {
@@ -78,7 +78,7 @@ impl Agent {
     /// Store and commit a session of chunk files `(addr, bytes)`.
     pub fn put_session(&mut self, s: &str, prev: Option<&str>, chunks: &[(u64, Vec<u8>)]) {
         send_msg(
-            self.w.as_mut().unwrap(),
+            self.peer.writer(),
             &Request::PutSession {
                 vol: VOL.into(),
                 session: s.into(),
@@ -88,7 +88,7 @@ impl Agent {
             },
         )
         .unwrap();
-        let mut tar = tar::Builder::new(FrameWriter::new(self.w.take().unwrap()));
+        let mut tar = tar::Builder::new(FrameWriter::new(self.peer.writer()));
         let mut add = |name: &str, data: &[u8]| {
             let mut h = tar::Header::new_ustar();
             h.set_path(name).unwrap();
@@ -104,8 +104,8 @@ impl Agent {
         add("manifest", format!("manifest of {s}\n").as_bytes());
         add("info.json", format!("{{\"name\":\"{s}\"}}").as_bytes());
         let fw = tar.into_inner().unwrap();
-        self.w = Some(fw.finish().unwrap());
-        let r: Response = recv_msg(&mut self.r).unwrap().unwrap();
+        fw.finish().unwrap();
+        let r: Response = recv_msg(&mut self.peer.r).unwrap().unwrap();
         assert!(matches!(r, Response::Stored { .. }), "{r:?}");
         self.ok(&Request::Commit {
             vol: VOL.into(),
@@ -141,31 +141,31 @@ impl Agent {
     /// Ask for one file; the reply frame (status byte first), or the
     /// agent's error response if it refused the whole request.
     pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, Response> {
-        let w = self.w.as_mut().unwrap();
+        let w = self.peer.writer();
         send_msg(w, &Request::ReadFiles { vol: VOL.into() }).unwrap();
         // An agent that refuses the request answers and exits at once, so
         // the path frames may meet a closed pipe.
         let _ = write_frame(w, path.as_bytes())
             .and_then(|_| write_frame(w, &[]))
             .and_then(|_| w.flush());
-        let frame = read_frame(&mut self.r, MAX_FRAME).unwrap().unwrap();
+        let frame = read_frame(&mut self.peer.r, MAX_FRAME).unwrap().unwrap();
         if let Ok(r @ Response::Error { .. }) = serde_json::from_slice::<Response>(&frame) {
             return Err(r);
         }
-        let end: Response = recv_msg(&mut self.r).unwrap().unwrap();
+        let end: Response = recv_msg(&mut self.peer.r).unwrap().unwrap();
         assert_eq!(end, Response::Ok);
         Ok(frame)
     }
 
     /// Wait for the agent to exit (after a test hook aborted it).
     pub fn wait_dead(mut self) -> std::process::ExitStatus {
-        drop(self.w.take());
+        self.peer.close();
         self.child.wait().unwrap()
     }
 
     pub fn bye(mut self) {
         self.ok(&Request::Bye);
-        drop(self.w.take());
+        self.peer.close();
         assert!(self.child.wait().unwrap().success());
     }
 }
@@ -177,10 +177,17 @@ impl Drop for Agent {
     }
 }
 
+/// A [`Sandbox`] holding the archive; its `root`, `dest` and `outside` are
+/// reached through `Deref`.
 pub struct Fixture {
-    pub root: tempfile::TempDir,
-    pub dest: PathBuf,
-    pub outside: PathBuf,
+    pub sandbox: Sandbox,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 /// Chunk bytes that say where they came from.
@@ -192,16 +199,8 @@ impl Fixture {
     /// An archive holding S1..S4 of VOL:
     /// S1 {0,1,2,3}, S2 {1,2,4}, S3 {2,5}, S4 {0}.
     pub fn new() -> Fixture {
-        let root = tempfile::tempdir().unwrap();
-        let dest = root.path().join("dest");
-        let outside = root.path().join("outside");
-        fs::create_dir(&dest).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("canary"), b"do not touch\n").unwrap();
         let fx = Fixture {
-            root,
-            dest,
-            outside,
+            sandbox: Sandbox::new(),
         };
         let mut a = fx.agent(true, &[]);
         let h = ArchiveHeader::new(
@@ -246,31 +245,21 @@ impl Fixture {
 
     /// Everything under the temp root except the lock file: path → what it is.
     pub fn tree(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        walk(self.root.path(), self.root.path(), &mut out);
-        out
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        let m = fs::symlink_metadata(&p).unwrap();
-        if rel.ends_with("/.lock") {
-            continue;
-        }
-        if m.is_symlink() {
-            out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()));
-        } else if m.is_dir() {
-            out.insert(rel, "dir".into());
-            walk(root, &p, out);
-        } else {
-            out.insert(
-                rel,
-                String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned(),
-            );
-        }
+        let root = self.root.path();
+        // The archive's `.lock`, never a top-level name of the sandbox.
+        let lock =
+            |p: &Path| p.parent() != Some(root) && p.file_name().is_some_and(|n| n == ".lock");
+        tree::walk(root, lock)
+            .into_iter()
+            .map(|e| {
+                let what = match &e.kind {
+                    Kind::Symlink(target) => format!("-> {}", target.display()),
+                    Kind::Dir => "dir".into(),
+                    _ => String::from_utf8_lossy(&e.read()).into_owned(),
+                };
+                (e.rel.to_string_lossy().into_owned(), what)
+            })
+            .collect()
     }
 }
 

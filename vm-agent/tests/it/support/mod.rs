@@ -1,25 +1,28 @@
 //! Fixtures shared by the agent's integration tests.
 //!
-//! * [`Fixture`]: a temp dir holding `dest/` (the archive's destination path)
-//!   and `outside/` (files the agent must never touch), with an initialised
+//! * [`Fixture`]: a [`Sandbox`] (`dest/`, the archive's destination path, and
+//!   `outside/`, files the agent must never touch) with an initialised
 //!   archive, and a [`Tree`] snapshot to prove nothing changed outside it.
 //! * [`Agent`]: `sparsebak_agent::serve` running on a thread, spoken to over a
-//!   Unix socket pair exactly as dom0 speaks to it over a pipe.
+//!   Unix socket pair exactly as dom0 speaks to it over a pipe (through the
+//!   shared [`Peer`]).
 //! * [`Tar`]: raw tar streams, byte by byte, so hostile headers (`..`, links,
 //!   devices, long names) can be built where `tar::Header::set_path` refuses.
 #![allow(dead_code)]
 
 use sparsebak_common::header::{ArchiveHeader, Compression};
 use sparsebak_common::proto::{
-    read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
-    MAX_FRAME, PROTOCOL_VERSION,
+    read_frame, write_frame, ErrorKind, FrameWriter, Request, Response, MAX_FRAME, PROTOCOL_VERSION,
 };
 use sparsebak_common::units::ChunkSize;
+pub use sparsebak_testing::mounts::{is_mount_point, mount_point_of};
+use sparsebak_testing::peer::Peer;
+pub use sparsebak_testing::sandbox::Sandbox;
+use sparsebak_testing::tree::{self, Kind};
 use std::collections::BTreeMap;
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -49,54 +52,27 @@ pub fn header_json() -> String {
     serde_json::to_string(&h).unwrap()
 }
 
-/// The mount point holding `p`, as the agent's mountpoint check sees it: the
-/// longest mount point in /proc/self/mountinfo that is a prefix of `p`.
-pub fn mount_point_of(p: &Path) -> PathBuf {
-    let real = p.canonicalize().unwrap();
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .filter(|m| real.starts_with(m))
-        .max_by_key(|m| m.as_os_str().len())
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// Is `p` listed as a mount point in /proc/self/mountinfo?
-pub fn is_mount_point(p: &Path) -> bool {
-    let want = p.as_os_str().as_bytes();
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|i| {
-            i.lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .any(|m| m.as_bytes() == want)
-        })
-        .unwrap_or(false)
-}
-
+/// A [`Sandbox`] (its `root`, `dest` and `outside` are reached through
+/// `Deref`) and the mount point the agent is told it is on.
 pub struct Fixture {
-    pub root: tempfile::TempDir,
-    /// The archive's destination path (`Open.dest_path`).
-    pub dest: PathBuf,
-    /// A sibling of `dest` the agent must never write to.
-    pub outside: PathBuf,
+    pub sandbox: Sandbox,
     pub mountpoint: PathBuf,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 impl Fixture {
     /// A temp dir with `dest/` and `outside/canary`, no archive yet.
     pub fn uninit() -> Fixture {
-        let root = tempfile::tempdir().unwrap();
-        let dest = root.path().join("dest");
-        let outside = root.path().join("outside");
-        fs::create_dir(&dest).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("canary"), b"do not touch\n").unwrap();
-        let mountpoint = mount_point_of(root.path());
+        let sandbox = Sandbox::new();
+        let mountpoint = mount_point_of(sandbox.root.path());
         Fixture {
-            root,
-            dest,
-            outside,
+            sandbox,
             mountpoint,
         }
     }
@@ -262,44 +238,43 @@ pub struct Tree(pub BTreeMap<PathBuf, String>);
 
 impl Tree {
     pub fn of(root: &Path) -> Tree {
-        let mut t = BTreeMap::new();
-        walk(root, root, &mut t);
+        let t = tree::walk(root, |_| false)
+            .into_iter()
+            .map(|e| {
+                let desc = match &e.kind {
+                    Kind::Symlink(target) => format!("symlink -> {}", target.display()),
+                    Kind::Dir => "dir".to_string(),
+                    Kind::File => describe_file(&e.path),
+                    Kind::Other(t) => format!("special {t:?}"),
+                };
+                (e.rel, desc)
+            })
+            .collect();
         Tree(t)
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let rel = p.strip_prefix(root).unwrap().to_path_buf();
-        let m = fs::symlink_metadata(&p).unwrap();
-        let desc = if m.file_type().is_symlink() {
-            format!("symlink -> {}", fs::read_link(&p).unwrap().display())
-        } else if m.is_dir() {
-            walk(root, &p, out);
-            "dir".to_string()
-        } else if m.is_file() {
-            let mut h = DefaultHasher::new();
-            let mut f = fs::File::open(&p).unwrap();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                h.write(&buf[..n]);
-            }
-            format!("file {} bytes, hash {:x}", m.len(), h.finish())
-        } else {
-            format!("special {:?}", m.file_type())
-        };
-        out.insert(rel, desc);
+/// Size and a fast (non-cryptographic) hash of a file's bytes.
+fn describe_file(p: &Path) -> String {
+    let mut h = DefaultHasher::new();
+    let mut f = fs::File::open(p).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.write(&buf[..n]);
     }
+    format!("file {len} bytes, hash {:x}", h.finish())
 }
 
-/// An in-process agent on the far end of a socket pair.
+/// An in-process agent on the far end of a socket pair. Both halves of the
+/// [`Peer`] are the same socket (two handles).
 pub struct Agent {
-    sock: UnixStream,
+    peer: Peer<UnixStream, UnixStream>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
@@ -307,9 +282,7 @@ impl Agent {
     /// Start the agent and exchange `Hello`.
     pub fn start() -> Agent {
         let mut ag = Agent::start_silent();
-        let hello = ag.call(&Request::Hello {
-            protocol: PROTOCOL_VERSION,
-        });
+        let hello = ag.peer.hello();
         assert!(matches!(hello, Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION));
         ag
     }
@@ -324,23 +297,23 @@ impl Agent {
             sparsebak_agent::serve(r, theirs)
         });
         Agent {
-            sock: ours,
+            peer: Peer::new(ours.try_clone().unwrap(), ours),
             thread: Some(thread),
         }
     }
 
     /// The raw socket, for tests that speak bytes rather than messages.
     pub fn sock(&mut self) -> &mut UnixStream {
-        &mut self.sock
+        self.peer.writer()
     }
 
     pub fn send(&mut self, req: &Request) {
-        send_msg(&mut self.sock, req).unwrap();
+        self.peer.send(req).unwrap();
     }
 
     /// The next response; `None` if the agent closed the pipe.
     pub fn recv(&mut self) -> Option<Response> {
-        recv_msg(&mut self.sock).expect("reading a response from the agent")
+        self.peer.recv().expect("reading a response from the agent")
     }
 
     pub fn call(&mut self, req: &Request) -> Response {
@@ -350,11 +323,7 @@ impl Agent {
     }
 
     pub fn open(&mut self, dest: &str, mountpoint: &str, write: bool) -> Response {
-        self.call(&Request::Open {
-            dest_path: dest.into(),
-            mountpoint: mountpoint.into(),
-            write,
-        })
+        self.peer.open(dest, mountpoint, write)
     }
 
     /// `PutSession` followed by `data` as a framed data stream, written on
@@ -399,7 +368,7 @@ impl Agent {
             volume_uuid: volume_uuid.map(String::from),
             format: format.map(String::from),
         });
-        let w = self.sock.try_clone().unwrap();
+        let w = self.sock().try_clone().unwrap();
         let writer = std::thread::spawn(move || {
             let mut fw = FrameWriter::new(w);
             fw.write_all(&data).and_then(|_| fw.finish().map(drop))
@@ -423,15 +392,16 @@ impl Agent {
         // The agent may refuse the frame after reading only its length and
         // close the socket, so the rest of this write can meet a broken
         // pipe; its answer is still there to read.
-        let _ = write_frame(&mut self.sock, path).and_then(|_| self.sock.flush());
-        read_frame(&mut self.sock, MAX_FRAME)
+        let w = self.peer.writer();
+        let _ = write_frame(w, path).and_then(|_| w.flush());
+        read_frame(&mut self.peer.r, MAX_FRAME)
             .unwrap()
             .expect("the agent closed the pipe instead of replying")
     }
 
     /// Close a `ReadFiles` stream; the response that ends it.
     pub fn end_read(&mut self) -> Response {
-        write_frame(&mut self.sock, &[]).unwrap();
+        write_frame(self.peer.writer(), &[]).unwrap();
         self.recv().expect("no response after the ReadFiles stream")
     }
 
@@ -443,7 +413,7 @@ impl Agent {
 
     /// Close our end and wait (bounded) for the agent's result.
     pub fn finish(mut self) -> Result<(), String> {
-        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        let _ = self.sock().shutdown(std::net::Shutdown::Both);
         let t = self.thread.take().unwrap();
         let start = Instant::now();
         while !t.is_finished() {
