@@ -1,7 +1,6 @@
 //! Bad input: each mistake gets a non-zero exit and a message naming the
 //! volume, path or session at fault, and the archive still verifies after.
 
-
 use crate::common::*;
 
 /// An archive with one volume `vol` holding two sessions.

@@ -2,7 +2,6 @@
 //! arch-init (and its variants), add, list, send, receive, verify, delete,
 //! version, with options before and after the command.
 
-
 use crate::common::*;
 
 #[test]

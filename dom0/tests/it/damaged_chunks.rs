@@ -3,7 +3,6 @@
 //! naming the chunk and leaves no output behind. Repairing the file makes
 //! the archive whole again.
 
-
 use crate::common::*;
 use std::path::PathBuf;
 

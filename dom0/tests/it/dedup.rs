@@ -6,7 +6,6 @@
 //! is sent. Every session of every volume is received and compared (sha256)
 //! with the image it was sent from.
 
-
 use crate::common::*;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;

@@ -5,7 +5,6 @@
 //! with -u), removes the archive and every local trace but a copy of the
 //! configuration, and leaves room for a new arch-init.
 
-
 use crate::common::*;
 use crate::prune_support::*;
 

@@ -2,7 +2,6 @@
 //! full", records nothing, loses nothing, and a later send succeeds once
 //! there is room.
 
-
 use crate::common::*;
 
 /// An archive on a tmpfs of `size` mounted in the env's temp dir.

@@ -4,7 +4,6 @@
 //! with the image it was sent from, into files and onto a loop device; other
 //! commands refused. Damage and hostile input: legacy_hostile.rs.
 
-
 use crate::common::*;
 use crate::legacy_support::*;
 use std::fs;

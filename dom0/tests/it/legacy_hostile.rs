@@ -4,7 +4,6 @@
 //! fails naming it and writes nothing), and hostile local metadata or
 //! configuration (a clear error naming the file, nothing changed anywhere).
 
-
 use crate::common::*;
 use crate::legacy_support::*;
 use std::fs;

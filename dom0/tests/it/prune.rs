@@ -3,7 +3,6 @@
 //! against the image it was sent from), whatever the selection; the newest
 //! session is never pruned; keep rules; confirmation.
 
-
 use crate::common::*;
 use crate::prune_support::*;
 

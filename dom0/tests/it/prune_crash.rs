@@ -5,7 +5,6 @@
 //! `kill -9` would; the last tests send a real SIGKILL to sparsebak or to
 //! the agent at random moments.
 
-
 use crate::common::*;
 use crate::prune_support::*;
 use std::process::{Command, Stdio};

@@ -3,7 +3,6 @@
 //! bytes it was sent from, verify passes, and the chain continues with a
 //! new send (docs/FORMAT.md §15).
 
-
 use crate::common::*;
 use crate::recover_support::*;
 

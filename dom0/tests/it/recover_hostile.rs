@@ -3,7 +3,6 @@
 //! session, the other volume is still recovered, the exit code is 1, and
 //! nothing outside the new meta dir is written.
 
-
 use crate::common::*;
 use crate::recover_support::*;
 use std::fs;

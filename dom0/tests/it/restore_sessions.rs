@@ -3,7 +3,6 @@
 //! sends, and each session restores to exactly the bytes it was sent from,
 //! into a new file and onto a real block device (a loop device).
 
-
 use crate::common::*;
 
 /// One step of the history: change the image, send, remember its sha256.

@@ -4,11 +4,10 @@
 //! reported by chunk and session, a full disk and a low open-file limit are
 //! handled. Prune with tar sessions: `tarfile_prune.rs`.
 
-
 use crate::common::*;
 use crate::prune_support::*;
-use std::path::Path;
 use crate::tarfile_support::*;
+use std::path::Path;
 
 #[test]
 fn tar_and_folder_sessions_each_restore_exactly() {

@@ -4,7 +4,6 @@
 //! image it was sent from) after each prune and after a crash at every
 //! step; planted symlinks are not moved.
 
-
 use crate::common::*;
 use crate::prune_support::*;
 use crate::tarfile_support::*;

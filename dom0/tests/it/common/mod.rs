@@ -137,7 +137,7 @@ impl Env {
 
     /// `--dest=internal:MP` and `--subdir=REL` for a directory on this machine.
     pub fn dest_args(dir: &Path) -> [String; 2] {
-        let mp = mountpoint_of(dir);
+        let mp = mount_point_of(dir);
         let rel = dir
             .strip_prefix(&mp)
             .expect("dir under its mountpoint")
@@ -229,10 +229,8 @@ impl Env {
     }
 }
 
-/// The mount point holding `dir` (as `stat -c %m` reports it).
-pub fn mountpoint_of(dir: &Path) -> PathBuf {
-    PathBuf::from(sh_ok("stat", &["-c", "%m", &dir.to_string_lossy()]))
-}
+/// The mount point holding a path, as the agent's mount-point check sees it.
+pub use sparsebak_testing::mounts::mount_point_of;
 
 /// The address of a chunk file from its name `x<16hex>`.
 pub fn chunk_addr(p: &Path) -> u64 {

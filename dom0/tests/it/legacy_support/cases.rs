@@ -3,6 +3,7 @@
 
 use super::super::common::*;
 use super::*;
+use sparsebak_testing::tree::{self, Kind};
 use std::fs;
 use std::path::Path;
 
@@ -37,23 +38,18 @@ pub fn receive_fails(env: &Env, vol: &str, needles: &[&str]) {
 
 /// Every file under `root` with its size and content hash.
 pub fn tree(root: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if rel == "lock" {
-                continue; // our own single-instance lock in the meta dir
-            }
-            if p.is_dir() {
-                stack.push(p);
-                out.push((rel, "dir".into()));
-            } else {
-                out.push((rel, sha256_hex(&fs::read(&p).unwrap())));
-            }
-        }
-    }
+    // our own single-instance lock in the meta dir
+    let lock = root.join("lock");
+    let mut out: Vec<(String, String)> = tree::walk(root, |p| p == lock)
+        .into_iter()
+        .map(|e| {
+            let what = match e.kind {
+                Kind::Dir => "dir".into(),
+                _ => sha256_hex(&e.read()),
+            };
+            (e.rel.display().to_string(), what)
+        })
+        .collect();
     out.sort();
     out
 }

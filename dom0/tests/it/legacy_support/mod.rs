@@ -82,7 +82,7 @@ impl Legacy {
     /// A 0.2 archive with metadata in `<meta>/default` and chunks under
     /// `<dest>/sparsebak/default`, reached as `internal:` + the mountpoint of `dest`.
     pub fn new(meta: &Path, dest: &Path, chunk: u64, old_style: bool) -> Legacy {
-        let mp = super::common::mountpoint_of(dest);
+        let mp = super::common::mount_point_of(dest);
         let rel = dest
             .strip_prefix(&mp)
             .unwrap()

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use super::common::*;
+use sparsebak_testing::tree::{self, Kind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,27 +116,18 @@ impl Hist {
     /// The whole archive and local metadata: path → bytes (the lock files
     /// aside), to prove a refused command changed nothing.
     pub fn state(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        for root in [&self.e.meta, &self.e.dest] {
-            walk(root, &mut out);
-        }
-        out
-    }
-}
-
-fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        let n = p.file_name().unwrap().to_string_lossy();
-        if n == "lock" || n == ".lock" {
-            continue;
-        }
-        if p.is_dir() {
-            out.insert(p.clone(), b"dir".to_vec());
-            walk(&p, out);
-        } else {
-            out.insert(p.clone(), std::fs::read(&p).unwrap());
-        }
+        [&self.e.meta, &self.e.dest]
+            .into_iter()
+            .flat_map(|root| tree::walk(root, tree::is_lock_file))
+            .map(|e| {
+                let v = match e.kind {
+                    Kind::Dir => b"dir".to_vec(),
+                    // A link's target's bytes: neither side makes links here.
+                    _ => e.read(),
+                };
+                (e.path, v)
+            })
+            .collect()
     }
 }
 

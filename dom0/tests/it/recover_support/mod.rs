@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use super::common::*;
+use sparsebak_testing::tree::{self, Kind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -129,35 +130,18 @@ impl World {
     }
 }
 
-/// Every file and dir under `root` (lock files aside): path → bytes or
-/// link target, to prove what a run did not touch.
+/// Every file and dir under `root` except `skip` and the lock files: path →
+/// bytes or link target, to prove what a run did not touch.
 pub fn tree(root: &Path, skip: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    walk(root, skip, &mut out);
-    out
-}
-
-fn walk(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        let n = p.file_name().unwrap().to_string_lossy();
-        if p == skip || n == "lock" || n == ".lock" {
-            continue;
-        }
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        if m.is_symlink() {
-            out.insert(
-                p.clone(),
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes(),
-            );
-        } else if m.is_dir() {
-            out.insert(p.clone(), b"dir".to_vec());
-            walk(&p, skip, out);
-        } else {
-            out.insert(p.clone(), std::fs::read(&p).unwrap());
-        }
-    }
+    tree::walk(root, |p| p == skip || tree::is_lock_file(p))
+        .into_iter()
+        .map(|e| {
+            let v = match &e.kind {
+                Kind::Symlink(target) => target.clone().into_os_string().into_encoded_bytes(),
+                Kind::Dir => b"dir".to_vec(),
+                _ => e.read(),
+            };
+            (e.path, v)
+        })
+        .collect()
 }
