@@ -131,6 +131,19 @@ impl Hist {
     }
 }
 
+/// Run until the archive is not locked by an agent that is still finishing
+/// the request of a killed sparsebak.
+pub fn run_when_unlocked(e: &Env, args: &[&str]) -> Out {
+    for _ in 0..150 {
+        let out = e.run(args);
+        if !out.stderr.contains("locked by another sparsebak") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("the archive stayed locked");
+}
+
 /// `sparsebak ARGS` with extra environment (test hooks).
 pub fn run_env(e: &Env, args: &[&str], env: &[(&str, &str)]) -> Out {
     run_sparsebak(args, &e.meta, env)
