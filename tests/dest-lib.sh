@@ -11,6 +11,8 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
+# shellcheck source=tests/json-lib.sh
+. "$REPO/tests/json-lib.sh"
 
 say() { printf '\n--- %s\n' "$*"; }
 fail() {
@@ -27,6 +29,7 @@ dest_install_tools() {
     command -v pv >/dev/null || need+=(pv)
     command -v flock >/dev/null || need+=(util-linux)
     command -v sha256sum >/dev/null || need+=(coreutils)
+    command -v jq >/dev/null || need+=(jq)
     [ "${#need[@]}" -eq 0 ] && return 0
     [ "$(id -u)" = 0 ] || fail "missing ${need[*]}; install them (needs root)"
     # Keep the package scripts from starting a system-wide sshd.
@@ -195,7 +198,7 @@ sha() { sha256sum <"$1" | cut -d' ' -f1; }
 
 # sessions NAME VOL: committed session timestamps, oldest first (local metadata).
 sessions() {
-    sb "$1" list "$2" --json | grep -o '"name": *"S_[0-9-]*"' | sed 's/.*"S_\([0-9-]*\)"/\1/'
+    sb "$1" list "$2" --json | json_sessions name | sed 's/^S_//'
 }
 
 # remote_sessions DIR VOL: committed session dirs in the archive itself.

@@ -7,7 +7,7 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v losetup >/dev/null || need+=(mount)
 command -v zstd >/dev/null || need+=(zstd)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
-# dom0/tests/dedup.rs: a real file system without hard links (exFAT over FUSE).
+# dom0/tests/it/dedup.rs: a real file system without hard links (exFAT over FUSE).
 command -v mkfs.exfat >/dev/null || need+=(exfatprogs)
 command -v mount.exfat-fuse >/dev/null || need+=(exfat-fuse)
 if [ "${#need[@]}" -gt 0 ]; then

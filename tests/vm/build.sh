@@ -3,7 +3,7 @@
 #
 # Everything the guest runs comes from Debian .debs fetched with `apt-get download`
 # (kernel, busybox-static, lvm2, dmsetup, thin-provisioning-tools, kmod, e2fsprogs,
-# util-linux, bash and the shared libraries they need). Nothing is installed on the
+# util-linux, bash, jq and the shared libraries they need). Nothing is installed on the
 # host except qemu-system-x86 (and xz-utils if missing).
 #
 # Output (in ${SPARSEBAK_VM_CACHE:-/var/cache/sparsebak-vm}/out):
@@ -33,7 +33,8 @@ esac
 FORMAT=1
 # Packages whose files go into the initramfs. Their shared-library dependencies (lib*)
 # are added automatically.
-USER_PKGS=(busybox-static lvm2 dmsetup thin-provisioning-tools kmod e2fsprogs util-linux bash libc6)
+# jq: tests/json-lib.sh parses `sparsebak list --json` with it.
+USER_PKGS=(busybox-static lvm2 dmsetup thin-provisioning-tools kmod e2fsprogs util-linux bash libc6 jq)
 # Kernel modules loaded at boot (their dependencies are added from modules.dep).
 MODULES=(virtio_pci virtio_blk dm-mod dm-thin-pool dm-snapshot dm-zero crc32c_generic
          9pnet_virtio 9p ext4 loop)
@@ -42,7 +43,7 @@ REQUIRED_CMDS=(sh bash busybox lvm pvcreate vgcreate vgremove lvcreate lvchange 
   dmsetup thin_delta thin_dump thin_ls thin_check thin_trim modprobe
   sha256sum md5sum dd blkdiscard fstrim blockdev mkfs.ext4 e2fsck mount umount sync timeout kill
   sleep head tail cmp tee awk sed grep cut tr od xxd hexdump truncate stat seq sort uniq wc
-  find xargs mktemp setsid losetup poweroff)
+  find xargs mktemp setsid losetup poweroff jq)
 
 T_START=$(date +%s.%N)
 log() { printf '[vm-build] %s\n' "$*" >&2; }

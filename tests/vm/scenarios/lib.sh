@@ -9,6 +9,10 @@
 # that was sent) in $SB_STATE/<meta id>/<vol>; `check_restores` receives every recorded
 # session into a new thin LV and compares.
 
+# json_sessions: parses `list --json` (copied beside this file by run-suite.sh).
+# shellcheck source=tests/json-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/json-lib.sh"
+
 SB_STATE=/tmp/sb-state
 mkdir -p "$SB_STATE"
 SB_T0=$(cut -d' ' -f1 /proc/uptime)
@@ -76,10 +80,7 @@ archive_disk() {
 
 # sessions VOL: "NAME VOLSIZE CHUNKS" per session (oldest first), from list --json
 sessions() {
-  SPARSEBAK_META_DIR=$META sparsebak list "$1" --json | awk -F': ' '
-    /^ *"name":/ { gsub(/[",]/, "", $2); n = $2 }
-    /^ *"volsize":/ { gsub(/,/, "", $2); v = $2 }
-    /^ *"chunks":/ { gsub(/,/, "", $2); print n, v, $2 }'
+  SPARSEBAK_META_DIR=$META sparsebak list "$1" --json | json_sessions name volsize chunks
 }
 session_count() { sessions "$1" | wc -l | tr -d ' '; }
 last_session() { sessions "$1" | tail -n 1 | cut -d' ' -f1; }
