@@ -13,6 +13,10 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "layering: no import circles, no function over 100 lines (docs/ARCHITECTURE.md)"
+python3 scripts/modcycles.py dom0/src vm-agent/src common/src testing/src
+python3 scripts/fnlen.py dom0/src vm-agent/src common/src testing/src
+
 # No separate `cargo build`: `cargo test` builds the binaries too (with the
 # test-hooks feature), and the shell suites use those.
 step "unit and integration tests"

@@ -105,6 +105,55 @@ fn moved_bytes(info: &SessionInfo, moves: u64) -> u64 {
         as u64
 }
 
+/// Write the merged manifest of the target and the pruned sessions and the
+/// plan (head, one move line per chunk file a pruned session gives the
+/// target, end line) into `tmp`, both synced. Returns the moves per pruned
+/// session, the manifest's line count and its sha256 in hex.
+fn write_plan(
+    tmp: &Path,
+    head: &PlanHead,
+    target: &SessionInfo,
+    merged: Merged,
+) -> Result<(Vec<u64>, u64, String)> {
+    let plan_path = tmp.join(PLAN_FILE);
+    let mut plan = BufWriter::new(
+        File::create(&plan_path)
+            .with_context(|| format!("cannot create {}", plan_path.display()))?,
+    );
+    let werr = |e| anyhow::Error::new(e).context(format!("cannot write {}", plan_path.display()));
+    plan.write_all(head.to_text().as_bytes()).map_err(werr)?;
+    let mut manifest = ManifestWriter::create(&tmp.join(MANIFEST_FILE))?;
+    let mut per_session = vec![0u64; head.pruned.len()];
+    for s in merged {
+        let s = s?;
+        manifest.push(&s.entry)?;
+        if s.session == target.name || s.entry.chunk == ChunkRef::Zero {
+            continue;
+        }
+        let session = head
+            .pruned
+            .iter()
+            .position(|p| *p == s.session)
+            .expect("merged sessions are the target and the pruned ones");
+        per_session[session] += 1;
+        let m = Move {
+            session,
+            addr: s.entry.addr,
+        };
+        plan.write_all(head.move_line(&m).as_bytes())
+            .map_err(werr)?;
+    }
+    let moves: u64 = per_session.iter().sum();
+    plan.write_all(end_line(moves).as_bytes()).map_err(werr)?;
+    plan.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(werr)?;
+    let chunks = manifest.lines;
+    let digest = manifest.finish()?;
+    Ok((per_session, chunks, hex::encode(digest)))
+}
+
 /// Compute the prune of `chain[sel]` into the session after it and commit
 /// it as the local journal. Nothing else is changed.
 pub fn plan(
@@ -144,42 +193,8 @@ pub fn plan(
         .map(|s| (s.name.clone(), meta.manifest_path(vol, &s.name)))
         .collect();
     let merged = Merged::new(links, target.volsize.0)?;
-    let plan_path = tmp.join(PLAN_FILE);
-    let mut plan = BufWriter::new(
-        File::create(&plan_path)
-            .with_context(|| format!("cannot create {}", plan_path.display()))?,
-    );
-    let werr = |e| anyhow::Error::new(e).context(format!("cannot write {}", plan_path.display()));
-    plan.write_all(head.to_text().as_bytes()).map_err(werr)?;
-    let mut manifest = ManifestWriter::create(&tmp.join(MANIFEST_FILE))?;
-    let mut per_session = vec![0u64; pruned.len()];
-    for s in merged {
-        let s = s?;
-        manifest.push(&s.entry)?;
-        if s.session == target.name || s.entry.chunk == ChunkRef::Zero {
-            continue;
-        }
-        let session = head
-            .pruned
-            .iter()
-            .position(|p| *p == s.session)
-            .expect("merged sessions are the target and the pruned ones");
-        per_session[session] += 1;
-        let m = Move {
-            session,
-            addr: s.entry.addr,
-        };
-        plan.write_all(head.move_line(&m).as_bytes())
-            .map_err(werr)?;
-    }
+    let (per_session, chunks, manifest_sha256) = write_plan(&tmp, &head, target, merged)?;
     let moves: u64 = per_session.iter().sum();
-    plan.write_all(end_line(moves).as_bytes()).map_err(werr)?;
-    plan.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(werr)?;
-    let chunks = manifest.lines;
-    let digest = manifest.finish()?;
     let gained: u64 = pruned
         .iter()
         .zip(&per_session)
@@ -199,7 +214,7 @@ pub fn plan(
         chunks,
         stored_chunks: target.stored_chunks + moves,
         stored_bytes: target.stored_bytes + gained,
-        manifest_sha256: hex::encode(digest),
+        manifest_sha256,
         ..target.clone()
     };
     write_atomic(
