@@ -3,7 +3,7 @@
 //! command). Options are written after the command they belong to.
 
 use crate::ops;
-use crate::ops::args::Location;
+use crate::ops::resolve::Location;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

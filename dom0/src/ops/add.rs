@@ -1,8 +1,8 @@
 //! `add`: put a volume in the configuration, or confirm the source of a
 //! volume rebuilt by arch-recover.
 
-use super::args::vol_name;
 use super::context::Ctx;
+use super::resolve::vol_name;
 use super::thin;
 use crate::config::VolumeEntry;
 use anyhow::{bail, Result};

@@ -1,8 +1,8 @@
 //! `arch-init`: create a new archive on the destination and its local
 //! configuration.
 
-use super::args::Location;
 use super::context::Connector;
+use super::resolve::Location;
 use crate::config::{Config, CONFIG_VERSION};
 use crate::local_meta::Meta;
 use crate::timefmt::{iso8601, now_unix};

@@ -1,7 +1,7 @@
 //! `arch-recover`: rebuild lost local metadata from an existing archive
 //! (the library's [`crate::recover`]).
 
-use super::args::Location;
+use super::resolve::Location;
 use crate::dest::{DestSpec, TransportOptions};
 use crate::local_meta::Meta;
 use crate::recover::{recover, Options, Outcome, Report};

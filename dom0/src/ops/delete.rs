@@ -1,8 +1,8 @@
 //! `delete`: remove a volume from the archive, then its snapshots, its
 //! local metadata and, last, its configuration entry.
 
-use super::args::vol_name;
 use super::context::Ctx;
+use super::resolve::vol_name;
 use super::{thin, Ui};
 use anyhow::{bail, Context, Result};
 use sparsebak_common::names::VolName;

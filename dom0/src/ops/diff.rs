@@ -3,7 +3,7 @@
 //! the next send carries them.
 
 use super::context::Ctx;
-use super::{args::vol_name, thin, Ui};
+use super::{resolve::vol_name, thin, Ui};
 use crate::lvm::deltamap::DeltaMap;
 use crate::lvm::snapshots::ThinVolume;
 use crate::restore::{restore, Sink};

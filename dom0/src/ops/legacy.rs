@@ -3,9 +3,9 @@
 //! archive of our own is configured there, or with `--legacy`. Every other
 //! command is refused on such a meta dir: 0.2 archives are read-only.
 
-use super::args::one_session;
 use super::context::{Connector, Ctx};
 use super::receive::{receive_into, ReceiveOptions, Received};
+use super::resolve::one_session;
 use super::verify::{verify_with, Verified, VerifyOptions};
 use super::Ui;
 use crate::config::Config;

@@ -1,7 +1,7 @@
 //! `list`: the configured volumes, or the sessions of one volume.
 
-use super::args::vol_name;
 use super::context::Ctx;
+use super::resolve::vol_name;
 use crate::local_meta::SessionInfo;
 use anyhow::Result;
 use sparsebak_common::names::VolName;

@@ -27,7 +27,7 @@ pub enum Tracked {
 }
 
 pub fn monitor(ctx: &Ctx, ui: &dyn Ui, o: &MonitorOptions) -> Result<()> {
-    let vols = super::args::select_volumes(ctx, &o.volumes)?;
+    let vols = super::resolve::select_volumes(ctx, &o.volumes)?;
     let mut any = false;
     for vol in &vols {
         if ctx.config.volumes.get(vol).is_some_and(|e| e.recovered) {

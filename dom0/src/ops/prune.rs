@@ -108,7 +108,7 @@ fn rule(o: &PruneOptions) -> Result<Rule> {
 
 pub fn prune(ctx: &Ctx, ui: &dyn Ui, o: &PruneOptions) -> Result<()> {
     complete_interrupted(ctx, &o.volumes)?;
-    let vols = super::args::select_volumes(ctx, &o.volumes)?;
+    let vols = super::resolve::select_volumes(ctx, &o.volumes)?;
     let rule = rule(o)?;
     let mut open: Option<Open> = None;
     let mut refused = Vec::new();

@@ -3,8 +3,8 @@
 //! ([`super::legacy`]): only how the connection is opened and which
 //! restore runs differ.
 
-use super::args::{one_session, vol_name};
 use super::context::Ctx;
+use super::resolve::{one_session, vol_name};
 use super::{thin, Ui};
 use crate::dest::AgentConn;
 use crate::output::Output;

@@ -3,8 +3,8 @@
 //! connection is opened again, and with `--dedup` a link target the agent
 //! reports damaged is stepped around by sending that volume again.
 
-use super::args::select_volumes;
 use super::context::{Ctx, Open};
+use super::resolve::select_volumes;
 use super::{dedup, thin, Event, Ui};
 use crate::dedup::run::{LinkSource, RunDedup};
 use crate::dest::AgentConn;

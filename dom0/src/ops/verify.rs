@@ -1,8 +1,8 @@
 //! `verify`: check that a session can be restored, chunk by chunk, without
 //! writing anything. Shared with sparsebak 0.2 archives ([`super::legacy`]).
 
-use super::args::{one_session, vol_name};
 use super::context::Ctx;
+use super::resolve::{one_session, vol_name};
 use super::Ui;
 use crate::dest::AgentConn;
 use crate::progress::Progress;

@@ -8,9 +8,9 @@ use crate::local_meta::Meta;
 use crate::lvm::fake::FakeLvm;
 use crate::ops::add::{add, AddOptions};
 use crate::ops::arch_init::{arch_init, InitOptions};
-use crate::ops::args::Location;
 use crate::ops::context::{Connector, Ctx};
 use crate::ops::receive::{receive, ReceiveOptions};
+use crate::ops::resolve::Location;
 use crate::ops::{Event, Ui};
 use crate::progress::{Progress, Silent};
 use crate::send::SendReport;
@@ -151,7 +151,7 @@ impl World {
     }
 
     pub fn sessions(&self) -> Vec<SessionName> {
-        let vol = crate::ops::args::vol_name(VOL).unwrap();
+        let vol = crate::ops::resolve::vol_name(VOL).unwrap();
         let chain = self.meta.chain(&vol).unwrap();
         chain.into_iter().map(|s| s.name).collect()
     }
