@@ -250,3 +250,64 @@ impl Command {
         }
     }
 }
+
+/// For a command line that failed to parse: if an option written before the
+/// command belongs to that command (as sparsebak 0.2 and 0.2-era scripts
+/// wrote it, `sparsebak --session=DT receive VOL`), say where it goes now.
+pub fn moved_option_hint(argv: impl IntoIterator<Item = String>) -> Option<String> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let argv: Vec<String> = argv.into_iter().collect();
+    let (at, sub) = argv
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| cli.find_subcommand(a).map(|c| (i, c)))?;
+    let misplaced: Vec<&String> = argv[..at]
+        .iter()
+        .filter(|a| {
+            let long = a
+                .strip_prefix("--")
+                .map(|l| l.split('=').next().unwrap_or(l));
+            long.is_some_and(|l| {
+                let takes = |c: &clap::Command| c.get_arguments().any(|x| x.get_long() == Some(l));
+                takes(sub) && !cli.get_arguments().any(|x| x.get_long() == Some(l))
+            })
+        })
+        .collect();
+    if misplaced.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "sparsebak: options follow their command since 0.3: write `sparsebak {} ... {}`",
+        sub.get_name(),
+        misplaced
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(args: &[&str]) -> Option<String> {
+        moved_option_hint(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn an_option_before_its_command_gets_a_hint() {
+        assert_eq!(
+            hint(&["--session=20260101-000000", "receive", "vol", "--save-to=/x"]).as_deref(),
+            Some("sparsebak: options follow their command since 0.3: write `sparsebak receive ... --session=20260101-000000`")
+        );
+        assert!(hint(&["-u", "--save-to", "/x", "receive", "vol"])
+            .unwrap()
+            .contains("`sparsebak receive ... --save-to`"));
+        // Global options stay where they are; options of no such command get no hint.
+        assert_eq!(hint(&["--meta-dir=/m", "send", "--save-to=/x"]), None);
+        assert_eq!(hint(&["--tarfile", "receive", "vol"]), None);
+        assert_eq!(hint(&["--bogus"]), None);
+    }
+}

@@ -45,6 +45,9 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let usage = e.use_stderr();
             let _ = e.print();
+            if let Some(hint) = args::moved_option_hint(std::env::args().skip(1)) {
+                eprintln!("{hint}");
+            }
             return ExitCode::from(if usage { EXIT_USAGE } else { 0 });
         }
     };
