@@ -15,10 +15,8 @@ cd "$REPO"
 . "$REPO/tests/json-lib.sh"
 
 say() { printf '\n--- %s\n' "$*"; }
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=tests/check-lib.sh
+. "$REPO/tests/check-lib.sh"
 
 # ---------------------------------------------------------------- tools
 dest_install_tools() {

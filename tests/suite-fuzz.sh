@@ -16,11 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fail() {
-    printf 'FAIL: %b\n' "$*" >&2
-    exit 1
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=tests/check-lib.sh
+. tests/check-lib.sh
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "skipped: no nightly toolchain (rustup run nightly rustc --version fails)"

@@ -7,11 +7,8 @@
 #   tests/suite-rpm.sh        (KEEP_T=1 keeps the temp dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=tests/check-lib.sh
+. tests/check-lib.sh
 
 need=()
 command -v rpmbuild >/dev/null || need+=(rpm)

@@ -14,11 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fail() {
-    printf 'FAIL: %b\n' "$*" >&2
-    exit 1
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=tests/check-lib.sh
+. tests/check-lib.sh
 
 if ! command -v readelf >/dev/null; then
     [ "$(id -u)" = 0 ] || fail "readelf is missing: install binutils"

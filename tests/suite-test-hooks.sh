@@ -19,11 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fail() {
-    printf 'FAIL: %b\n' "$*" >&2
-    exit 1
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=tests/check-lib.sh
+. tests/check-lib.sh
 
 HOOKS=(SPARSEBAK_AGENT_CRASH_AT SPARSEBAK_AGENT_CRASH_AFTER_RENAMES
     SPARSEBAK_AGENT_NO_FEATURES SPARSEBAK_AGENT_META_PIECE SPARSEBAK_TEST_CRASH_AT)
