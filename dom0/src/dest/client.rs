@@ -29,7 +29,7 @@ type Reader = BufReader<Box<dyn Read + Send>>;
 pub type Writer = BufWriter<Box<dyn Write + Send>>;
 
 /// An error the agent reported, with its kind.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct DestError {
     pub kind: ErrorKind,
@@ -79,6 +79,9 @@ pub struct AgentConn {
     /// The agent's version and optional requests, from its Hello.
     agent_version: String,
     features: Vec<String>,
+    /// The last refusal that named a damaged chunk file (see
+    /// [`AgentConn::take_damaged`]).
+    damaged: Option<DestError>,
 }
 
 /// One `ReadMeta` answer: the file's size and the bytes from the offset asked.
@@ -200,6 +203,7 @@ impl AgentConn {
             w: Some(BufWriter::with_capacity(1 << 20, w)),
             what,
             connected: false,
+            damaged: None,
             agent_version: String::new(),
             features: Vec::new(),
         }
@@ -218,13 +222,30 @@ impl AgentConn {
         }
     }
 
+    /// The agent's refusal in `r`, if it is one; one that names a damaged
+    /// chunk file is kept for [`AgentConn::take_damaged`].
+    fn answer(&mut self, r: Response) -> Answer<Response> {
+        DestError::from_reply(r).inspect_err(|refused| {
+            if refused.damaged.is_some() {
+                self.damaged = Some(refused.clone());
+            }
+        })
+    }
+
+    /// The refusal, since the last call, that named a chunk file the agent
+    /// found damaged (a `send --dedup` link target), so the caller can act
+    /// on the typed field whatever became of the error on its way up.
+    pub fn take_damaged(&mut self) -> Option<DestError> {
+        self.damaged.take()
+    }
+
     fn lost(&mut self, e: std::io::Error) -> anyhow::Error {
         // The agent may have answered with the reason before closing.
         if e.kind() != std::io::ErrorKind::InvalidData {
-            if let Ok(Some(Err(refused))) =
-                recv_msg::<_, Response>(&mut self.r).map(|r| r.map(DestError::from_reply))
-            {
-                return refused.into();
+            if let Ok(Some(r)) = recv_msg::<_, Response>(&mut self.r) {
+                if let Err(refused) = self.answer(r) {
+                    return refused.into();
+                }
             }
         }
         let why = self.link_failure();
@@ -251,7 +272,7 @@ impl AgentConn {
 
     fn expect_answer(&mut self) -> Result<Answer<Response>> {
         match recv_msg::<_, Response>(&mut self.r) {
-            Ok(Some(r)) => Ok(DestError::from_reply(r)),
+            Ok(Some(r)) => Ok(self.answer(r)),
             Ok(None) => Err(self.lost(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the agent closed the pipe",

@@ -53,23 +53,19 @@ pub fn prepare_send(ctx: &Ctx, conn: &mut AgentConn) -> Result<RunDedup> {
 const MAX_AVOIDED: usize = 16;
 
 /// A send failed: if the agent refused a link target as damaged (its error
-/// reply names the file), never link to that file again in this run and say
-/// so; `true` means "send the volume again". A damaged file must not stop
-/// every later backup (FORMAT.md §12.6).
-pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, e: &anyhow::Error) -> bool {
-    // The send pipeline carries the agent's typed refusal inside its error.
-    let Some(de) = e.chain().find_map(|c| c.downcast_ref::<DestError>()) else {
-        return false;
-    };
-    let Some(loc) = de.damaged.clone() else {
+/// reply names the file: `refused`, from [`AgentConn::take_damaged`]), never
+/// link to that file again in this run and say so; `true` means "send the
+/// volume again". A damaged file must not stop every later backup
+/// (FORMAT.md §12.6).
+pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, refused: Option<DestError>) -> bool {
+    let Some((loc, message)) = refused.and_then(|r| Some((r.damaged?, r.message))) else {
         return false;
     };
     if d.avoided() >= MAX_AVOIDED || !d.avoid(loc.clone()) {
         return false;
     }
     log::warn!(
-        "{}; sending volume {vol} again without linking to it (run `sparsebak verify {}`)",
-        de.message,
+        "{message}; sending volume {vol} again without linking to it (run `sparsebak verify {}`)",
         loc.vol
     );
     true
@@ -122,7 +118,7 @@ mod tests {
     }
 
     /// The damaged file is the one the agent's reply names in its typed
-    /// field, found through the context the send adds; nothing else counts.
+    /// field; nothing else counts.
     #[test]
     fn the_damaged_target_is_the_one_the_reply_names() {
         let loc = ChunkLoc::parse("volumes/volumes/S_20260101-000000/000000000/x0000000000030000")
@@ -134,17 +130,15 @@ mod tests {
         };
         let vol = VolName::new("vb").unwrap();
         let mut d = run();
-        let e = anyhow::Error::from(refused(Some(loc.clone()))).context("sending vb");
-        assert!(avoid_damaged(&mut d, &vol, &e));
-        assert_eq!(d.avoided(), 1);
-        // The same file again is not a reason to send again.
-        assert!(!avoid_damaged(&mut d, &vol, &e));
-        let e = anyhow::Error::from(refused(None));
-        assert!(!avoid_damaged(&mut d, &vol, &e));
-        assert!(!avoid_damaged(
+        assert!(avoid_damaged(
             &mut d,
             &vol,
-            &anyhow::anyhow!("something else")
+            Some(refused(Some(loc.clone())))
         ));
+        assert_eq!(d.avoided(), 1);
+        // The same file again is not a reason to send again.
+        assert!(!avoid_damaged(&mut d, &vol, Some(refused(Some(loc)))));
+        assert!(!avoid_damaged(&mut d, &vol, Some(refused(None))));
+        assert!(!avoid_damaged(&mut d, &vol, None));
     }
 }

@@ -131,7 +131,7 @@ impl Run<'_, '_> {
                 if self
                     .dedup
                     .as_mut()
-                    .is_some_and(|d| dedup::avoid_damaged(d, vol, &e))
+                    .is_some_and(|d| dedup::avoid_damaged(d, vol, op.conn.take_damaged()))
                 {
                     return true;
                 }
