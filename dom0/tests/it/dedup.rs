@@ -519,3 +519,45 @@ fn dedup_never_links_into_tar_sessions_or_inherited_tar_parts() {
     }
     w.check_all();
 }
+
+/// FORMAT.md §12.6: a chunk file the agent finds damaged when asked to link
+/// to it must not stop the backup. The agent's refusal names the file in its
+/// typed `damaged` field; dom0 sends the volume again without linking to it,
+/// and the new session restores exactly.
+#[test]
+fn send_dedup_steps_around_a_damaged_link_target() {
+    let mut w = World::new();
+    w.send(false);
+    let (a0, b0) = (
+        w.e.session_names(VA)[0].clone(),
+        w.e.session_names(VB)[0].clone(),
+    );
+    // Both copies of block(100) rot on the destination (va at 0, vb at 2).
+    let good = std::fs::read(w.file(VB, &b0, 2 * CHUNK)).unwrap();
+    for f in [w.file(VA, &a0, 0), w.file(VB, &b0, 2 * CHUNK)] {
+        let mut data = std::fs::read(&f).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 0x55;
+        std::fs::write(&f, &data).unwrap();
+    }
+    // vb gets one more copy of block(100): --dedup would link it.
+    write_at(&w.e.img(VB), 0, &block(100));
+    let sha = sha256_file(&w.e.img(VB));
+    let o = w.e.run(&["-u", "send", VB, "--dedup"]);
+    o.expect(
+        0,
+        &[
+            "is damaged",
+            "sending volume vb again without linking to it",
+        ],
+    );
+    let b1 = w.e.session_names(VB)[1].clone();
+    // vb's older copy is repaired (it is in vb's chain); va's stays damaged,
+    // and nothing of vb's new session may depend on it.
+    std::fs::write(w.file(VB, &b0, 2 * CHUNK), good).unwrap();
+    assert_eq!(w.e.receive_sha(VB, Some(&b1), "r-vb"), sha);
+    // The new session's copy is a file of its own, not a link to a bad one.
+    let f = w.file(VB, &b1, 0);
+    assert_ne!(ino(&f), ino(&w.file(VA, &a0, 0)));
+    assert_ne!(ino(&f), ino(&w.file(VB, &b0, 2 * CHUNK)));
+}
