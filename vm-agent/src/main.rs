@@ -8,7 +8,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--version") | Some("version") => {
-            println!("sparsebak-agent {}", sparsebak_agent::VERSION);
+            // A test build says so: the dom0 suites check they drive one.
+            let hooks = if cfg!(feature = "test-hooks") {
+                " (test build: fault-injection hooks on)"
+            } else {
+                ""
+            };
+            println!("sparsebak-agent {}{hooks}", sparsebak_agent::VERSION);
             return ExitCode::SUCCESS;
         }
         Some("--help") | Some("-h") => {

@@ -23,18 +23,35 @@ pub fn sparsebak_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sparsebak"))
 }
 
-/// The agent binary beside `sparsebak`; `cargo build --workspace` builds it.
+/// The agent binary beside `sparsebak`, as `cargo test --workspace` builds
+/// it: with the `test-hooks` feature, which the crash tests need. A plain
+/// `cargo build` leaves one without hooks there; that is refused here rather
+/// than failing those tests in confusing ways.
 pub fn agent_bin() -> PathBuf {
-    let p = sparsebak_bin()
-        .parent()
-        .expect("binary has a directory")
-        .join("sparsebak-agent");
-    assert!(
-        p.is_file(),
-        "the agent binary {} is missing: run `cargo build --workspace` before `cargo test -p sparsebak --tests`",
-        p.display()
-    );
-    p
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let p = sparsebak_bin()
+                .parent()
+                .expect("binary has a directory")
+                .join("sparsebak-agent");
+            let rebuild = "run `cargo test --workspace --no-run` (it builds the agent with \
+                           the test-hooks feature) before `cargo test -p sparsebak`";
+            assert!(
+                p.is_file(),
+                "the agent binary {} is missing: {rebuild}",
+                p.display()
+            );
+            let v = sh_ok(p.to_str().expect("UTF-8 path"), &["--version"]);
+            assert!(
+                v.contains("test build"),
+                "the agent binary {} is not a test build ({}): {rebuild}",
+                p.display(),
+                v.trim()
+            );
+            p
+        })
+        .clone()
 }
 
 /// The outcome of one `sparsebak` run.
