@@ -71,6 +71,7 @@ enum ChunkData {
     Hole(u64),
 }
 
+#[derive(Debug, PartialEq)]
 enum Outcome {
     Unchanged(u64),
     Zero(ByteOffset, u64),
@@ -568,3 +569,6 @@ fn finish_session(
         ..em.report
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -68,6 +68,56 @@ impl<'a> HoleCursor<'a> {
 mod tests {
     use super::*;
     use crate::source::mem::MemSource;
+    use sparsebak_common::units::Bytes;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Alternating 1000-byte holes and data, counting the questions asked.
+    struct Striped {
+        size: u64,
+        asked: AtomicU64,
+    }
+
+    impl VolumeSource for Striped {
+        fn describe(&self) -> String {
+            "striped".into()
+        }
+        fn size(&self) -> Bytes {
+            Bytes(self.size)
+        }
+        fn read_at(&self, _: &mut [u8], _: ByteOffset) -> io::Result<()> {
+            unreachable!("the cursor never reads")
+        }
+        fn region_at(&self, off: ByteOffset) -> io::Result<Region> {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            let end = ByteOffset(((off.0 / 1000 + 1) * 1000).min(self.size));
+            Ok(if (off.0 / 1000) % 2 == 0 {
+                Region::Hole { end }
+            } else {
+                Region::Data { end }
+            })
+        }
+    }
+
+    /// One question per region, whatever the number of chunks in it; a
+    /// chunk reaching past its hole is data.
+    #[test]
+    fn the_cursor_asks_once_per_region() {
+        let src = Striped {
+            size: 10_000,
+            asked: AtomicU64::new(0),
+        };
+        let mut c = HoleCursor::new(&src);
+        let holes: Vec<bool> = (0..100)
+            .map(|i| c.is_hole(ByteOffset(i * 100), 100).unwrap())
+            .collect();
+        let want: Vec<bool> = (0..100).map(|i| (i / 10) % 2 == 0).collect();
+        assert_eq!(holes, want);
+        assert_eq!(src.asked.load(Ordering::Relaxed), 10);
+        // 950..1050 straddles a hole and data.
+        let mut c = HoleCursor::new(&src);
+        assert!(c.is_hole(ByteOffset(0), 950).unwrap());
+        assert!(!c.is_hole(ByteOffset(950), 100).unwrap());
+    }
 
     #[test]
     fn a_source_without_hole_knowledge_is_all_data() {
