@@ -90,7 +90,7 @@ mod tests {
         fn region_at(&self, off: ByteOffset) -> io::Result<Region> {
             self.asked.fetch_add(1, Ordering::Relaxed);
             let end = ByteOffset(((off.0 / 1000 + 1) * 1000).min(self.size));
-            Ok(if (off.0 / 1000) % 2 == 0 {
+            Ok(if (off.0 / 1000).is_multiple_of(2) {
                 Region::Hole { end }
             } else {
                 Region::Data { end }
