@@ -9,6 +9,9 @@
 # prints a markdown table and rewrites the results section of
 # docs/BENCHMARKS.md.
 #
+# Sparse images (a full send must cost in proportion to the data, not the
+# image size) are measured apart, in seconds: bench/sparse.sh.
+#
 #   bench/bench.sh                        4 GiB in /var/tmp
 #   BENCH_SIZE_GIB=1 bench/bench.sh       smaller (fractions allowed)
 #

@@ -21,7 +21,7 @@ use crate::local_meta::{SessionInfo, VolumeState};
 use crate::manifest::{ChunkRef, Entry, ManifestWriter, Merged};
 use crate::ops::context::Ctx;
 use crate::progress::Progress;
-use crate::source::VolumeSource;
+use crate::source::{HoleCursor, VolumeSource};
 use crate::timefmt::{iso8601, next_session_name, now_unix};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -58,12 +58,20 @@ pub struct SendReport {
 
 struct Job {
     idx: ChunkIndex,
-    data: Vec<u8>,
+    data: ChunkData,
     /// Previous state of this chunk; `None` = unknown, so always emit.
     prev: Option<ChunkRef>,
     compare: bool,
 }
 
+/// A chunk's bytes, or the source's word that it lies wholly in a hole
+/// (zeros, not read): it becomes a zero chunk exactly as read zeros would.
+enum ChunkData {
+    Read(Vec<u8>),
+    Hole(u64),
+}
+
+#[derive(Debug, PartialEq)]
 enum Outcome {
     Unchanged(u64),
     Zero(ByteOffset, u64),
@@ -87,14 +95,19 @@ fn is_zero(d: &[u8]) -> bool {
 
 fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
     let addr = cs.offset(job.idx);
-    let len = job.data.len() as u64;
-    if is_zero(&job.data) {
+    let zero = |len| {
         if job.compare && job.prev == Some(ChunkRef::Zero) {
             return Outcome::Unchanged(len);
         }
-        return Outcome::Zero(addr, len);
-    }
-    let content = sha256(&job.data);
+        Outcome::Zero(addr, len)
+    };
+    let data = match job.data {
+        ChunkData::Hole(len) => return zero(len),
+        ChunkData::Read(ref d) if is_zero(d) => return zero(d.len() as u64),
+        ChunkData::Read(ref d) => d,
+    };
+    let len = data.len() as u64;
+    let content = sha256(data);
     if job.compare {
         if let Some(ChunkRef::Data { content: old, .. }) = job.prev {
             if old == content {
@@ -102,7 +115,7 @@ fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
             }
         }
     }
-    let file = encode(&job.data, c);
+    let file = encode(data, c);
     let stored = sha256(&file);
     Outcome::Data {
         addr,
@@ -121,13 +134,31 @@ fn read_batches(
     prev_size: Option<Bytes>,
     tx: SyncSender<Result<Vec<Job>>>,
 ) {
+    if let Err(e) = walk(src, cs, prev, prev_size, &tx) {
+        let _ = tx.send(Err(e));
+    }
+}
+
+/// Chunks without data cost no memory, so a batch may hold this many of
+/// them (a sparse image's holes go through in few batches).
+const BATCH_MAX_JOBS: usize = 16384;
+
+/// The reader's loop; returns early, without error, when the workers are
+/// gone (their side reports why).
+fn walk(
+    src: &dyn VolumeSource,
+    cs: ChunkSize,
+    prev: Option<Merged>,
+    prev_size: Option<Bytes>,
+    tx: &SyncSender<Result<Vec<Job>>>,
+) -> Result<()> {
     let size = src.size();
-    let n = cs.count(size);
-    let per_batch = (BATCH_BYTES / cs.bytes()).max(1);
+    let per_batch = BATCH_BYTES.max(cs.bytes());
     let map = src.change_map();
     let mut prev = prev.map(|m| m.peekable());
-    let mut batch = Vec::new();
-    for i in 0..n {
+    let mut holes = HoleCursor::new(src);
+    let (mut batch, mut batch_bytes) = (Vec::new(), 0);
+    for i in 0..cs.count(size) {
         let idx = ChunkIndex(i);
         let len = cs.len_in(idx, size);
         let addr = cs.offset(idx);
@@ -139,32 +170,13 @@ fn read_batches(
                 continue;
             }
         }
-        let mut prev_ref = None;
-        if let Some(it) = prev.as_mut() {
-            loop {
-                match it.peek() {
-                    Some(Ok(s)) if s.entry.addr < addr => {
-                        it.next();
-                    }
-                    Some(Ok(s)) if s.entry.addr == addr => {
-                        prev_ref = Some(s.entry.chunk);
-                        it.next();
-                        break;
-                    }
-                    Some(Err(_)) => {
-                        let e = it.next().unwrap().unwrap_err();
-                        let _ = tx.send(Err(e.context("reading the previous session's manifests")));
-                        return;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        let mut data = vec![0u8; len as usize];
-        if let Err(e) = src.read_at(&mut data, addr) {
-            let _ = tx.send(Err(anyhow::Error::new(e)
-                .context(format!("cannot read chunk {addr} of {}", src.describe()))));
-            return;
+        let prev_ref = match prev.as_mut() {
+            Some(it) => previous_state(it, addr)?,
+            None => None,
+        };
+        let data = read_chunk(src, &mut holes, addr, len)?;
+        if let ChunkData::Read(_) = data {
+            batch_bytes += len;
         }
         let compare = map.is_none() && prev_size.is_some() && !outside_old;
         batch.push(Job {
@@ -173,13 +185,60 @@ fn read_batches(
             prev: prev_ref,
             compare,
         });
-        if batch.len() as u64 >= per_batch && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-            return;
+        if batch_bytes >= per_batch || batch.len() >= BATCH_MAX_JOBS {
+            batch_bytes = 0;
+            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                return Ok(());
+            }
         }
     }
     if !batch.is_empty() {
         let _ = tx.send(Ok(batch));
     }
+    Ok(())
+}
+
+/// The previous sessions' state of the chunk at `addr`, from the merge of
+/// their manifests (ascending, like the walk).
+fn previous_state(
+    it: &mut std::iter::Peekable<Merged>,
+    addr: ByteOffset,
+) -> Result<Option<ChunkRef>> {
+    loop {
+        match it.peek() {
+            Some(Ok(s)) if s.entry.addr < addr => {
+                it.next();
+            }
+            Some(Ok(s)) if s.entry.addr == addr => {
+                let found = s.entry.chunk;
+                it.next();
+                return Ok(Some(found));
+            }
+            Some(Err(_)) => {
+                let e = it.next().expect("peeked").expect_err("peeked an error");
+                return Err(e.context("reading the previous session's manifests"));
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Read one chunk, unless the source knows it lies wholly in a hole.
+fn read_chunk(
+    src: &dyn VolumeSource,
+    holes: &mut HoleCursor<'_>,
+    addr: ByteOffset,
+    len: u64,
+) -> Result<ChunkData> {
+    let failed = |e: std::io::Error| {
+        anyhow::Error::new(e).context(format!("cannot read chunk {addr} of {}", src.describe()))
+    };
+    if holes.is_hole(addr, len).map_err(failed)? {
+        return Ok(ChunkData::Hole(len));
+    }
+    let mut data = vec![0u8; len as usize];
+    src.read_at(&mut data, addr).map_err(failed)?;
+    Ok(ChunkData::Read(data))
 }
 
 /// The emitter's state: local manifest, lazily started upload.
@@ -510,3 +569,6 @@ fn finish_session(
         ..em.report
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,12 +4,16 @@
 //! change map saying which chunks may differ from the last session (the LVM
 //! thin source gets it from thin_delta). Without a map, send reads every
 //! chunk and compares content hashes with the archive's latest state.
+//! A source may also know where its holes are (a sparse image file), so
+//! send skips them without reading (holes.rs).
 
 pub mod file;
+pub mod holes;
 pub mod lvm;
 #[cfg(test)]
 pub mod mem;
 
+pub use holes::{HoleCursor, Region};
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex};
 use std::io;
 
@@ -27,5 +31,14 @@ pub trait VolumeSource: Send + Sync {
     /// `None`: read every chunk and compare by content.
     fn change_map(&self) -> Option<&dyn ChangeMap> {
         None
+    }
+    /// The region at `off` (inside the volume): a hole, which reads as
+    /// zeros, or data, and where it ends. The default, for sources that
+    /// cannot tell: data to the end.
+    fn region_at(&self, off: ByteOffset) -> io::Result<Region> {
+        let _ = off;
+        Ok(Region::Data {
+            end: ByteOffset(self.size().0),
+        })
     }
 }

@@ -31,5 +31,6 @@ mod prune_crash;
 mod recover;
 mod recover_hostile;
 mod restore_sessions;
+mod sparse_images;
 mod tarfile;
 mod tarfile_prune;
