@@ -263,7 +263,7 @@ find_cmd() {
 # commands that must come from the packages (not busybox)
 for c in bash lvm dmsetup dmstats pdata_tools kmod mke2fs mkfs.ext2 mkfs.ext3 mkfs.ext4 \
          e2fsck fsck.ext4 tune2fs dumpe2fs resize2fs debugfs blkdiscard fstrim blockdev wipefs \
-         blkid lsblk findmnt fallocate flock; do
+         blkid lsblk findmnt fallocate flock jq; do
   rel=$(find_cmd "$c") || die "command $c not found in the packages"
   put "$rel"
 done
