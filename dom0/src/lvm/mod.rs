@@ -11,6 +11,7 @@ pub mod dm;
 pub mod fake;
 pub mod metasnap;
 pub mod snapshots;
+pub mod thinmap;
 
 use anyhow::Result;
 use delta::{BlockSectors, DeltaRun};
