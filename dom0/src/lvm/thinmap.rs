@@ -98,7 +98,7 @@ impl MappedBlocks {
         let full = if state { u64::MAX } else { 0 };
         let mut i = b + 1;
         while i < self.blocks {
-            if i % 64 == 0 && self.bits[(i / 64) as usize] == full {
+            if i.is_multiple_of(64) && self.bits[(i / 64) as usize] == full {
                 i += 64;
                 continue;
             }
