@@ -2,7 +2,8 @@
 //! lvrename, lvresize, dmsetup, thin_delta.
 
 use super::delta::{self, BlockSectors, DeltaRun};
-use super::dm::{pool_device, tmeta_path};
+use super::dm::{dm_name, pool_device, tmeta_path};
+use super::thinmap::{self, DumpError, MappedBlocks};
 use super::{LvInfo, Lvm, Survey};
 use crate::process::{run, run_with};
 use anyhow::{anyhow, bail, Context, Result};
@@ -101,6 +102,49 @@ impl LvmCli {
             );
         }
         Ok(())
+    }
+}
+
+/// Whether `dmsetup table` of a thin device shows an external origin
+/// ("0 LEN thin POOL_DEV DEV_ID [EXTERNAL_ORIGIN_DEV]"), whose blocks an
+/// unprovisioned thin block reads through to: then unmapped is not zero.
+pub fn has_external_origin(table: &str) -> Result<bool> {
+    let f: Vec<&str> = table.split_whitespace().collect();
+    if f.len() < 5 || f[2] != "thin" || table.trim().lines().count() != 1 {
+        bail!("unexpected device-mapper table {table:?}");
+    }
+    Ok(f.len() > 5)
+}
+
+impl LvmCli {
+    /// Unmapped blocks of `lv` read as zeros only without an external origin.
+    fn check_no_external_origin(&self, vg: &str, lv: &str) -> Result<()> {
+        let dev = dm_name(vg, lv);
+        let out = run(Command::new("dmsetup").args(["table", &dev]), 4096)?;
+        if has_external_origin(&String::from_utf8_lossy(&out))? {
+            bail!("{vg}/{lv} has an external origin: its unprovisioned blocks are not zeros");
+        }
+        Ok(())
+    }
+
+    fn thin_dump(&self, vg: &str, pool: &str, lv: &LvInfo) -> Result<MappedBlocks, DumpError> {
+        let id = lv
+            .thin_id
+            .ok_or_else(|| DumpError::Unavailable(anyhow!("{vg}/{} has no thin id", lv.name)))?;
+        let mut c = Command::new("thin_dump");
+        c.args(["-m", "--dev-id", &id.to_string(), &tmeta_path(vg, pool)]);
+        let parsed = run_with(&mut c, |out| {
+            Ok(thinmap::parse(std::io::BufReader::new(out), id, lv.size))
+        })
+        .map_err(DumpError::Unavailable)?;
+        match parsed {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(DumpError::Unavailable(anyhow!(
+                "{vg}/{} is too big to map its blocks",
+                lv.name
+            ))),
+            Err(e) => Err(DumpError::Refused(e)),
+        }
     }
 }
 
@@ -253,6 +297,11 @@ impl Lvm for LvmCli {
             )
         })
     }
+    fn mapped_blocks(&self, vg: &str, pool: &str, lv: &LvInfo) -> Result<MappedBlocks, DumpError> {
+        self.check_no_external_origin(vg, &lv.name)
+            .map_err(DumpError::Unavailable)?;
+        self.thin_dump(vg, pool, lv)
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +327,15 @@ mod tests {
             br#"{"report":[{"lv":[{"lv_name":"x","lv_attr":"V","lv_size":"1.5g"}]}]}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn external_origins() {
+        assert!(!has_external_origin("0 2097152 thin 253:2 5\n").unwrap());
+        assert!(has_external_origin("0 2097152 thin 253:2 5 253:7\n").unwrap());
+        assert!(has_external_origin("0 2097152 linear 8:1 0").is_err());
+        assert!(has_external_origin("").is_err());
+        assert!(has_external_origin("0 8 thin 253:2 5\n8 8 thin 253:2 6").is_err());
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! An in-memory [`Lvm`] for unit tests: thin volumes with contents, thin
 //! snapshots, a metadata snapshot flag, thin_delta by comparing 64 KiB pool
-//! blocks, and fault injection by operation name.
+//! blocks, provisioned blocks (a block is mapped once written, copied by a
+//! snapshot; [`FakeLvm::discard`] unmaps), and fault injection by operation
+//! name.
 
 use super::delta::{BlockSectors, DeltaKind, DeltaRun, PoolBlock};
+use super::thinmap::{DumpError, MappedBlocks};
 use super::{LvInfo, Lvm, Survey};
 use anyhow::{bail, Result};
 use sparsebak_common::units::Bytes;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 pub const BLOCK: usize = 64 * 1024;
@@ -19,6 +22,10 @@ pub struct State {
     /// thin id → contents (snapshots copy)
     pub data: BTreeMap<u64, Vec<u8>>,
     pub next_id: u64,
+    /// thin id → its unprovisioned blocks (none: all provisioned).
+    pub unmapped: BTreeMap<u64, BTreeSet<usize>>,
+    /// mapped_blocks reports an inconsistent dump.
+    pub dump_inconsistent: bool,
     pub meta_held: bool,
     /// Reservations so far: the held root is 100 + this.
     pub meta_reservations: u64,
@@ -58,6 +65,33 @@ impl FakeLvm {
         let id = s.lvs[name];
         let d = s.data.get_mut(&id).unwrap();
         d[off..off + bytes.len()].copy_from_slice(bytes);
+        if let Some(u) = s.unmapped.get_mut(&id) {
+            for b in off / BLOCK..(off + bytes.len()).div_ceil(BLOCK) {
+                u.remove(&b);
+            }
+        }
+    }
+    /// Discard whole pool blocks `[off, off + len)` (block-aligned): they
+    /// read as zeros and are no longer provisioned.
+    pub fn discard(&self, name: &str, off: usize, len: usize) {
+        assert!(
+            off.is_multiple_of(BLOCK) && len.is_multiple_of(BLOCK),
+            "whole pool blocks"
+        );
+        let mut s = self.0.borrow_mut();
+        let id = s.lvs[name];
+        s.data.get_mut(&id).unwrap()[off..off + len].fill(0);
+        s.unmapped
+            .entry(id)
+            .or_default()
+            .extend(off / BLOCK..(off + len) / BLOCK);
+    }
+    /// Provisioned blocks of `name`.
+    pub fn mapped(&self, name: &str) -> usize {
+        let s = self.0.borrow();
+        let id = s.lvs[name];
+        let all = s.data[&id].len().div_ceil(BLOCK);
+        all - s.unmapped.get(&id).map_or(0, |u| u.len())
     }
     pub fn contents(&self, name: &str) -> Vec<u8> {
         let s = self.0.borrow();
@@ -131,6 +165,9 @@ impl Lvm for FakeLvm {
         s.next_id += 1;
         s.lvs.insert(name.into(), id);
         s.data.insert(id, d);
+        if let Some(u) = s.unmapped.get(&s.lvs[origin]).cloned() {
+            s.unmapped.insert(id, u);
+        }
         Ok(())
     }
     fn remove(&self, _vg: &str, lv: &str) -> Result<()> {
@@ -153,12 +190,22 @@ impl Lvm for FakeLvm {
     }
     fn create_thin(&self, _vg: &str, _pool: &str, name: &str, size: Bytes) -> Result<()> {
         self.add_volume(name, vec![0; size.0 as usize]);
+        let mut s = self.0.borrow_mut();
+        let id = s.lvs[name];
+        let blocks = (size.0 as usize).div_ceil(BLOCK);
+        s.unmapped.insert(id, (0..blocks).collect());
         Ok(())
     }
     fn resize(&self, _vg: &str, lv: &str, size: Bytes) -> Result<()> {
         let mut s = self.0.borrow_mut();
         let id = s.lvs[lv];
-        s.data.get_mut(&id).unwrap().resize(size.0 as usize, 0);
+        let d = s.data.get_mut(&id).unwrap();
+        let old = d.len().div_ceil(BLOCK);
+        d.resize(size.0 as usize, 0);
+        let new = d.len().div_ceil(BLOCK);
+        let u = s.unmapped.entry(id).or_default();
+        u.retain(|&b| b < new);
+        u.extend(old..new);
         Ok(())
     }
     fn metadata_snap_root(&self, _vg: &str, _pool: &str) -> Result<Option<u64>> {
@@ -219,5 +266,29 @@ impl Lvm for FakeLvm {
             )?;
         }
         Ok(dbs)
+    }
+    fn mapped_blocks(
+        &self,
+        _vg: &str,
+        _pool: &str,
+        lv: &LvInfo,
+    ) -> Result<MappedBlocks, DumpError> {
+        self.op("mapped_blocks").map_err(DumpError::Unavailable)?;
+        let s = self.0.borrow();
+        if !s.meta_held || s.dump_inconsistent {
+            return Err(DumpError::Refused(anyhow::anyhow!(
+                "metadata snapshot not reserved, or an inconsistent dump"
+            )));
+        }
+        let id = lv.thin_id.expect("a thin volume");
+        let mut m =
+            MappedBlocks::new(BlockSectors((BLOCK / 512) as u64), lv.size).expect("small enough");
+        let unmapped = s.unmapped.get(&id);
+        for b in 0..s.data[&id].len().div_ceil(BLOCK) {
+            if !unmapped.is_some_and(|u| u.contains(&b)) {
+                m.mark(b as u64, 1).expect("inside the volume, once");
+            }
+        }
+        Ok(m)
     }
 }

@@ -18,6 +18,7 @@ use delta::{BlockSectors, DeltaRun};
 use sparsebak_common::units::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use thinmap::{DumpError, MappedBlocks};
 
 /// One logical volume, as `lvs` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,4 +71,7 @@ pub trait Lvm {
         right: u64,
         on_run: &mut dyn FnMut(BlockSectors, DeltaRun) -> Result<()>,
     ) -> Result<BlockSectors>;
+    /// The pool blocks provisioned for thin volume `lv` of the pool, from
+    /// the reserved metadata snapshot (thin_dump).
+    fn mapped_blocks(&self, vg: &str, pool: &str, lv: &LvInfo) -> Result<MappedBlocks, DumpError>;
 }

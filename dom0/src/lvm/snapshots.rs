@@ -18,9 +18,15 @@
 //! removed. If the snapshots and the map no longer match (removed by hand,
 //! metadata lost), every chunk is flagged: the next session re-reads the
 //! whole volume, which is slow but never misses a change.
+//!
+//! A session that reads the whole volume (the first, or a resync) reads
+//! only the blocks the pool has provisioned for tick, from `thin_dump` of
+//! the metadata snapshot ([`super::thinmap`]): the rest reads as zeros.
+//! Without that map (the tool failed), it reads everything, with a warning.
 
 use super::deltamap::DeltaMap;
 use super::metasnap::MetaSnap;
+use super::thinmap::{DumpError, MappedBlocks};
 use super::{LvInfo, Lvm, Survey};
 use anyhow::{anyhow, bail, Result};
 use sparsebak_common::names::VolName;
@@ -45,12 +51,19 @@ pub enum Prepared {
     Missing,
     /// monitor before the first send: nothing to track yet.
     NotStarted,
-    /// First session: read everything from `tick`.
-    Full { tick: LvInfo, map: DeltaMap },
-    /// Read the chunks flagged in `map` from `tick`.
+    /// First session: read everything from `tick` (only its provisioned
+    /// blocks, when `mapped` says which).
+    Full {
+        tick: LvInfo,
+        map: DeltaMap,
+        mapped: Option<MappedBlocks>,
+    },
+    /// Read the chunks flagged in `map` from `tick` (a resync: all of them,
+    /// only the provisioned blocks when `mapped` is known).
     Incremental {
         tick: LvInfo,
         map: DeltaMap,
+        mapped: Option<MappedBlocks>,
         harvested: u64,
         resync: bool,
     },
@@ -151,32 +164,13 @@ impl<'a> ThinVolume<'a> {
             let tick = self.fresh_tick(&s)?;
             let map = DeltaMap::new(self.cs.count(tick.size), self.thin_id(&tick)?);
             map.save(&self.map_path)?;
-            return Ok(Prepared::Full { tick, map });
+            let mapped = self.provisioned(&tick)?;
+            return Ok(Prepared::Full { tick, map, mapped });
         }
         let tick = s.get(&self.tick()).cloned();
         let (tick, mut map) = match (tick, map) {
             (Some(t), Some(m)) if t.thin_id == Some(m.base_thin_id) => (t, m),
-            (t, m) => {
-                log::warn!(
-                    "{}: {} do not match; the next session re-reads the whole volume",
-                    self.vol,
-                    match (t.is_some(), m.is_some()) {
-                        (false, _) =>
-                            "snapshot .tick is missing, so the snapshots and the change map",
-                        (true, false) => "the change map is missing, so the snapshots and the map",
-                        (true, true) => "the change map and snapshot .tick",
-                    }
-                );
-                let tick = self.fresh_tick(&s)?;
-                let map = DeltaMap::all(self.cs.count(tick.size), self.thin_id(&tick)?);
-                map.save(&self.map_path)?;
-                return Ok(Prepared::Incremental {
-                    tick,
-                    harvested: chunks,
-                    map,
-                    resync: true,
-                });
-            }
+            (t, m) => return self.resync(&s, t.is_some(), m.is_some(), chunks, for_send),
         };
         self.lvm
             .snapshot(self.vg, self.vol.as_str(), &self.tock())?;
@@ -197,9 +191,72 @@ impl<'a> ThinVolume<'a> {
         Ok(Prepared::Incremental {
             tick,
             map,
+            mapped: None,
             harvested,
             resync: false,
         })
+    }
+
+    /// The snapshots and the map do not match: a fresh tick and every chunk
+    /// flagged.
+    fn resync(
+        &self,
+        s: &Survey,
+        has_tick: bool,
+        has_map: bool,
+        chunks: u64,
+        for_send: bool,
+    ) -> Result<Prepared> {
+        log::warn!(
+            "{}: {} do not match; the next session re-reads the whole volume",
+            self.vol,
+            match (has_tick, has_map) {
+                (false, _) => "snapshot .tick is missing, so the snapshots and the change map",
+                (true, false) => "the change map is missing, so the snapshots and the map",
+                (true, true) => "the change map and snapshot .tick",
+            }
+        );
+        let tick = self.fresh_tick(s)?;
+        let map = DeltaMap::all(self.cs.count(tick.size), self.thin_id(&tick)?);
+        map.save(&self.map_path)?;
+        let mapped = if for_send {
+            self.provisioned(&tick)?
+        } else {
+            None
+        };
+        Ok(Prepared::Incremental {
+            tick,
+            harvested: chunks,
+            map,
+            mapped,
+            resync: true,
+        })
+    }
+
+    /// The blocks the pool has provisioned for `tick`, from the metadata
+    /// snapshot; `None` (read everything) if the tools cannot say, an error
+    /// if what they say is inconsistent.
+    fn provisioned(&self, tick: &LvInfo) -> Result<Option<MappedBlocks>> {
+        let snap = MetaSnap::reserve(self.lvm, self.vg, self.pool, &self.metasnap_marker)?;
+        let res = self.lvm.mapped_blocks(self.vg, self.pool, tick);
+        snap.release()?;
+        match res {
+            Ok(m) => Ok(Some(m)),
+            Err(DumpError::Unavailable(e)) => {
+                log::warn!(
+                    "{}: cannot tell which blocks of {}/{} the pool has provisioned ({e:#}); \
+                     reading the whole volume",
+                    self.vol,
+                    self.vg,
+                    tick.name
+                );
+                Ok(None)
+            }
+            Err(DumpError::Refused(e)) => Err(e.context(format!(
+                "the thin pool's map of the provisioned blocks of volume {} ({}/{}) is inconsistent",
+                self.vol, self.vg, tick.name
+            ))),
+        }
     }
 
     /// Steps 2 and 3: harvest tick→tock into the map and save it with base = tock.

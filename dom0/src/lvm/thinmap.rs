@@ -25,6 +25,18 @@ use quick_xml::Reader;
 use sparsebak_common::units::Bytes;
 use std::io::BufRead;
 
+/// Why there is no map.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The map cannot be had (tool missing or failed, volume too big, an
+    /// external origin): read the whole volume.
+    #[error("{0:#}")]
+    Unavailable(anyhow::Error),
+    /// The dump is malformed or contradicts the volume: refuse to send.
+    #[error("{0:#}")]
+    Refused(anyhow::Error),
+}
+
 /// Largest map built: 2^31 blocks (256 MiB of bitmap, 128 TiB at 64 KiB
 /// blocks). A bigger volume is read in full.
 pub const MAX_MAP_BLOCKS: u64 = 1 << 31;
@@ -57,6 +69,11 @@ impl MappedBlocks {
 
     pub fn block_bytes(&self) -> u64 {
         self.block.bytes()
+    }
+
+    /// Blocks covering the volume.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
     }
 
     /// Blocks provisioned.

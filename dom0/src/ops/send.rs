@@ -190,23 +190,28 @@ fn send_thin(
         .with_context(|| format!("volume {vol}"))?;
     let tv = thin::thin_volume(ctx, vg, pool, vol)?;
     let has_sessions = !ctx.meta.chain(vol)?.is_empty();
-    let (tick, map, full) = match tv
+    let (tick, map, mapped, full) = match tv
         .harvest(has_sessions, true)
         .with_context(|| format!("volume {vol}"))?
     {
         Prepared::Missing => return Ok(None),
         Prepared::NotStarted => unreachable!("harvest for send"),
-        Prepared::Full { tick, map } => (tick, map, true),
+        Prepared::Full { tick, map, mapped } => (tick, map, mapped, true),
         Prepared::Incremental {
-            tick, map, resync, ..
+            tick,
+            map,
+            mapped,
+            resync,
+            ..
         } => {
             if resync {
                 log::warn!("{vol}: re-reading the whole volume to resynchronise");
             }
-            (tick, map, false)
+            (tick, map, mapped, false)
         }
     };
-    let src = LvmSource::open(ctx.lvm, vg, &tick.name, (!full).then(|| map.clone()))?;
+    let src =
+        LvmSource::open(ctx.lvm, vg, &tick.name, (!full).then(|| map.clone()))?.with_mapped(mapped);
     let report = send_volume(ctx, conn, vol, &src, format, pb, dedup)?;
     tv.sent(map)?;
     Ok(Some(report))
