@@ -24,6 +24,9 @@ pub struct State {
     pub next_id: u64,
     /// thin id → its unprovisioned blocks (none: all provisioned).
     pub unmapped: BTreeMap<u64, BTreeSet<usize>>,
+    /// The device files hold 0xEE in unprovisioned blocks (which a real
+    /// thin volume reads as zeros), so a test sees whether they were read.
+    pub poison_unmapped: bool,
     /// mapped_blocks reports an inconsistent dump.
     pub dump_inconsistent: bool,
     pub meta_held: bool,
@@ -125,7 +128,14 @@ impl Lvm for FakeLvm {
         std::fs::create_dir_all(&dir).expect("fake VG directory");
         let path = dir.join(lv);
         if let Some(id) = s.lvs.get(lv) {
-            std::fs::write(&path, &s.data[id]).expect("fake LV file");
+            let mut d = s.data[id].clone();
+            if s.poison_unmapped {
+                for &b in s.unmapped.get(id).into_iter().flatten() {
+                    let end = ((b + 1) * BLOCK).min(d.len());
+                    d[b * BLOCK..end].fill(0xEE);
+                }
+            }
+            std::fs::write(&path, &d).expect("fake LV file");
         }
         path
     }

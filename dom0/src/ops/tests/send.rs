@@ -60,3 +60,66 @@ fn a_volume_missing_from_the_pool_is_skipped() {
     assert!(w.ui.sent.borrow().is_empty());
     assert!(w.sessions().is_empty());
 }
+
+/// A full send, and a send after the change map is lost, read only the
+/// blocks the pool has provisioned: the fake's device holds garbage in the
+/// others (which a real thin volume reads as zeros), so a read of one would
+/// show in the restore.
+#[test]
+fn full_and_resync_sends_read_only_the_provisioned_blocks() {
+    let w = World::thin(volume_bytes(64, 3));
+    w.lvm.discard(VOL, 0, 64 * CHUNK);
+    w.lvm.write(VOL, 5 * CHUNK + 9, &[1; 100]);
+    w.lvm.write(VOL, 40 * CHUNK + 7, &[2; CHUNK]); // blocks 40 and 41
+    w.lvm.write(VOL, 60 * CHUNK, &[0; 10]); // provisioned, reads as zeros
+    assert_eq!(w.lvm.mapped(VOL), 4);
+    w.lvm.0.borrow_mut().poison_unmapped = true;
+    let mut sent = vec![w.lvm.contents(VOL)];
+    send_all(&w);
+    let r = w.last_sent();
+    assert!(r.full, "{r:?}");
+    assert_eq!((r.changed_chunks, r.zero_chunks), (64, 61), "{r:?}");
+
+    w.lvm.write(VOL, 20 * CHUNK, b"resync");
+    sent.push(w.lvm.contents(VOL));
+    let map = w.meta.vol_dir(&vol()).join("deltamap");
+    std::fs::remove_file(&map).unwrap();
+    send_all(&w);
+    let r = w.last_sent();
+    assert!(!r.full && r.session.is_some(), "{r:?}");
+    // a resync sends every chunk; the unprovisioned ones as zero chunks
+    assert_eq!((r.changed_chunks, r.zero_chunks), (64, 60), "{r:?}");
+
+    for (s, want) in w.sessions().iter().zip(&sent) {
+        assert!(w.restore(s) == *want, "session {s}");
+    }
+    assert_eq!(w.sessions().len(), sent.len());
+}
+
+/// When thin_dump fails, send reads the whole volume; when its dump
+/// contradicts the volume, send refuses and names the volume.
+#[test]
+fn a_failed_dump_reads_everything_and_an_inconsistent_one_is_refused() {
+    let w = World::thin(volume_bytes(16, 4));
+    w.lvm.discard(VOL, 0, 8 * CHUNK);
+    w.lvm.0.borrow_mut().fail = Some(("mapped_blocks", 0));
+    send_all(&w);
+    let r = w.last_sent();
+    assert!(r.full && r.session.is_some(), "{r:?}");
+    assert!(w.restore(&w.sessions()[0]) == w.lvm.contents(VOL));
+
+    w.lvm.0.borrow_mut().dump_inconsistent = true;
+    w.lvm.write(VOL, 0, b"x");
+    std::fs::remove_file(w.meta.vol_dir(&vol()).join("deltamap")).unwrap();
+    let e = send(&w.ctx(), &w.ui, &SendOptions::default()).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("provisioned blocks of volume vm-a") && e.contains("inconsistent"),
+        "{e}"
+    );
+    assert_eq!(w.sessions().len(), 1);
+}
+
+fn vol() -> sparsebak_common::names::VolName {
+    crate::ops::resolve::vol_name(VOL).unwrap()
+}
