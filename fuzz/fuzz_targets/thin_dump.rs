@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sparsebak::lvm::thinmap::parse;
+use sparsebak::lvm::thinmap::{parse, Parsed};
 use sparsebak_common::units::Bytes;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let size = Bytes(u64::from(size) << 20);
-    if let Ok(Some(m)) = parse(xml, 3, size) {
+    if let Ok(Parsed::Map(m)) = parse(xml, 3, size) {
         assert!(m.block_bytes() > 0);
         assert!(m.blocks() == size.0.div_ceil(m.block_bytes()));
         let counted = (0..m.blocks()).filter(|&b| m.is_mapped(b)).count() as u64;

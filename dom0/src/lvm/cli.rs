@@ -3,7 +3,7 @@
 
 use super::delta::{self, BlockSectors, DeltaRun};
 use super::dm::{dm_name, pool_device, tmeta_path};
-use super::thinmap::{self, DumpError, MappedBlocks};
+use super::thinmap::{self, DumpError, MappedBlocks, Parsed};
 use super::{LvInfo, Lvm, Survey};
 use crate::process::{run, run_with};
 use anyhow::{anyhow, bail, Context, Result};
@@ -138,11 +138,8 @@ impl LvmCli {
         })
         .map_err(DumpError::Unavailable)?;
         match parsed {
-            Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(DumpError::Unavailable(anyhow!(
-                "{vg}/{} is too big to map its blocks",
-                lv.name
-            ))),
+            Ok(Parsed::Map(m)) => Ok(m),
+            Ok(Parsed::Unsupported(why)) => Err(DumpError::Unavailable(anyhow!("{why}"))),
             Err(e) => Err(DumpError::Refused(e)),
         }
     }

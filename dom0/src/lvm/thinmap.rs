@@ -174,8 +174,9 @@ struct Dump {
     map: Option<MappedBlocks>,
     /// The device's `mapped_blocks`, checked at its end.
     want: Option<u64>,
-    /// The volume is too big to map: stop, read everything.
-    too_big: bool,
+    /// Why no map can be had (too big; a dump format this parser does not
+    /// follow): stop, read everything.
+    unsupported: Option<String>,
 }
 
 impl Dump {
@@ -185,7 +186,12 @@ impl Dump {
             bail!("thin_dump reports an impossible data_block_size {}", dbs.0);
         }
         self.map = MappedBlocks::new(dbs, self.size);
-        self.too_big = self.map.is_none();
+        if self.map.is_none() {
+            self.unsupported = Some(format!(
+                "the volume is too big to map its {} KiB blocks",
+                dbs.bytes() >> 10
+            ));
+        }
         self.state = State::InSuperblock;
         Ok(())
     }
@@ -249,6 +255,16 @@ impl Dump {
             (State::InSuperblock, Event::Empty(e)) if e.name().as_ref() == b"device" => {
                 self.device(&e, true)?
             }
+            // Shared subtrees (thin-provisioning-tools 1.x may write them):
+            // not followed, so no map rather than a wrong one.
+            (State::InSuperblock | State::InDevice, Event::Start(e) | Event::Empty(e))
+                if matches!(e.name().as_ref(), b"def" | b"ref") =>
+            {
+                self.unsupported = Some(format!(
+                    "thin_dump wrote a shared subtree (<{}>), which sparsebak does not follow",
+                    String::from_utf8_lossy(e.name().as_ref())
+                ));
+            }
             (State::InDevice, Event::Empty(e)) => self.mapping(&e)?,
             (State::InDevice, Event::End(e)) if e.name().as_ref() == b"device" => {
                 self.device_end()?
@@ -269,10 +285,18 @@ impl Dump {
     }
 }
 
-/// Parse `thin_dump --dev-id DEV_ID` output for a volume of `size`: its
-/// provisioned blocks, or `None` if the volume is too big to map
-/// ([`MAX_MAP_BLOCKS`]; the rest of the input is not read).
-pub fn parse<R: BufRead>(input: R, dev_id: u64, size: Bytes) -> Result<Option<MappedBlocks>> {
+/// What a dump gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Map(MappedBlocks),
+    /// No map can be had, and why: the volume is too big to map
+    /// ([`MAX_MAP_BLOCKS`]), or the dump shares subtrees (`<def>`/`<ref>`).
+    /// The rest of the input is not read.
+    Unsupported(String),
+}
+
+/// Parse `thin_dump --dev-id DEV_ID` output for a volume of `size`.
+pub fn parse<R: BufRead>(input: R, dev_id: u64, size: Bytes) -> Result<Parsed> {
     let mut rd = Reader::from_reader(input);
     let mut buf = Vec::new();
     let mut d = Dump {
@@ -281,7 +305,7 @@ pub fn parse<R: BufRead>(input: R, dev_id: u64, size: Bytes) -> Result<Option<Ma
         state: State::Start,
         map: None,
         want: None,
-        too_big: false,
+        unsupported: None,
     };
     loop {
         let ev = rd.read_event_into(&mut buf).map_err(|e| {
@@ -292,11 +316,12 @@ pub fn parse<R: BufRead>(input: R, dev_id: u64, size: Bytes) -> Result<Option<Ma
         })?;
         let eof = matches!(ev, Event::Eof);
         d.event(ev)?;
-        if d.too_big {
-            return Ok(None);
+        if let Some(why) = d.unsupported {
+            return Ok(Parsed::Unsupported(why));
         }
         if eof {
-            return Ok(d.map);
+            let map = d.map.expect("a complete document has a <superblock>");
+            return Ok(Parsed::Map(map));
         }
         buf.clear();
     }
