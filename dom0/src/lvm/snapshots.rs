@@ -237,21 +237,27 @@ impl<'a> ThinVolume<'a> {
     /// snapshot; `None` (read everything) if the tools cannot say, an error
     /// if what they say is inconsistent.
     fn provisioned(&self, tick: &LvInfo) -> Result<Option<MappedBlocks>> {
-        let snap = MetaSnap::reserve(self.lvm, self.vg, self.pool, &self.metasnap_marker)?;
+        let unavailable = |e: anyhow::Error| {
+            log::warn!(
+                "{}: cannot tell which blocks of {}/{} the pool has provisioned ({e:#}); \
+                 reading the whole volume",
+                self.vol,
+                self.vg,
+                tick.name
+            );
+            Ok(None)
+        };
+        // A first send never needed the metadata snapshot: if another tool
+        // holds it, read everything rather than fail.
+        let snap = match MetaSnap::reserve(self.lvm, self.vg, self.pool, &self.metasnap_marker) {
+            Ok(snap) => snap,
+            Err(e) => return unavailable(e),
+        };
         let res = self.lvm.mapped_blocks(self.vg, self.pool, tick);
         snap.release()?;
         match res {
             Ok(m) => Ok(Some(m)),
-            Err(DumpError::Unavailable(e)) => {
-                log::warn!(
-                    "{}: cannot tell which blocks of {}/{} the pool has provisioned ({e:#}); \
-                     reading the whole volume",
-                    self.vol,
-                    self.vg,
-                    tick.name
-                );
-                Ok(None)
-            }
+            Err(DumpError::Unavailable(e)) => unavailable(e),
             Err(DumpError::Refused(e)) => Err(e.context(format!(
                 "the thin pool's map of the provisioned blocks of volume {} ({}/{}) is inconsistent",
                 self.vol, self.vg, tick.name

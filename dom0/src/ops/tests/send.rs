@@ -123,3 +123,15 @@ fn a_failed_dump_reads_everything_and_an_inconsistent_one_is_refused() {
 fn vol() -> sparsebak_common::names::VolName {
     crate::ops::resolve::vol_name(VOL).unwrap()
 }
+
+/// Another tool holding the pool's metadata snapshot does not stop a first
+/// send: it reads the whole volume.
+#[test]
+fn a_first_send_reads_everything_while_another_tool_holds_the_metadata_snapshot() {
+    let w = World::thin(volume_bytes(8, 5));
+    w.lvm.reserve_metadata_snap("vg", "pool").unwrap();
+    send_all(&w);
+    let r = w.last_sent();
+    assert!(r.full && r.session.is_some(), "{r:?}");
+    assert!(w.restore(&w.sessions()[0]) == w.lvm.contents(VOL));
+}
