@@ -26,10 +26,23 @@ fn service_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../qubes-rpc/qubes.SparsebakStore")
 }
 
+/// An executable script. It is written by a short-lived `cp`, not by this
+/// process: the suites share one process, and a child another test forks
+/// while we held the script open for writing would keep it open until its
+/// exec, so running the script could fail with ETXTBSY ("Text file busy").
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let draft = dir.join(format!(".{name}.draft"));
+    std::fs::write(&draft, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&draft, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("--")
+        .arg(&draft)
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp {} {}", draft.display(), p.display());
+    std::fs::remove_file(&draft).unwrap();
     p
 }
 
