@@ -49,7 +49,9 @@ impl BlockSectors {
     }
 }
 
-fn attr(e: &BytesStart, name: &str) -> Result<u64> {
+/// The numeric attribute `name` of `e`, if present (thin_delta and
+/// thin_dump spell every number the same way).
+pub(super) fn attr_opt(e: &BytesStart, name: &str) -> Result<Option<u64>> {
     for a in e.attributes() {
         let a = a.map_err(|err| {
             anyhow!(
@@ -62,13 +64,21 @@ fn attr(e: &BytesStart, name: &str) -> Result<u64> {
                 .map_err(|_| anyhow!("attribute {name} is not UTF-8"))?;
             return v
                 .parse::<u64>()
+                .map(Some)
                 .map_err(|_| anyhow!("attribute {name}={v:?} is not a number"));
         }
     }
-    bail!(
-        "<{}> lacks the {name} attribute",
-        String::from_utf8_lossy(e.name().as_ref())
-    )
+    Ok(None)
+}
+
+/// The numeric attribute `name` of `e`, which must be present.
+pub(super) fn attr(e: &BytesStart, name: &str) -> Result<u64> {
+    attr_opt(e, name)?.ok_or_else(|| {
+        anyhow!(
+            "<{}> lacks the {name} attribute",
+            String::from_utf8_lossy(e.name().as_ref())
+        )
+    })
 }
 
 #[derive(PartialEq)]

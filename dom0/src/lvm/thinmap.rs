@@ -18,7 +18,7 @@
 //! disagrees with `mapped_blocks` — is an error, never a silently smaller map.
 //! Memory is one bit per pool block of the volume (2 MiB for 1 TiB at 64 KiB).
 
-use super::delta::BlockSectors;
+use super::delta::{attr, attr_opt, BlockSectors};
 use anyhow::{anyhow, bail, Result};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -126,35 +126,6 @@ impl MappedBlocks {
         }
         (state, self.blocks)
     }
-}
-
-fn attr_opt(e: &BytesStart, name: &str) -> Result<Option<u64>> {
-    for a in e.attributes() {
-        let a = a.map_err(|err| {
-            anyhow!(
-                "malformed attribute in <{}>: {err}",
-                String::from_utf8_lossy(e.name().as_ref())
-            )
-        })?;
-        if a.key.as_ref() == name.as_bytes() {
-            let v = std::str::from_utf8(&a.value)
-                .map_err(|_| anyhow!("attribute {name} is not UTF-8"))?;
-            return v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| anyhow!("attribute {name}={v:?} is not a number"));
-        }
-    }
-    Ok(None)
-}
-
-fn attr(e: &BytesStart, name: &str) -> Result<u64> {
-    attr_opt(e, name)?.ok_or_else(|| {
-        anyhow!(
-            "<{}> lacks the {name} attribute",
-            String::from_utf8_lossy(e.name().as_ref())
-        )
-    })
 }
 
 #[derive(PartialEq)]
