@@ -175,19 +175,19 @@ def render(r):
     return "\n".join(out) + "\n"
 
 
-def update_docs(path, section):
+def update_docs(path, section, begin=BEGIN, end=END, heading="## Latest results"):
     try:
         with open(path) as f:
             text = f.read()
     except FileNotFoundError:
         text = "# Benchmarks\n\nSee bench/bench.sh.\n"
-    block = f"{BEGIN}\n{section}{END}"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+    block = f"{begin}\n{section}{end}"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n## Latest results\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n" + block + "\n"
     with open(path, "w") as f:
         f.write(text)
 
