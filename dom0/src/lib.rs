@@ -25,9 +25,11 @@ pub mod process;
 pub mod progress;
 pub mod prune;
 pub mod recover;
+pub mod reflink;
 pub mod restore;
 pub mod send;
 pub mod source;
+pub mod test_hooks;
 pub mod timefmt;
 
 /// Entry points for the fuzz targets in `fuzz/` (not a stable API).

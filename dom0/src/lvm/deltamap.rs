@@ -9,6 +9,9 @@
 //! File: one JSON header line `{"version":1,"chunks":N,"base_thin_id":ID}`,
 //! then ceil(N/8) bytes, chunk n in byte n/8, bit n%8 (LSB first). Written
 //! atomically.
+//!
+//! A reflink source (crate::reflink) keeps the same map, its base being the
+//! token in the name of its `.tick` copy instead of a thin id.
 
 use crate::fsutil::write_atomic;
 use crate::lvm::delta::{BlockSectors, DeltaKind, DeltaRun};
@@ -77,6 +80,15 @@ impl DeltaMap {
         }
         self.bits.resize(chunks.div_ceil(8) as usize, 0);
         self.chunks = chunks;
+    }
+
+    /// Flag every chunk `other` flags (of the chunks both have).
+    pub fn union(&mut self, other: &DeltaMap) {
+        for i in 0..self.chunks.min(other.chunks) {
+            if other.get(i) {
+                self.set(i);
+            }
+        }
     }
 
     /// Flag every backup chunk that overlaps a changed pool-block run. Works

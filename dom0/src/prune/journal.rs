@@ -46,22 +46,14 @@ const JOURNAL_FILES: [&str; 3] = [PLAN_FILE, MANIFEST_FILE, SESSION_INFO_FILE];
 /// Bytes per `PrunePart` request (the message limit is 1 MiB of JSON).
 const PART: usize = 512 * 1024;
 
-/// TEST HOOK, for the crash-recovery tests only: abort sparsebak (as
-/// `kill -9` would stop it) at a named step of a prune: `journal` (local
-/// plan committed, agent not contacted), `agent-done` (agent finished,
-/// local metadata untouched), `local-target` (local target replaced, pruned
-/// local sessions not yet removed).
-pub const TEST_HOOK_CRASH_AT: &str = "SPARSEBAK_TEST_CRASH_AT";
+/// TEST HOOK (crate::test_hooks): abort sparsebak at a named step of a
+/// prune: `journal` (local plan committed, agent not contacted),
+/// `agent-done` (agent finished, local metadata untouched), `local-target`
+/// (local target replaced, pruned local sessions not yet removed).
+pub use crate::test_hooks::TEST_HOOK_CRASH_AT;
 
-/// Only in builds with the `test-hooks` feature (the test suites').
 fn test_hook_crash_at(point: &str) {
-    #[cfg(feature = "test-hooks")]
-    if std::env::var(TEST_HOOK_CRASH_AT).is_ok_and(|v| v == point) {
-        eprintln!("sparsebak: test hook {TEST_HOOK_CRASH_AT}={point}: aborting");
-        std::process::abort();
-    }
-    #[cfg(not(feature = "test-hooks"))]
-    let _ = point;
+    crate::test_hooks::crash_at(point)
 }
 
 /// What a planned prune does.

@@ -1,0 +1,22 @@
+//! TEST HOOK, for the crash-recovery tests only: abort sparsebak (as
+//! `kill -9` would stop it) at a named step, given in the environment
+//! variable [`TEST_HOOK_CRASH_AT`]. Only builds with the `test-hooks`
+//! feature (the test suites') read it; release binaries do not contain it
+//! (tests/suite-test-hooks.sh checks).
+//!
+//! Points: a prune's `journal`, `agent-done`, `local-target`
+//! (prune/journal.rs); a reflink source's `reflink-tock`, `reflink-map`,
+//! `reflink-promoted`, `reflink-sent` (reflink/volume.rs, ops/send.rs).
+
+pub const TEST_HOOK_CRASH_AT: &str = "SPARSEBAK_TEST_CRASH_AT";
+
+/// Abort here if the test asked for `point`.
+pub fn crash_at(point: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var(TEST_HOOK_CRASH_AT).is_ok_and(|v| v == point) {
+        eprintln!("sparsebak: test hook {TEST_HOOK_CRASH_AT}={point}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = point;
+}
