@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sparsebak_agent::open_archive::Archive;
-use sparsebak_agent::store::put_session;
+use sparsebak_agent::store::{put_session, Put};
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::SessionFormat;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let (vol, session) = (VolName::new("vm-a").unwrap(), SessionName::new(SESSION).unwrap());
     FIX.with(|f| {
-        let res = put_session(&f.archive, &vol, &session, None, None, format, stream);
+        let put = Put {
+            vol: &vol,
+            session: &session,
+            expect_last: None,
+            volume_uuid: None,
+            format,
+            resume_from: None,
+        };
+        let res = put_session(&f.archive, &put, stream);
         match res {
             Ok(stats) => {
                 let mut names = Vec::new();

@@ -11,14 +11,13 @@
 use crate::error::{AgentError, Result};
 use crate::open_archive::Archive;
 use crate::prune_apply::Use;
-use crate::{dedup, delete, legacy, mount, prune_apply, read, read_meta, store};
+use crate::{dedup, delete, legacy, mount, prune_apply, read, read_meta, resume, store};
 use sparsebak_common::legacy::LegacyVolName;
-use sparsebak_common::names::{SessionName, VolName};
+use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{
     recv_msg, send_msg, write_frame, ErrorKind, FrameReader, RawRequest, Request, Response,
-    FEATURE_READ_META, PROTOCOL_VERSION,
+    FEATURE_READ_META, FEATURE_RESUME, PROTOCOL_VERSION,
 };
-use sparsebak_common::SessionFormat;
 use std::io::{BufReader, BufWriter, Read, Write};
 
 /// This agent's version, announced in `Hello`.
@@ -155,15 +154,26 @@ fn on_archive<R: Read, W: Write>(
             expect_last,
             volume_uuid,
             format,
+            resume_from,
         } => {
-            let s = Session {
+            let p = store::Put {
                 vol: &vol,
                 session: &session,
                 expect_last: expect_last.as_ref(),
                 volume_uuid: volume_uuid.as_deref(),
                 format,
+                resume_from: resume_from.as_ref(),
             };
-            put_session(a, s, r)
+            put_session(a, &p, r)
+        }
+        Request::ResumeCheck {
+            vol,
+            session,
+            after,
+        } => {
+            let (count, more, data) = resume::check(a, &vol, &session, after)?;
+            *trailer = Some(data);
+            Ok(Response::ResumeHeld { count, more })
         }
         Request::Commit {
             vol,
@@ -219,7 +229,7 @@ fn hello(protocol: u32) -> Result<Response> {
         {
             vec![]
         } else {
-            vec![FEATURE_READ_META.into()]
+            vec![FEATURE_READ_META.into(), FEATURE_RESUME.into()]
         },
     })
 }
@@ -266,27 +276,10 @@ fn list_sessions(a: &Archive, vol: &VolName) -> Result<Response> {
     })
 }
 
-/// The fields of a `PutSession`.
-struct Session<'q> {
-    vol: &'q VolName,
-    session: &'q SessionName,
-    expect_last: Option<&'q SessionName>,
-    volume_uuid: Option<&'q str>,
-    format: SessionFormat,
-}
-
 /// Receive the session's stream; on success read it to its end.
-fn put_session<R: Read>(a: &Archive, s: Session<'_>, r: &mut BufReader<R>) -> Result<Response> {
+fn put_session<R: Read>(a: &Archive, p: &store::Put<'_>, r: &mut BufReader<R>) -> Result<Response> {
     let mut stream = FrameReader::new(r);
-    let st = store::put_session(
-        a,
-        s.vol,
-        s.session,
-        s.expect_last,
-        s.volume_uuid,
-        s.format,
-        &mut stream,
-    )?;
+    let st = store::put_session(a, p, &mut stream)?;
     stream
         .drain()
         .map_err(|e| AgentError::io("reading the session stream", e))?;

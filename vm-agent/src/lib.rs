@@ -5,7 +5,7 @@
 //! side must never write outside the archive. It runs no shell commands.
 //!
 //! [`dispatch`] decodes requests and hands each to the module that serves
-//! it: [`store`], [`read`], [`read_meta`], [`prune_apply`], [`dedup`],
+//! it: [`store`] (and [`resume`]), [`read`], [`read_meta`], [`prune_apply`], [`dedup`],
 //! [`delete`], [`legacy`]. They share [`open_archive`] (the open archive and
 //! its lock) and [`dirfd`] (every no-follow,
 //! directory-relative file operation).
@@ -24,6 +24,7 @@ pub mod prune_apply;
 pub mod read;
 pub mod read_meta;
 pub mod readahead;
+pub mod resume;
 pub mod store;
 pub mod tarsession;
 pub mod test_hooks;

@@ -5,9 +5,13 @@
 //! files, at most the header's stored-chunk limit), then `manifest`, then
 //! `info.json`. A chunk may also be a hard-link member naming a chunk file
 //! already in the archive (`send --dedup`, checked by
-//! [`crate::dedup::member`]). Anything else (absolute paths, `..`, other
-//! links, devices, directories, duplicates, a fan-out dir that doesn't match
-//! the address) is refused and the temporary directory removed.
+//! [`crate::dedup::member`]), or, in a session that resumes an unfinished
+//! one, a keep member for a file already there ([`crate::resume`]).
+//! Anything else (absolute paths, `..`, other links, devices, directories,
+//! duplicates, a fan-out dir that doesn't match the address) is refused and
+//! the temporary directory removed. A stream that breaks off (the link or
+//! dom0 died) leaves a folders session's directory for a later send to
+//! resume.
 
 use crate::error::{AgentError, IoContext, Result};
 use crate::fsutil::{fsync_dir, syncfs, write_atomic};
@@ -90,12 +94,14 @@ fn prepare_volume(
     session: &SessionName,
     expect_last: Option<&SessionName>,
     volume_uuid: Option<&str>,
+    resume_from: Option<&SessionName>,
 ) -> Result<PathBuf> {
     let vdir = a.vol_dir(vol);
     real_dir(&a.dir.join(VOLUMES_DIR))?;
     real_dir(&vdir)?;
     let (committed, stale) = a.list_sessions(vol)?;
-    for t in stale {
+    let resumed = resume_from.map(|s| s.tmp_dir_name());
+    for t in stale.into_iter().filter(|t| Some(t) != resumed.as_ref()) {
         let p = vdir.join(&t);
         fs::remove_dir_all(&p).ctx(format_args!("cannot remove stale {}", p.display()))?;
     }
@@ -139,44 +145,107 @@ fn prepare_volume(
         )));
     }
     let tmp = vdir.join(session.tmp_dir_name());
-    fs::create_dir(&tmp).ctx(format_args!("cannot create {}", tmp.display()))?;
+    let taken = match resume_from {
+        Some(from) => crate::resume::take_over(a, vol, from, &tmp)?,
+        None => false,
+    };
+    if !taken {
+        fs::create_dir(&tmp).ctx(format_args!("cannot create {}", tmp.display()))?;
+    }
     Ok(tmp)
 }
 
-/// Receive a session's tar stream into its temporary directory.
-pub fn put_session<R: Read>(
-    a: &Archive,
-    vol: &VolName,
-    session: &SessionName,
-    expect_last: Option<&SessionName>,
-    volume_uuid: Option<&str>,
-    format: SessionFormat,
-    stream: R,
-) -> Result<StoreStats> {
+/// What a `PutSession` asks for.
+pub struct Put<'q> {
+    pub vol: &'q VolName,
+    pub session: &'q SessionName,
+    pub expect_last: Option<&'q SessionName>,
+    pub volume_uuid: Option<&'q str>,
+    pub format: SessionFormat,
+    /// An unfinished session whose files this one may keep (FORMAT.md §19).
+    pub resume_from: Option<&'q SessionName>,
+}
+
+/// Receive a session's tar stream into its temporary directory. If the
+/// stream itself broke off (the link or dom0 died), a folders session's
+/// directory is left for a later send to resume (docs/FORMAT.md §19); any
+/// other failure removes it.
+pub fn put_session<R: Read>(a: &Archive, p: &Put<'_>, stream: R) -> Result<StoreStats> {
     a.require_write()?;
-    let tar = format == SessionFormat::Tar;
+    let tar = p.format == SessionFormat::Tar;
+    if tar && p.resume_from.is_some() {
+        return Err(AgentError::invalid(format!(
+            "storing {} of {}: a tar session cannot resume an unfinished one",
+            p.session, p.vol
+        )));
+    }
     let max_chunk = a.header()?.chunk_size.max_stored();
-    let tmp = prepare_volume(a, vol, session, expect_last, volume_uuid)?;
-    let mut linker = crate::dedup::member::Linker::new(a, vol, session, &tmp, max_chunk);
-    let res = unpack(&tmp, stream, max_chunk, tar, &mut linker)
-        .map_err(|e| e.prefixed(format_args!("storing {session} of {vol}")));
-    if res.is_err() {
+    let tmp = prepare_volume(
+        a,
+        p.vol,
+        p.session,
+        p.expect_last,
+        p.volume_uuid,
+        p.resume_from,
+    )?;
+    let mut stream = Watch {
+        inner: stream,
+        broke: false,
+    };
+    let res = (|| {
+        let mut sink = Sink {
+            tmp: &tmp,
+            max_chunk,
+            tarw: tar.then(|| TarWriter::create(&tmp)).transpose()?,
+            linker: crate::dedup::member::Linker::new(a, p.vol, p.session, &tmp, max_chunk),
+            reuse: match p.resume_from {
+                Some(_) => Some(crate::resume::Reuse::new(&tmp, max_chunk)?),
+                None => None,
+            },
+            stats: StoreStats::default(),
+        };
+        unpack(&mut stream, &mut sink)
+    })()
+    .map_err(|e| e.prefixed(format_args!("storing {} of {}", p.session, p.vol)));
+    let resumable = stream.broke && !tar;
+    if res.is_err() && !resumable {
         let _ = fs::remove_dir_all(&tmp);
     }
     res
 }
 
-fn unpack<R: Read>(
-    tmp: &Path,
-    stream: R,
+/// The session stream, noting whether reading it failed (a broken link
+/// rather than a refused member).
+struct Watch<R> {
+    inner: R,
+    broke: bool,
+}
+
+impl<R: Read> Read for Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Err(e) = &r {
+            // The pipe closed or failed; a frame over the limit is refused data.
+            self.broke |= e.kind() == io::ErrorKind::UnexpectedEof || e.raw_os_error().is_some();
+        }
+        r
+    }
+}
+
+/// Where the members of one session go.
+struct Sink<'a> {
+    tmp: &'a Path,
     max_chunk: u64,
-    tar: bool,
-    linker: &mut crate::dedup::member::Linker<'_>,
-) -> Result<StoreStats> {
-    // A tar session keeps its chunk members in one file (FORMAT.md §13).
-    let mut tarw = tar.then(|| TarWriter::create(tmp)).transpose()?;
+    /// A tar session keeps its chunk members in one file (FORMAT.md §13).
+    tarw: Option<TarWriter>,
+    linker: crate::dedup::member::Linker<'a>,
+    /// A resumed session: the earlier attempt's files (FORMAT.md §19).
+    reuse: Option<crate::resume::Reuse>,
+    stats: StoreStats,
+}
+
+fn unpack<R: Read>(stream: R, sink: &mut Sink<'_>) -> Result<StoreStats> {
     let mut ar = tar::Archive::new(stream);
-    let mut stats = StoreStats::default();
     let mut phase = Phase::Chunks;
     let mut last_addr = None;
     let entries = ar.entries().ctx("cannot read the session's tar stream")?;
@@ -191,59 +260,121 @@ fn unpack<R: Read>(
                 "tar member {name:?} is not a regular file ({kind:?})"
             )));
         }
-        // The entry's size, not the header field: a PAX `size` record
-        // overrides the field, and that is how many bytes the copy reads.
-        let size = entry.size();
-        let (next, limit) = classify(&name, max_chunk, &mut last_addr)?;
+        let (next, limit) = classify(&name, sink.max_chunk, &mut last_addr)?;
         if next < phase || (next == phase && next != Phase::Chunks) {
             return Err(AgentError::invalid(format!(
                 "tar member {name:?} is out of order"
             )));
         }
+        if phase == Phase::Chunks && next != Phase::Chunks {
+            if let Some(r) = sink.reuse.as_mut() {
+                r.finish()?;
+            }
+        }
         phase = next;
-        if link && tarw.is_some() {
-            // Nothing can link into one tar file (FORMAT.md §12, §13).
-            return Err(AgentError::invalid(format!(
-                "tar member {name:?} is a hard link, which a tar session cannot hold"
-            )));
+        match last_addr.filter(|_| phase == Phase::Chunks) {
+            Some(addr) => sink.chunk(&mut entry, &name, addr, link, limit)?,
+            None => sink.file(&mut entry, &name, limit)?,
         }
-        if link {
-            stats.files += 1;
-            if let crate::dedup::member::Linked::Copy(n) = linker.link(&mut entry, &name)? {
-                stats.bytes += n;
-            }
-            continue;
-        }
-        if size > limit {
-            return Err(AgentError::invalid(format!(
-                "tar member {name:?} is {size} bytes, over the limit of {limit}"
-            )));
-        }
-        if let (Some(w), Some(addr)) = (tarw.as_mut(), last_addr.filter(|_| phase == Phase::Chunks))
-        {
-            let n = w.append(addr, &mut entry, size)?;
-            if n != size {
-                return Err(AgentError::invalid(format!(
-                    "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
-                )));
-            }
-            stats.files += 1;
-            stats.bytes += n;
-            continue;
-        }
-        let n = write_member(tmp, &name, &mut entry, size)?;
-        stats.files += 1;
-        stats.bytes += n;
     }
     if phase != Phase::Info {
         return Err(AgentError::invalid(
             "the session's tar stream ended before its manifest and info.json",
         ));
     }
-    if let Some(w) = tarw {
+    if let Some(w) = sink.tarw.take() {
         w.finish()?;
     }
-    Ok(stats)
+    Ok(std::mem::take(&mut sink.stats))
+}
+
+impl Sink<'_> {
+    /// Store chunk member `name` (at `addr`): a file, a hard link to a
+    /// chunk in the archive, or a file kept from the resumed session.
+    fn chunk<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        addr: ByteOffset,
+        link: bool,
+        limit: u64,
+    ) -> Result<()> {
+        // A keep member is a link member whose target is its own name.
+        let keep = link
+            && entry
+                .link_name_bytes()
+                .is_some_and(|l| *l == *name.as_bytes());
+        if let Some(r) = self.reuse.as_mut() {
+            r.next_member(addr, keep)?;
+        }
+        if link && self.tarw.is_some() {
+            // Nothing can link into one tar file (FORMAT.md §12, §13).
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} is a hard link, which a tar session cannot hold"
+            )));
+        }
+        if keep {
+            let Some(r) = self.reuse.as_mut() else {
+                return Err(AgentError::invalid(format!(
+                    "tar member {name:?} keeps a file, but this session resumes none"
+                )));
+            };
+            r.keep(addr, &crate::dedup::member::expected_hash(entry, name)?)?;
+            self.stats.files += 1;
+            return Ok(());
+        }
+        if link {
+            self.stats.files += 1;
+            if let crate::dedup::member::Linked::Copy(n) = self.linker.link(entry, name)? {
+                self.stats.bytes += n;
+            }
+            return Ok(());
+        }
+        let size = checked_size(entry, name, limit)?;
+        let n = match self.tarw.as_mut() {
+            Some(w) => w.append(addr, entry, size)?,
+            None => write_member(self.tmp, name, entry, size)?,
+        };
+        if n != size {
+            return Err(truncated(name, n, size));
+        }
+        self.stats.files += 1;
+        self.stats.bytes += n;
+        Ok(())
+    }
+
+    /// Store `manifest` or `info.json` as a file.
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        limit: u64,
+    ) -> Result<()> {
+        let size = checked_size(entry, name, limit)?;
+        let n = write_member(self.tmp, name, entry, size)?;
+        self.stats.files += 1;
+        self.stats.bytes += n;
+        Ok(())
+    }
+}
+
+/// The member's size, within `limit`. The entry's size, not the header
+/// field: a PAX `size` record overrides the field, and that is how many
+/// bytes the copy reads.
+fn checked_size<R: Read>(entry: &tar::Entry<'_, R>, name: &str, limit: u64) -> Result<u64> {
+    let size = entry.size();
+    if size > limit {
+        return Err(AgentError::invalid(format!(
+            "tar member {name:?} is {size} bytes, over the limit of {limit}"
+        )));
+    }
+    Ok(size)
+}
+
+fn truncated(name: &str, n: u64, size: u64) -> AgentError {
+    AgentError::invalid(format!(
+        "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
+    ))
 }
 
 /// A member's name, which must be UTF-8.
@@ -302,9 +433,7 @@ fn write_member<R: Read>(tmp: &Path, name: &str, entry: &mut R, size: u64) -> Re
         .ctx(format_args!("cannot create {}", path.display()))?;
     let n = io::copy(entry, &mut f).ctx(format_args!("cannot write {}", path.display()))?;
     if n != size {
-        return Err(AgentError::invalid(format!(
-            "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
-        )));
+        return Err(truncated(name, n, size));
     }
     Ok(n)
 }

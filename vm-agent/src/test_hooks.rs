@@ -57,6 +57,24 @@ pub fn crash_after(want: Option<u64>, moved: u64) {
     let _ = (want, moved);
 }
 
+/// For the resume tests: answer `ResumeCheck` with at most this many
+/// records per piece (clamped to 1..=RESUME_PIECE), so a few chunks cross
+/// several pieces.
+#[cfg(feature = "test-hooks")]
+pub const RESUME_PIECE: &str = "SPARSEBAK_AGENT_RESUME_PIECE";
+
+/// The `ResumeCheck` piece size [`RESUME_PIECE`] asks for, unclamped.
+#[cfg(feature = "test-hooks")]
+pub fn resume_piece() -> Option<usize> {
+    std::env::var(RESUME_PIECE)
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+#[cfg(not(feature = "test-hooks"))]
+pub fn resume_piece() -> Option<usize> {
+    None
+}
+
 /// The `ReadMeta` piece size [`META_PIECE`] asks for, unclamped.
 #[cfg(feature = "test-hooks")]
 pub fn meta_piece() -> Option<usize> {

@@ -39,6 +39,15 @@ pub const META_PIECE: usize = 4 * 1024 * 1024;
 /// Named in [`Response::Hello`]'s `features` by an agent that serves
 /// [`Request::ReadMeta`]. An agent without it is too old for `arch-recover`.
 pub const FEATURE_READ_META: &str = "read_meta";
+/// Named in [`Response::Hello`]'s `features` by an agent that serves
+/// [`Request::ResumeCheck`] and `PutSession`'s `resume_from` (docs/FORMAT.md
+/// §19). Without it dom0 sends an interrupted session again in full.
+pub const FEATURE_RESUME: &str = "resume";
+/// One `ResumeHeld` record: the chunk's address (u64 big-endian), then the
+/// SHA-256 of its file as the agent read it.
+pub const RESUME_RECORD: usize = 40;
+/// Most records one `ResumeHeld` reply carries (a 2.5 MiB frame).
+pub const RESUME_PIECE: usize = 65536;
 
 /// `ReadFiles` reply status: the rest of the frame is the file's bytes.
 pub const FILE_DATA: u8 = 0;
@@ -245,6 +254,20 @@ mod tests {
                 expect_last: None,
                 volume_uuid: None,
                 format: crate::SessionFormat::Tar,
+                resume_from: None,
+            },
+            Request::PutSession {
+                vol: vol("v"),
+                session: ses("S_20260102-000000"),
+                expect_last: None,
+                volume_uuid: Some("u".into()),
+                format: crate::SessionFormat::Folders,
+                resume_from: Some(ses("S_20260101-000000")),
+            },
+            Request::ResumeCheck {
+                vol: vol("v"),
+                session: ses("S_20260101-000000"),
+                after: Some(1 << 40),
             },
             Request::PrunePart {
                 vol: vol("v"),
@@ -285,6 +308,7 @@ mod tests {
             expect_last: Some(ses("S_20251231-000000")),
             volume_uuid: Some("u".into()),
             format: crate::SessionFormat::Folders,
+            resume_from: None,
         };
         assert_eq!(
             serde_json::to_string(&put).unwrap(),
@@ -339,6 +363,7 @@ mod tests {
             expect_last: None,
             volume_uuid: None,
             format: Some("zip".into()),
+            resume_from: None,
         };
         let e = Request::try_from(bad_format).unwrap_err();
         assert_eq!(

@@ -52,12 +52,29 @@ pub enum Request {
     /// `format` is how the agent stores the session (docs/FORMAT.md §13); on
     /// the wire it is absent for [`SessionFormat::Folders`], so an agent of
     /// before tar sessions still accepts a folders session.
+    /// `resume_from` names an unfinished session of the volume whose
+    /// `-tmp` directory becomes this session's, so the stream may keep
+    /// chunk files already there (docs/FORMAT.md §19); absent on the wire
+    /// when `None`, and only sent to agents advertising
+    /// [`super::FEATURE_RESUME`].
     PutSession {
         vol: VolName,
         session: SessionName,
         expect_last: Option<SessionName>,
         volume_uuid: Option<String>,
         format: SessionFormat,
+        resume_from: Option<SessionName>,
+    },
+    /// What the unfinished session `session` of `vol` holds: its chunk
+    /// files after address `after`, in ascending order, each hashed by the
+    /// agent. Answered by [`super::Response::ResumeHeld`] followed by one
+    /// frame of `count` records of [`super::RESUME_RECORD`] bytes, or by a
+    /// `NotFound` refusal when there is no such unfinished session.
+    /// Advertised as [`super::FEATURE_RESUME`] (docs/FORMAT.md §19).
+    ResumeCheck {
+        vol: VolName,
+        session: SessionName,
+        after: Option<u64>,
     },
     /// Make the session durable and visible, then write `volume.json`.
     Commit {
@@ -155,6 +172,13 @@ pub enum RawRequest {
         volume_uuid: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         format: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_from: Option<String>,
+    },
+    ResumeCheck {
+        vol: String,
+        session: String,
+        after: Option<u64>,
     },
     Commit {
         vol: String,
@@ -255,6 +279,7 @@ fn put_session(
     expect_last: Option<String>,
     volume_uuid: Option<String>,
     format: Option<String>,
+    resume_from: Option<String>,
 ) -> Result<Request, RequestError> {
     let c = Check("put_session");
     // In the order the agent checked them before requests were typed.
@@ -265,6 +290,7 @@ fn put_session(
         expect_last: expect_last.map(|s| c.ses("expect_last", s)).transpose()?,
         volume_uuid,
         format,
+        resume_from: resume_from.map(|s| c.ses("resume_from", s)).transpose()?,
     })
 }
 
@@ -313,7 +339,20 @@ impl TryFrom<RawRequest> for Request {
                 expect_last,
                 volume_uuid,
                 format,
-            } => put_session(vol, session, expect_last, volume_uuid, format)?,
+                resume_from,
+            } => put_session(vol, session, expect_last, volume_uuid, format, resume_from)?,
+            R::ResumeCheck {
+                vol,
+                session,
+                after,
+            } => {
+                let c = Check("resume_check");
+                Request::ResumeCheck {
+                    vol: c.vol("vol", vol)?,
+                    session: c.ses("session", session)?,
+                    after,
+                }
+            }
             R::Commit {
                 vol,
                 session,
@@ -391,12 +430,23 @@ impl From<Request> for RawRequest {
                 expect_last,
                 volume_uuid,
                 format,
+                resume_from,
             } => RawRequest::PutSession {
                 vol: vol.into(),
                 session: session.into(),
                 expect_last: expect_last.map(Into::into),
                 volume_uuid,
                 format: (format != SessionFormat::Folders).then(|| format.as_str().into()),
+                resume_from: resume_from.map(Into::into),
+            },
+            Q::ResumeCheck {
+                vol,
+                session,
+                after,
+            } => RawRequest::ResumeCheck {
+                vol: vol.into(),
+                session: session.into(),
+                after,
             },
             Q::Commit {
                 vol,

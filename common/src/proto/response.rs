@@ -64,6 +64,12 @@ pub enum Response {
         files: u64,
         bytes: u64,
     },
+    /// `ResumeCheck`: `count` records follow in one frame; `more` if the
+    /// unfinished session holds chunk files after the last of them.
+    ResumeHeld {
+        count: u64,
+        more: bool,
+    },
     /// A prune is complete: `moved` chunk files were renamed into the
     /// target; `already_done` if an earlier, interrupted run had finished it.
     Pruned {

@@ -461,6 +461,7 @@ impl AgentConn {
             expect_last: expect_last.cloned(),
             volume_uuid: Some(volume_uuid.into()),
             format,
+            resume_from: None,
         };
         if let Err(e) = send_msg(self.w()?, &req) {
             return Err(self.lost(e));

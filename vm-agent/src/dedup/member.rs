@@ -150,7 +150,11 @@ impl<'a> Linker<'a> {
     }
 }
 
-fn expected_hash<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<[u8; 32]> {
+/// The stored hash a link (or keep) member carries in its PAX record.
+pub(crate) fn expected_hash<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &str,
+) -> Result<[u8; 32]> {
     let none = || AgentError::invalid(format!("link member {name:?} lacks a {PAX_SHA256} record"));
     let exts = entry
         .pax_extensions()

@@ -18,5 +18,6 @@ mod legacy;
 mod planted;
 mod prune;
 mod read_meta;
+mod resume;
 mod sessions;
 mod tarsession;

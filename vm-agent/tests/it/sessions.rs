@@ -434,6 +434,7 @@ fn oversized_frame_inside_a_data_stream_is_an_error() {
         expect_last: None,
         volume_uuid: None,
         format: None,
+        resume_from: None,
     });
     ag.sock()
         .write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())

@@ -87,6 +87,7 @@ impl Agent {
                 expect_last: prev.map(Into::into),
                 volume_uuid: None,
                 format: None,
+                resume_from: None,
             },
         )
         .unwrap();

@@ -363,13 +363,23 @@ impl Agent {
         format: Option<&str>,
         data: Vec<u8>,
     ) -> Response {
-        self.send(&Request::PutSession {
-            vol: vol.into(),
-            session: session.into(),
-            expect_last: expect_last.map(String::from),
-            volume_uuid: volume_uuid.map(String::from),
-            format: format.map(String::from),
-        });
+        self.put_request(
+            Request::PutSession {
+                vol: vol.into(),
+                session: session.into(),
+                expect_last: expect_last.map(String::from),
+                volume_uuid: volume_uuid.map(String::from),
+                format: format.map(String::from),
+                resume_from: None,
+            },
+            data,
+        )
+    }
+
+    /// Any `PutSession` request `req` (e.g. with `resume_from`), then
+    /// `data` as its stream.
+    pub fn put_request(&mut self, req: Request, data: Vec<u8>) -> Response {
+        self.send(&req);
         let w = self.sock().try_clone().unwrap();
         let writer = std::thread::spawn(move || {
             let mut fw = FrameWriter::new(w);
@@ -382,6 +392,11 @@ impl Agent {
         // on our side is expected then.
         let _ = writer.join().unwrap();
         resp
+    }
+
+    /// One raw frame from the agent (the one after a reply that has one).
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        read_frame(&mut self.peer.r, MAX_FRAME).unwrap()
     }
 
     /// Start a `ReadFiles` stream.
