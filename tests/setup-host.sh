@@ -10,6 +10,14 @@ command -v zstd >/dev/null || need+=(zstd)
 # dom0/tests/it/dedup.rs: a real file system without hard links (exFAT over FUSE).
 command -v mkfs.exfat >/dev/null || need+=(exfatprogs)
 command -v mount.exfat-fuse >/dev/null || need+=(exfat-fuse)
+# tests/suite-s3.sh: a real one-node Ceph with the RADOS Gateway
+# (tests/ceph/start.sh); ~65 MiB, ~30 s to install. curl signs SigV4 there.
+command -v ceph-mon >/dev/null || need+=(ceph-mon)
+command -v ceph-osd >/dev/null || need+=(ceph-osd)
+command -v radosgw >/dev/null || need+=(radosgw)
+command -v ceph >/dev/null || need+=(ceph-common)
+command -v uuidgen >/dev/null || need+=(uuid-runtime)
+command -v curl >/dev/null || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "setup-host: missing ${need[*]}; install them (needs root)" >&2
