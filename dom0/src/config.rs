@@ -63,6 +63,27 @@ pub struct VolumeEntry {
     /// until `add` names it again, so nothing reads its source until then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recovered: bool,
+    /// The LV in the archive's VG that holds this volume, when it is not
+    /// named like the volume: a qube's volume is archived under a name
+    /// made from the qube's uuid (`qube.<uuid>.private`) while its LV
+    /// follows the qube's current name (`vm-work-private`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lv: Option<String>,
+}
+
+/// A qube added with `add --qube` (see [`crate::qubes`]), keyed in
+/// [`Config::qubes`] by the uuid its archive volumes are named after.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QubeEntry {
+    /// The qube's name when it was last added, sent or restored.
+    pub name: String,
+    /// The qube's uuid in Qubes now; differs from the key after
+    /// restore-qube recreated the qube (Qubes gives a new qube a new uuid).
+    pub uuid: String,
+    /// Its class (AppVM, TemplateVM, StandaloneVM).
+    pub class: String,
+    /// The qube's volumes that are backed up (`private`, `root`).
+    pub volumes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +98,10 @@ pub struct Config {
     pub compression: Compression,
     #[serde(default)]
     pub volumes: BTreeMap<VolName, VolumeEntry>,
+    /// Qubes added with `add --qube`, by the uuid in their archive volume
+    /// names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub qubes: BTreeMap<String, QubeEntry>,
 }
 
 impl Config {
@@ -145,9 +170,10 @@ impl Config {
         match (&v.path, &self.source) {
             (Some(p), _) => Ok(p.clone()),
             (None, Some(SourceSpec::Dir { path })) => Ok(path.join(vol.as_str())),
-            (None, Some(SourceSpec::Lvm { vg, .. })) => {
-                Ok(PathBuf::from(format!("/dev/{vg}/{vol}")))
-            }
+            (None, Some(SourceSpec::Lvm { vg, .. })) => Ok(PathBuf::from(format!(
+                "/dev/{vg}/{}",
+                v.lv.as_deref().unwrap_or(vol.as_str())
+            ))),
             (None, None) => bail!("volume {vol} has no path and the archive has no --source"),
         }
     }

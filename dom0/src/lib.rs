@@ -23,6 +23,7 @@ pub mod ops;
 pub mod output;
 pub mod process;
 pub mod progress;
+pub mod qubes;
 pub mod prune;
 pub mod recover;
 pub mod reflink;

@@ -95,6 +95,26 @@ pub fn run_with<T>(
     }
 }
 
+/// Run and return the exit code with stderr (stdout, at most `max` bytes,
+/// is discarded), for tools whose exit code is an answer (`qvm-check`).
+/// Killed by a signal is an error.
+pub fn run_code(cmd: &mut Command, max: u64) -> Result<(i32, String)> {
+    let what = describe(cmd);
+    let (mut child, h) = spawn(cmd)?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let _ = std::io::copy(&mut (&mut out).take(max), &mut std::io::sink());
+    let _ = std::io::copy(&mut out, &mut std::io::sink());
+    drop(out);
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {what}"))?;
+    let stderr = h.join().unwrap_or_default();
+    let code = status
+        .code()
+        .ok_or_else(|| anyhow!("{what} was killed ({status})"))?;
+    Ok((code, stderr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +131,14 @@ mod tests {
             e.contains("sh -c") && e.contains("oops") && e.contains("3"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn exit_codes_are_answers() {
+        let (c, e) = run_code(Command::new("sh").args(["-c", "echo no >&2; exit 1"]), 10).unwrap();
+        assert_eq!((c, e.as_str()), (1, "no"));
+        assert_eq!(run_code(&mut Command::new("true"), 10).unwrap().0, 0);
+        assert!(run_code(&mut Command::new("no-such-program-sparsebak"), 10).is_err());
     }
 
     #[test]

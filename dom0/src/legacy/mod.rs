@@ -219,6 +219,7 @@ impl LegacyArchive {
             chunk_size: c.chunk_size,
             compression: "zlib:4".parse().expect("valid compression"),
             volumes: Default::default(),
+            qubes: Default::default(),
         }
     }
 }

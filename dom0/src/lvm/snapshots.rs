@@ -38,6 +38,10 @@ pub struct ThinVolume<'a> {
     pub vg: &'a str,
     pub pool: &'a str,
     pub vol: &'a VolName,
+    /// The origin LV: the volume's name, or a qube volume's LV
+    /// ([`crate::config::VolumeEntry::lv`]). Snapshots are named after
+    /// `vol`, so they survive the LV being renamed.
+    pub lv: &'a str,
     pub map_path: PathBuf,
     /// The archive's marker of a reserved metadata snapshot ([`MetaSnap`]).
     pub metasnap_marker: PathBuf,
@@ -96,14 +100,14 @@ impl<'a> ThinVolume<'a> {
                 self.vol
             );
         }
-        let Some(lv) = s.get(self.vol.as_str()) else {
+        let Some(lv) = s.get(self.lv) else {
             return Ok(None);
         };
         if !lv.is_thin_volume() || lv.pool != self.pool {
             bail!(
                 "volume {}/{} is not a thin volume in pool {}",
                 self.vg,
-                self.vol,
+                self.lv,
                 self.pool
             );
         }
@@ -133,7 +137,7 @@ impl<'a> ThinVolume<'a> {
             self.lvm.remove(self.vg, &self.tick())?;
         }
         self.lvm
-            .snapshot(self.vg, self.vol.as_str(), &self.tick())?;
+            .snapshot(self.vg, self.lv, &self.tick())?;
         self.survey()?
             .remove(&self.tick())
             .ok_or_else(|| anyhow!("snapshot {}/{} vanished", self.vg, self.tick()))
@@ -173,7 +177,7 @@ impl<'a> ThinVolume<'a> {
             (t, m) => return self.resync(&s, t.is_some(), m.is_some(), chunks, for_send),
         };
         self.lvm
-            .snapshot(self.vg, self.vol.as_str(), &self.tock())?;
+            .snapshot(self.vg, self.lv, &self.tock())?;
         let res = self.delta_into(&tick, &mut map);
         let harvested = match res {
             Ok(n) => n,

@@ -25,6 +25,7 @@ impl Env {
             vg: "vg",
             pool: "pool",
             vol: &self.vol,
+            lv: self.vol.as_str(),
             map_path: self.dir.path().join("deltamap"),
             metasnap_marker: self.dir.path().join("metasnap"),
             cs: ChunkSize::from_factor(1).unwrap(),

@@ -51,6 +51,7 @@ pub fn add(ctx: &mut Ctx, o: &AddOptions) -> Result<Added> {
             enabled: true,
             path: o.path.clone(),
             recovered: false,
+            lv: None,
         },
     );
     let path = ctx.config.volume_path(&vol);

@@ -74,6 +74,7 @@ pub fn arch_init(meta: &Meta, connector: &dyn Connector, o: &InitOptions) -> Res
         chunk_size,
         compression,
         volumes: Default::default(),
+        qubes: Default::default(),
     };
     config.save(&meta.root)?;
     Ok(Initialised {

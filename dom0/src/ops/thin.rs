@@ -33,11 +33,16 @@ pub fn thin_volume<'a>(
 ) -> Result<ThinVolume<'a>> {
     let d = ctx.meta.vol_dir(vol);
     std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    let lv = match ctx.config.volumes.get(vol).and_then(|e| e.lv.as_deref()) {
+        Some(lv) => lv,
+        None => vol.as_str(),
+    };
     Ok(ThinVolume {
         lvm: ctx.lvm,
         vg,
         pool,
         vol,
+        lv,
         map_path: d.join("deltamap"),
         metasnap_marker: ctx.meta.root.join(METASNAP_MARKER),
         cs: ctx.config.chunk_size,

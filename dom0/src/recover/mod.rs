@@ -333,10 +333,12 @@ fn commit(
                     enabled: true,
                     path: None,
                     recovered: true,
+                    lv: None,
                 };
                 (r.vol.clone(), e)
             })
             .collect(),
+        qubes: Default::default(),
     };
     config.save(root)?;
     fs::remove_dir_all(staging).with_context(|| format!("cannot remove {}", staging.display()))?;
