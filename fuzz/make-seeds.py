@@ -176,6 +176,20 @@ def main():
         '    <different begin="16" length="1"/>\n    <right_only begin="3200" length="2"/>\n'
         '    <left_only begin="4800" length="16"/>\n  </diff>\n</superblock>\n')
 
+    u = "0b0e6d9a-4c1f-4a7e-9f7e-2b3c4d5e6f70"
+    put("qube_record", "appvm", json.dumps({
+        "format": "sparsebak-qube-settings", "version": 1, "uuid": u, "name": "work",
+        "class": "AppVM", "template": "fedora-41", "label": "red",
+        "properties": [["netvm", "sys-firewall"], ["kernelopts", "nopat"]],
+        "features": [["service.cups", "1"]], "tags": ["created-by-dom0"],
+        "firewall": ["action=accept dsthost=10.0.0.1 proto=tcp dstports=443-443",
+                     "action=drop comment=the rest"],
+        "devices": [{"class": "pci", "device": "dom0:00_14.0", "mode": "required",
+                     "options": [["no-strict-reset", "True"]]}],
+        "volumes": [{"volume": "private", "archive": "qube.%s.private" % u,
+                     "session": S1, "size": 2147483648}],
+        "created_utc": "2026-12-05T08:00:00Z"}, indent=2))
+
 
 if __name__ == "__main__":
     main()

@@ -64,10 +64,15 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 pub struct AddArgs {
-    pub volume: String,
+    #[arg(required_unless_present = "qube", conflicts_with = "qube")]
+    pub volume: Option<String>,
     /// The image file or block device holding the volume.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "qube")]
     pub path: Option<PathBuf>,
+    /// Add a Qubes qube by name: its private volume (and root for
+    /// templates and standalones) and its settings, found with qvm-* tools.
+    #[arg(long, value_name = "NAME")]
+    pub qube: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +89,7 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
+    /// Volumes or qubes (by name); none: every enabled volume and qube.
     pub volumes: Vec<String>,
     /// Store each new session on the destination as one tar file instead
     /// of one file per chunk (for file systems where many small files are

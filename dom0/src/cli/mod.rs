@@ -9,6 +9,7 @@
 
 pub mod args;
 mod print;
+mod print_qubes;
 mod ui;
 
 use crate::config::Config;
@@ -18,6 +19,7 @@ use crate::lvm::cli::LvmCli;
 use crate::ops::context::{Ctx, Transports};
 use crate::ops::legacy::Legacy;
 use crate::ops::{self, send::SendOptions};
+use crate::qubes::QvmCli;
 use anyhow::Result;
 use args::{Cli, Command, Global};
 use clap::{CommandFactory, Parser};
@@ -116,9 +118,16 @@ fn run(cli: Cli) -> Result<Done> {
 /// The commands on an archive of our own, configured in the meta dir.
 fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> {
     match cmd {
+        Command::Add(a) if a.qube.is_some() => {
+            let o = ops::qube_add::AddQubeOptions {
+                qube: a.qube.clone().unwrap_or_default(),
+            };
+            print_qubes::added_qube(&ops::qube_add::add_qube(&mut ctx, &QvmCli::default(), &o)?);
+            Ok(Done::Ok)
+        }
         Command::Add(a) => {
             let o = ops::add::AddOptions {
-                volume: a.volume.clone(),
+                volume: a.volume.clone().unwrap_or_default(),
                 path: a.path.clone(),
             };
             print::added(&ops::add::add(&mut ctx, &o)?);
@@ -136,7 +145,7 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
                 tarfile: a.tarfile,
                 dedup: a.dedup,
             };
-            ops::send::send(&ctx, term, &o)?;
+            ops::qube_send::send(&mut ctx, &QvmCli::default(), term, &o)?;
             Ok(Done::Ok)
         }
         Command::Monitor { volumes } => {

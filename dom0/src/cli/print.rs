@@ -221,9 +221,13 @@ pub fn listing(l: &Listing, json: bool) -> Result<Done> {
             if json {
                 println!("{}", serde_json::to_string_pretty(rows)?);
             } else {
+                super::print_qubes::qubes_of(rows);
                 println!("Configured volumes ({dest}):");
                 volume_rows(rows);
             }
+        }
+        Listing::Qube { name, id, chain } => {
+            super::print_qubes::qube_sessions(name, id, chain, json)?
         }
         Listing::Sessions { vol, chain } => {
             if json {
@@ -325,6 +329,14 @@ fn volume_rows(rows: &[serde_json::Value]) {
                 _ => "",
             }
         );
+        if let Some(part) = r["qube_volume"].as_str() {
+            println!(
+                "      {part} of qube {}",
+                r["qube"]
+                    .as_str()
+                    .unwrap_or("(not added since arch-recover)")
+            );
+        }
     }
 }
 

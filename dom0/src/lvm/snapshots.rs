@@ -136,8 +136,7 @@ impl<'a> ThinVolume<'a> {
         if s.contains_key(&self.tick()) {
             self.lvm.remove(self.vg, &self.tick())?;
         }
-        self.lvm
-            .snapshot(self.vg, self.lv, &self.tick())?;
+        self.lvm.snapshot(self.vg, self.lv, &self.tick())?;
         self.survey()?
             .remove(&self.tick())
             .ok_or_else(|| anyhow!("snapshot {}/{} vanished", self.vg, self.tick()))
@@ -176,8 +175,7 @@ impl<'a> ThinVolume<'a> {
             (Some(t), Some(m)) if t.thin_id == Some(m.base_thin_id) => (t, m),
             (t, m) => return self.resync(&s, t.is_some(), m.is_some(), chunks, for_send),
         };
-        self.lvm
-            .snapshot(self.vg, self.lv, &self.tock())?;
+        self.lvm.snapshot(self.vg, self.lv, &self.tock())?;
         let res = self.delta_into(&tick, &mut map);
         let harvested = match res {
             Ok(n) => n,

@@ -19,6 +19,8 @@ pub mod legacy;
 pub mod list;
 pub mod monitor;
 pub mod prune;
+pub mod qube_add;
+pub mod qube_send;
 pub mod receive;
 pub mod resolve;
 pub mod send;

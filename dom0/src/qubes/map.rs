@@ -53,7 +53,10 @@ pub fn map_qube(qvm: &dyn QvmTools, q: &QubeInfo, archive: ArchivePool) -> Resul
             )))
         }
         "AppVM" | "TemplateVM" | "StandaloneVM" => {}
-        c => bail!("qube {} is a {c}; sparsebak backs up AppVM, TemplateVM and StandaloneVM qubes", q.name),
+        c => bail!(
+            "qube {} is a {c}; sparsebak backs up AppVM, TemplateVM and StandaloneVM qubes",
+            q.name
+        ),
     }
     let mut out = Vec::new();
     for v in volumes_of(&q.class) {
@@ -179,19 +182,50 @@ mod tests {
     #[test]
     fn refusals_say_why_and_what_to_do() {
         let q = qube("AppVM", "Running");
-        let ok = check_volume(&q, "private", &vol(2, false, true), &pool("lvm_thin", "qubes_dom0", "vm-pool"), A).unwrap();
+        let ok = check_volume(
+            &q,
+            "private",
+            &vol(2, false, true),
+            &pool("lvm_thin", "qubes_dom0", "vm-pool"),
+            A,
+        )
+        .unwrap();
         assert_eq!(ok.lv, "vm-work-private");
         let e = |v: &VolumeInfo, p: &PoolInfo, q: &QubeInfo| {
             format!("{:#}", check_volume(q, "private", v, p, A).unwrap_err())
         };
         let m = e(&vol(2, false, true), &pool("file-reflink", "", ""), &q);
-        assert!(m.contains("file-reflink") && m.contains("qvm-backup"), "{m}");
-        let m = e(&vol(2, false, true), &pool("lvm_thin", "qubes_dom0", "other"), &q);
-        assert!(m.contains("qubes_dom0/other") && m.contains("arch-init"), "{m}");
-        let m = e(&vol(-1, false, true), &pool("lvm_thin", "qubes_dom0", "vm-pool"), &q);
-        assert!(m.contains("snapshots disabled") && m.contains("qvm-shutdown --wait work"), "{m}");
+        assert!(
+            m.contains("file-reflink") && m.contains("qvm-backup"),
+            "{m}"
+        );
+        let m = e(
+            &vol(2, false, true),
+            &pool("lvm_thin", "qubes_dom0", "other"),
+            &q,
+        );
+        assert!(
+            m.contains("qubes_dom0/other") && m.contains("arch-init"),
+            "{m}"
+        );
+        let m = e(
+            &vol(-1, false, true),
+            &pool("lvm_thin", "qubes_dom0", "vm-pool"),
+            &q,
+        );
+        assert!(
+            m.contains("snapshots disabled") && m.contains("qvm-shutdown --wait work"),
+            "{m}"
+        );
         // The same volume is fine while the qube is halted.
-        check_volume(&qube("AppVM", "Halted"), "private", &vol(-1, false, true), &pool("lvm_thin", "qubes_dom0", "vm-pool"), A).unwrap();
+        check_volume(
+            &qube("AppVM", "Halted"),
+            "private",
+            &vol(-1, false, true),
+            &pool("lvm_thin", "qubes_dom0", "vm-pool"),
+            A,
+        )
+        .unwrap();
         let mut bad = vol(2, false, true);
         bad.vid = "other_vg/vm-work-private".into();
         assert!(e(&bad, &pool("lvm_thin", "qubes_dom0", "vm-pool"), &q).contains("volume id"));

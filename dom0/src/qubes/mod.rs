@@ -14,6 +14,7 @@
 //! * [`record`]: the qube settings record stored beside the data
 //!   (docs/FORMAT.md §16), validated strictly when it comes back.
 
+pub mod export;
 pub mod map;
 pub mod query;
 pub mod record;
@@ -89,7 +90,8 @@ pub fn check_qube_name(name: &str) -> Result<()> {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
         && !matches!(name, "none" | "default")
         && !name.ends_with("-dm")
-        && name != "." && name != "..";
+        && name != "."
+        && name != "..";
     if !ok {
         bail!("{name:?} is not a valid qube name");
     }

@@ -130,11 +130,8 @@ fn parse_volume_info(t: &BTreeMap<String, String>) -> Result<VolumeInfo> {
             v => bail!("{k} is {v:?}, not True or False"),
         }
     };
-    let num = |k: &str| -> Result<i64> {
-        get(k)?
-            .parse()
-            .map_err(|_| anyhow!("{k} is not a number"))
-    };
+    let num =
+        |k: &str| -> Result<i64> { get(k)?.parse().map_err(|_| anyhow!("{k} is not a number")) };
     let size = num("size")?;
     Ok(VolumeInfo {
         pool: get("pool")?.to_string(),
@@ -210,7 +207,8 @@ pub fn prefs(qvm: &dyn QvmTools, qube: &str) -> Result<Vec<(String, String)>> {
 pub fn features(qvm: &dyn QvmTools, qube: &str) -> Result<Vec<(String, String)>> {
     check_qube_name(qube)?;
     let out = qvm.run(&["qvm-features", qube])?;
-    let text = String::from_utf8(out).context("qvm-features printed something that is not UTF-8")?;
+    let text =
+        String::from_utf8(out).context("qvm-features printed something that is not UTF-8")?;
     Ok(text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -240,7 +238,8 @@ pub fn tags(qvm: &dyn QvmTools, qube: &str) -> Result<Vec<String>> {
 pub fn firewall(qvm: &dyn QvmTools, qube: &str) -> Result<Vec<String>> {
     check_qube_name(qube)?;
     let out = qvm.run(&["qvm-firewall", "--raw", qube, "list"])?;
-    let text = String::from_utf8(out).context("qvm-firewall printed something that is not UTF-8")?;
+    let text =
+        String::from_utf8(out).context("qvm-firewall printed something that is not UTF-8")?;
     Ok(text
         .lines()
         .map(str::trim)

@@ -154,7 +154,11 @@ impl QubeRecord {
             ("AppVM", None) => bail!("settings record of AppVM {} names no template", self.name),
             ("TemplateVM" | "StandaloneVM", None) => Ok(()),
             ("TemplateVM" | "StandaloneVM", Some(_)) => {
-                bail!("settings record of {} {} names a template", self.class, self.name)
+                bail!(
+                    "settings record of {} {} names a template",
+                    self.class,
+                    self.name
+                )
             }
             (c, _) => bail!("settings record has class {c:?}"),
         }
@@ -172,12 +176,20 @@ impl QubeRecord {
         }
         for v in &self.volumes {
             if v.archive != archive_volume(&self.uuid, &v.volume) {
-                bail!("settings record names archive volume {:?} for {}", v.archive, v.volume);
+                bail!(
+                    "settings record names archive volume {:?} for {}",
+                    v.archive,
+                    v.volume
+                );
             }
             SessionName::new(&v.session)
                 .with_context(|| format!("session {:?} of {}", v.session, v.volume))?;
             if v.size == 0 || v.size > 1 << 50 {
-                bail!("settings record gives {} a size of {} bytes", v.volume, v.size);
+                bail!(
+                    "settings record gives {} a size of {} bytes",
+                    v.volume,
+                    v.size
+                );
             }
         }
         Ok(())
@@ -241,12 +253,15 @@ fn is_word(s: &str, max: usize, extra: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= max
         && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 /// A property name: `[a-z_][a-z0-9_]*`.
 fn is_ident(s: &str, max: usize) -> bool {
-    is_word(s, max, b"_") && !s.as_bytes()[0].is_ascii_digit() && !s.bytes().any(|b| b.is_ascii_uppercase())
+    is_word(s, max, b"_")
+        && !s.as_bytes()[0].is_ascii_digit()
+        && !s.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 fn check_word(what: &str, s: &str, max: usize) -> Result<()> {
@@ -260,7 +275,10 @@ fn check_word(what: &str, s: &str, max: usize) -> Result<()> {
 /// other control character), not read as an option.
 pub fn check_value(what: &str, v: &str) -> Result<()> {
     if v.len() > MAX_VALUE {
-        bail!("{what} has a value of {} bytes, more than {MAX_VALUE}", v.len());
+        bail!(
+            "{what} has a value of {} bytes, more than {MAX_VALUE}",
+            v.len()
+        );
     }
     if v.chars().any(char::is_control) {
         bail!("{what} has a value with a control character (newline, tab, …): {v:?}");

@@ -26,13 +26,40 @@ pub const CHUNK: usize = 64 * 1024;
 
 /// Connects to the real agent library, serving in a thread of this
 /// process over a socketpair.
-pub struct InProcessAgent;
+///
+/// A real agent is a process that has exited (and released the archive's
+/// lock) by the time the next one starts; here the previous connection's
+/// thread is waited for first (up to 2 s; a connection still open is
+/// left alone), or a quick reconnect could find the archive locked.
+#[derive(Default)]
+pub struct InProcessAgent {
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl InProcessAgent {
+    fn settle(&self) {
+        let mut threads = self.threads.lock().unwrap();
+        let t0 = std::time::Instant::now();
+        while threads.iter().any(|t| !t.is_finished())
+            && t0.elapsed() < std::time::Duration::from_secs(2)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let (done, open): (Vec<_>, Vec<_>) = threads.drain(..).partition(|t| t.is_finished());
+        done.into_iter().for_each(|t| t.join().unwrap());
+        *threads = open;
+    }
+}
 
 impl Connector for InProcessAgent {
     fn connect(&self, _dest: &DestSpec) -> Result<AgentConn> {
+        self.settle();
         let (ours, theirs) = UnixStream::pair()?;
         let input = theirs.try_clone()?;
-        std::thread::spawn(move || sparsebak_agent::serve(input, theirs));
+        let t = std::thread::spawn(move || {
+            let _ = sparsebak_agent::serve(input, theirs);
+        });
+        self.threads.lock().unwrap().push(t);
         let r = ours.try_clone()?;
         let mut c = AgentConn::from_pipes(Box::new(r), Box::new(ours), "in-process agent".into());
         c.hello()?;
@@ -117,7 +144,7 @@ impl World {
             meta: Meta::new(root.join("meta")),
             tmp,
             lvm,
-            agent: InProcessAgent,
+            agent: InProcessAgent::default(),
             ui: Recorder::default(),
         };
         let o = InitOptions {

@@ -6,4 +6,6 @@ mod delete;
 mod diff;
 mod harness;
 mod monitor;
+mod qubes;
+mod qubes_world;
 mod send;

@@ -107,8 +107,10 @@ fn unknown_fields_and_oversized_records_are_refused() {
 #[test]
 fn shell_metacharacters_are_just_characters() {
     let mut r = sample();
-    r.properties
-        .push(("kernelopts_extra".into(), "$(touch /tmp/pwned); `id` | & > <".into()));
+    r.properties.push((
+        "kernelopts_extra".into(),
+        "$(touch /tmp/pwned); `id` | & > <".into(),
+    ));
     let back = QubeRecord::parse(&r.encode().unwrap()).unwrap();
     assert_eq!(
         back.property("kernelopts_extra"),
