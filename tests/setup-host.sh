@@ -18,6 +18,9 @@ command -v radosgw >/dev/null || need+=(radosgw)
 command -v ceph >/dev/null || need+=(ceph-common)
 command -v uuidgen >/dev/null || need+=(uuid-runtime)
 command -v curl >/dev/null || need+=(curl)
+# dom0/tests/it/reflink.rs: reflink sources on real Btrfs and XFS.
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "setup-host: missing ${need[*]}; install them (needs root)" >&2

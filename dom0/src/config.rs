@@ -21,12 +21,25 @@ pub enum SourceSpec {
     Dir { path: PathBuf },
     /// Volumes are thin LVs in this pool.
     Lvm { vg: String, pool: String },
+    /// Volumes are image files in this directory on a reflink file system
+    /// (Btrfs, XFS), laid out as a Qubes file-reflink pool
+    /// (crate::reflink::layout), with change tracking by reflink copies.
+    Reflink { path: PathBuf },
 }
 
 impl std::str::FromStr for SourceSpec {
     type Err = String;
-    /// `dir:/path`, `/path` (a directory of images), or `VG/POOL`.
+    /// `dir:/path`, `/path` (a directory of images), `reflink:/path` (a
+    /// pool of images on Btrfs or XFS), or `VG/POOL`.
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("reflink:") {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "--source {s:?}: a reflink source needs an absolute path"
+                ));
+            }
+            return Ok(SourceSpec::Reflink { path: p.into() });
+        }
         if let Some(p) = s.strip_prefix("dir:").or(s.starts_with('/').then_some(s)) {
             if !p.starts_with('/') {
                 return Err(format!(
@@ -47,7 +60,7 @@ impl std::str::FromStr for SourceSpec {
                 pool: pool.into(),
             }),
             _ => Err(format!(
-                "--source {s:?} is neither VG/POOL nor dir:/absolute/path"
+                "--source {s:?} is neither VG/POOL, dir:/absolute/path nor reflink:/absolute/path"
             )),
         }
     }
@@ -174,6 +187,10 @@ impl Config {
                 "/dev/{vg}/{}",
                 v.lv.as_deref().unwrap_or(vol.as_str())
             ))),
+            (None, Some(SourceSpec::Reflink { path })) => Ok(crate::reflink::layout::image_path(
+                path,
+                v.lv.as_deref().unwrap_or(vol.as_str()),
+            )),
             (None, None) => bail!("volume {vol} has no path and the archive has no --source"),
         }
     }
@@ -204,7 +221,23 @@ mod tests {
                 path: "/srv/img".into()
             })
         );
-        for bad in ["dir:rel", "vg", "vg/", "/", "vg/po/ol", "v g/p", "-vg/p"] {
+        assert_eq!(
+            "reflink:/var/lib/qubes".parse(),
+            Ok(SourceSpec::Reflink {
+                path: "/var/lib/qubes".into()
+            })
+        );
+        for bad in [
+            "dir:rel",
+            "reflink:rel",
+            "reflink:",
+            "vg",
+            "vg/",
+            "/",
+            "vg/po/ol",
+            "v g/p",
+            "-vg/p",
+        ] {
             let r: Result<SourceSpec, _> = bad.parse();
             if bad == "/" {
                 continue; // a root directory source is odd but well-formed

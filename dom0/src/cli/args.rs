@@ -45,7 +45,8 @@ pub struct LocationArgs {
     /// Directory under the destination mountpoint.
     #[arg(long)]
     pub subdir: Option<String>,
-    /// VG/POOL for LVM thin volumes, or dir:/PATH for image files.
+    /// VG/POOL for LVM thin volumes, reflink:/PATH for image files on Btrfs/XFS
+    /// (a Qubes file-reflink pool) with change tracking, or dir:/PATH for image files.
     #[arg(long)]
     pub source: Option<String>,
 }

@@ -22,7 +22,8 @@ pub struct Added {
     /// Where the volume will be read from.
     pub path: PathBuf,
     /// For a volume rebuilt by arch-recover: its session count, and whether
-    /// its change map (lost with the metadata) matters, i.e. it is thin.
+    /// its change map (lost with the metadata) matters, i.e. it is thin or
+    /// in a reflink source.
     pub recovered: Option<Recovered>,
 }
 
@@ -65,7 +66,8 @@ pub fn add(ctx: &mut Ctx, o: &AddOptions) -> Result<Added> {
         false => None,
         true => Some(Recovered {
             sessions: ctx.meta.chain(&vol)?.len(),
-            thin: thin::thin_of(ctx, &vol)?.is_some(),
+            thin: thin::thin_of(ctx, &vol)?.is_some()
+                || super::reflink::reflink_of(ctx, &vol)?.is_some(),
         }),
     };
     Ok(Added {

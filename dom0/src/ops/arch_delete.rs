@@ -50,6 +50,7 @@ pub fn arch_delete(ctx: &Ctx, ui: &dyn Ui) -> Result<Deleted> {
     delete_on_dest(ctx, ui, &uuid)?;
     for (vol, e) in &ctx.config.volumes {
         thin::drop_snapshots(ctx, ui, vol, e);
+        super::reflink::drop_copies(ctx, ui, vol, e);
     }
     let vdir = ctx.meta.root.join("volumes");
     if vdir.exists() {

@@ -32,6 +32,7 @@ pub fn delete(ctx: &mut Ctx, ui: &dyn Ui, o: &DeleteOptions) -> Result<VolName> 
     }
     open.conn.close()?;
     thin::drop_snapshots(ctx, ui, &vol, &ctx.config.volumes[&vol]);
+    super::reflink::drop_copies(ctx, ui, &vol, &ctx.config.volumes[&vol]);
     let d = ctx.meta.vol_dir(&vol);
     if d.exists() {
         std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))?;

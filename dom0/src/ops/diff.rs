@@ -6,6 +6,7 @@ use super::context::Ctx;
 use super::{resolve::vol_name, thin, Ui};
 use crate::lvm::deltamap::DeltaMap;
 use crate::lvm::snapshots::ThinVolume;
+use crate::reflink::volume::ReflinkVolume;
 use crate::restore::{restore, Sink};
 use crate::source::file::FileSource;
 use crate::source::VolumeSource;
@@ -21,7 +22,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default)]
 pub struct DiffOptions {
     pub volume: String,
-    /// Flag differing chunks for the next send (thin volumes only).
+    /// Flag differing chunks for the next send (thin volumes and reflink
+    /// sources only).
     pub remap: bool,
     /// Refused: diff always compares with the latest session.
     pub session: Option<String>,
@@ -30,7 +32,8 @@ pub struct DiffOptions {
 #[derive(Clone, Debug)]
 pub struct DiffReport {
     pub vol: VolName,
-    /// What was compared: the image file, or the thin LV's device.
+    /// What was compared: the image file, the thin LV's device, or a
+    /// reflink source's `.tick` copy.
     pub path: PathBuf,
     pub session: SessionName,
     /// Addresses of the differing chunks, in order.
@@ -96,6 +99,27 @@ fn diff_baseline(tv: &ThinVolume<'_>, remap: bool) -> Result<(String, Option<Del
     Ok((t.name, Some(m)))
 }
 
+/// The same for a reflink source: its `.tick` copy (or the image when there
+/// is none); with `remap`, a map based on that tick or a fresh baseline.
+fn reflink_baseline(rv: &ReflinkVolume<'_>, remap: bool) -> Result<(PathBuf, Option<DeltaMap>)> {
+    let (tick, map) = rv.current()?;
+    if !remap {
+        return Ok((tick.unwrap_or_else(|| rv.image.clone()), None));
+    }
+    // `current` keeps a tick only when the map names it.
+    if let (Some(t), Some(m)) = (tick, map) {
+        return Ok((t, Some(m)));
+    }
+    let (t, m) = rv.fresh_baseline()?.with_context(|| {
+        format!(
+            "volume {}: image {} does not exist",
+            rv.vol,
+            rv.image.display()
+        )
+    })?;
+    Ok((t, Some(m)))
+}
+
 /// The path to compare and, with `remap`, the change map to flag and where
 /// it is saved.
 fn diff_target(
@@ -103,8 +127,15 @@ fn diff_target(
     vol: &VolName,
     remap: bool,
 ) -> Result<(PathBuf, Option<(DeltaMap, PathBuf)>)> {
+    if let Some(pool) = super::reflink::reflink_of(ctx, vol)? {
+        let rv = super::reflink::reflink_volume(ctx, pool, vol)?;
+        let (path, map) = reflink_baseline(&rv, remap)?;
+        return Ok((path, map.map(|m| (m, rv.map_path.clone()))));
+    }
     Ok(match thin::thin_of(ctx, vol)? {
-        None if remap => bail!("--remap works on LVM thin volumes; {vol} is an image file"),
+        None if remap => {
+            bail!("--remap works on LVM thin volumes and reflink sources; {vol} is an image file")
+        }
         None => (ctx.config.volume_path(vol)?, None),
         Some((vg, pool)) => {
             let tv = thin::thin_volume(ctx, vg, pool, vol)?;

@@ -22,6 +22,7 @@ pub mod prune;
 pub mod qube_add;
 pub mod qube_send;
 pub mod receive;
+pub mod reflink;
 pub mod resolve;
 pub mod send;
 pub mod thin;

@@ -85,6 +85,7 @@ pub fn receive_into(
     {
         bail!("receive cancelled; {} is unchanged", target.display());
     }
+    super::reflink::refuse_copies_as_target(ctx, target)?;
     let mut conn = connect()?;
     let device = thin::prepare_lv_target(ctx, target, volsize)?;
     let out = Output::create(

@@ -13,6 +13,7 @@ use crate::progress::Progress;
 use crate::send::{send_volume, SendReport};
 use crate::source::file::FileSource;
 use crate::source::lvm::LvmSource;
+use crate::source::reflink::ReflinkSource;
 use anyhow::{bail, Context, Result};
 use sparsebak_common::names::VolName;
 use sparsebak_common::units::Bytes;
@@ -162,6 +163,9 @@ fn send_one(
         }
         return Ok(r);
     }
+    if let Some(pool) = super::reflink::reflink_of(ctx, vol)? {
+        return send_reflink(ctx, conn, vol, pool, format, pb, dedup);
+    }
     let path = ctx.config.volume_path(vol)?;
     if !path.exists() {
         log::warn!(
@@ -214,5 +218,51 @@ fn send_thin(
         LvmSource::open(ctx.lvm, vg, &tick.name, (!full).then(|| map.clone()))?.with_mapped(mapped);
     let report = send_volume(ctx, conn, vol, &src, format, pb, dedup)?;
     tv.sent(map)?;
+    Ok(Some(report))
+}
+
+/// Send one image of a reflink source from its `.tick` copy and change
+/// map; `None` if the image does not exist yet.
+fn send_reflink(
+    ctx: &Ctx,
+    conn: &mut AgentConn,
+    vol: &VolName,
+    pool: &std::path::Path,
+    format: sparsebak_common::SessionFormat,
+    pb: &dyn Progress,
+    dedup: Option<&mut dyn LinkSource>,
+) -> Result<Option<SendReport>> {
+    use crate::reflink::volume::Prepared;
+    let rv = super::reflink::reflink_volume(ctx, pool, vol)?;
+    if let Some(note) = crate::reflink::layout::busy_note(&rv.image) {
+        log::warn!("volume {vol}: {note}");
+    }
+    let has_sessions = !ctx.meta.chain(vol)?.is_empty();
+    let prepared = rv
+        .harvest(has_sessions, true)
+        .with_context(|| format!("volume {vol}"))?;
+    let (tick, map, full) = match prepared {
+        Prepared::Missing => {
+            log::warn!(
+                "volume {vol} does not exist yet at {}; skipped",
+                rv.image.display()
+            );
+            return Ok(None);
+        }
+        Prepared::NotStarted => unreachable!("harvest for send"),
+        Prepared::Full { tick, map } => (tick, map, true),
+        Prepared::Incremental {
+            tick, map, resync, ..
+        } => {
+            if resync {
+                log::warn!("{vol}: re-reading the whole image to resynchronise");
+            }
+            (tick, map, false)
+        }
+    };
+    let src = ReflinkSource::open(&tick, (!full).then(|| map.clone()))
+        .with_context(|| format!("volume {vol}"))?;
+    let report = send_volume(ctx, conn, vol, &src, format, pb, dedup)?;
+    rv.sent(map)?;
     Ok(Some(report))
 }

@@ -11,7 +11,6 @@
 //! `vm-NAME-root`) and backs up only the committed image. Any other volume
 //! name is a file directly in the pool directory.
 
-use sparsebak_common::names::VolName;
 use std::path::{Path, PathBuf};
 
 pub const APPVMS: &str = "appvms";
@@ -22,18 +21,19 @@ pub const SAVED: [&str; 2] = ["private", "root"];
 
 /// The qube and volume an archive name stands for: `vm-NAME-private` →
 /// (`NAME`, `private`), `vm-NAME-root` → (`NAME`, `root`).
-pub fn qube_volume(vol: &VolName) -> Option<(&str, &str)> {
-    let rest = vol.as_str().strip_prefix("vm-")?;
+pub fn qube_volume(vol: &str) -> Option<(&str, &str)> {
+    let rest = vol.strip_prefix("vm-")?;
     SAVED.iter().find_map(|kind| {
         let name = rest.strip_suffix(kind)?.strip_suffix('-')?;
         (!name.is_empty()).then_some((name, *kind))
     })
 }
 
-/// Where `vol`'s committed image lives in the pool at `dir`: a template's
-/// under `vm-templates/` (when that directory holds the qube), any other
-/// qube's under `appvms/`.
-pub fn image_path(dir: &Path, vol: &VolName) -> PathBuf {
+/// Where the committed image of volume `vol` (an archive volume name, or the name a
+/// qube's volume has in Qubes, `vm-NAME-private`) lives in the pool at
+/// `dir`: a template's under `vm-templates/` (when that directory holds the
+/// qube), any other qube's under `appvms/`.
+pub fn image_path(dir: &Path, vol: &str) -> PathBuf {
     match qube_volume(vol) {
         Some((name, kind)) => {
             let t = dir.join(TEMPLATES).join(name);
@@ -44,7 +44,7 @@ pub fn image_path(dir: &Path, vol: &VolName) -> PathBuf {
             };
             base.join(format!("{kind}.img"))
         }
-        None => dir.join(vol.as_str()),
+        None => dir.join(vol),
     }
 }
 
@@ -76,9 +76,11 @@ pub fn busy_note(image: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsebak_common::names::VolName;
 
-    fn v(s: &str) -> VolName {
-        VolName::new(s).unwrap()
+    fn v(s: &str) -> &str {
+        VolName::new(s).unwrap();
+        s
     }
 
     #[test]
@@ -87,29 +89,29 @@ mod tests {
         let d = dir.path();
         std::fs::create_dir_all(d.join("vm-templates/fedora-41")).unwrap();
         assert_eq!(
-            qube_volume(&v("vm-my-work-private")),
+            qube_volume(v("vm-my-work-private")),
             Some(("my-work", "private"))
         );
         assert_eq!(
-            qube_volume(&v("vm-fedora-41-root")),
+            qube_volume(v("vm-fedora-41-root")),
             Some(("fedora-41", "root"))
         );
         for other in ["vm--root", "vm-x-volatile", "web.img", "vmx-private"] {
-            assert_eq!(qube_volume(&v(other)), None, "{other}");
+            assert_eq!(qube_volume(v(other)), None, "{other}");
         }
         assert_eq!(
-            image_path(d, &v("vm-my-work-private")),
+            image_path(d, v("vm-my-work-private")),
             d.join("appvms/my-work/private.img")
         );
         assert_eq!(
-            image_path(d, &v("vm-fedora-41-root")),
+            image_path(d, v("vm-fedora-41-root")),
             d.join("vm-templates/fedora-41/root.img")
         );
         assert_eq!(
-            image_path(d, &v("vm-fedora-41-private")),
+            image_path(d, v("vm-fedora-41-private")),
             d.join("vm-templates/fedora-41/private.img")
         );
-        assert_eq!(image_path(d, &v("web.img")), d.join("web.img"));
+        assert_eq!(image_path(d, v("web.img")), d.join("web.img"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! A source gives the volume's size, positioned reads, and optionally a
 //! change map saying which chunks may differ from the last session (the LVM
-//! thin source gets it from thin_delta). Without a map, send reads every
+//! thin source gets it from thin_delta, a reflink source from its copies'
+//! extent maps). Without a map, send reads every
 //! chunk and compares content hashes with the archive's latest state.
 //! A source may also know where its holes are (a sparse image file), so
 //! send skips them without reading (holes.rs).
@@ -12,6 +13,7 @@ pub mod holes;
 pub mod lvm;
 #[cfg(test)]
 pub mod mem;
+pub mod reflink;
 
 pub use holes::{HoleCursor, Region};
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex};

@@ -30,6 +30,7 @@ mod prune;
 mod prune_crash;
 mod recover;
 mod recover_hostile;
+mod reflink;
 mod restore_sessions;
 mod sparse_images;
 mod tarfile;

@@ -122,7 +122,7 @@ fn sparse_sessions_restore_and_match_a_dense_copy() {
 
 /// Bytes the process read (`rchar` of /proc/PID/io: every read and pread),
 /// taken after it exited and before it is reaped.
-fn run_counting_reads(e: &Env, args: &[&str]) -> (String, u64) {
+pub fn run_counting_reads(e: &Env, args: &[&str]) -> (String, u64) {
     use nix::sys::wait::{waitid, Id, WaitPidFlag};
     let out = e.path("out.txt");
     let mut child = std::process::Command::new(sparsebak_bin())

@@ -1,0 +1,77 @@
+//! Steps shared by the commands on reflink sources (`--source=reflink:`):
+//! which volumes are tracked by reflink copies, a volume's copies and
+//! change map, and removing them.
+
+use super::context::Ctx;
+use super::{Event, Ui};
+use crate::config::{SourceSpec, VolumeEntry};
+use crate::reflink::fiemap::Kernel;
+use crate::reflink::volume::ReflinkVolume;
+use crate::reflink::{snap_dir, SNAP_DIR};
+use anyhow::{bail, Context, Result};
+use sparsebak_common::names::VolName;
+use std::path::Path;
+
+static KERNEL: Kernel = Kernel;
+
+/// The pool directory of a volume tracked by reflink copies, or `None`.
+pub fn reflink_of<'c>(ctx: &'c Ctx, vol: &VolName) -> Result<Option<&'c Path>> {
+    let e = ctx.config.source_known(vol)?;
+    match (&e.path, &ctx.config.source) {
+        (None, Some(SourceSpec::Reflink { path })) => Ok(Some(path.as_path())),
+        _ => Ok(None),
+    }
+}
+
+/// The copies and change map of `vol`, an image in the pool `pool`.
+pub fn reflink_volume<'a>(
+    ctx: &'a Ctx,
+    pool: &Path,
+    vol: &'a VolName,
+) -> Result<ReflinkVolume<'a>> {
+    let d = ctx.meta.vol_dir(vol);
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    Ok(ReflinkVolume {
+        fs: &KERNEL,
+        vol,
+        image: ctx.config.volume_path(vol)?,
+        snap_dir: snap_dir(pool, &ctx.config.uuid),
+        map_path: d.join("deltamap"),
+        cs: ctx.config.chunk_size,
+    })
+}
+
+/// receive never writes into sparsebak's own copies.
+pub fn refuse_copies_as_target(ctx: &Ctx, target: &Path) -> Result<()> {
+    let Some(SourceSpec::Reflink { path }) = &ctx.config.source else {
+        return Ok(());
+    };
+    // Resolve symlinks and `..` in the directory (the file may not exist).
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.into());
+    let dir = target.parent().map(canon).unwrap_or_default();
+    if dir.starts_with(canon(&path.join(SNAP_DIR))) {
+        bail!(
+            "--save-to {}: not a volume sparsebak may write (it holds sparsebak's reflink copies)",
+            target.display()
+        );
+    }
+    Ok(())
+}
+
+/// For `delete` and `arch-delete`: remove a volume's reflink copies. A
+/// failure is reported, not fatal (the archive data is already gone).
+pub fn drop_copies(ctx: &Ctx, ui: &dyn Ui, vol: &VolName, e: &VolumeEntry) {
+    let (None, Some(SourceSpec::Reflink { path })) = (&e.path, &ctx.config.source) else {
+        return;
+    };
+    let res = reflink_volume(ctx, path, vol).and_then(|rv| rv.remove_copies());
+    match res {
+        Ok(removed) => removed
+            .iter()
+            .for_each(|p| ui.event(Event::SnapshotRemoved(&p.display().to_string()))),
+        Err(e) => log::warn!(
+            "cannot remove the reflink copies of {vol} in {}: {e:#}; remove them by hand",
+            snap_dir(path, &ctx.config.uuid).display()
+        ),
+    }
+}
