@@ -33,13 +33,16 @@ pub struct AddedQube {
     pub skipped: Option<String>,
 }
 
-/// The archive's VG and thin pool, or an error: qubes live in LVM.
+/// The archive's VG and thin pool, or file-reflink pool directory, or an
+/// error: qubes live in one of those.
 pub fn archive_pool<'c>(ctx: &'c Ctx) -> Result<ArchivePool<'c>> {
     match &ctx.config.source {
-        Some(SourceSpec::Lvm { vg, pool }) => Ok(ArchivePool { vg, pool }),
+        Some(SourceSpec::Lvm { vg, pool }) => Ok(ArchivePool::Thin { vg, pool }),
+        Some(SourceSpec::Reflink { path }) => Ok(ArchivePool::Reflink { dir: path }),
         _ => bail!(
-            "qubes are backed up from an LVM thin pool: this archive's --source is not VG/POOL \
-             (arch-init --source=qubes_dom0/vm-pool)"
+            "qubes are backed up from an LVM thin pool or a file-reflink pool: this archive's \
+             --source is neither VG/POOL nor reflink:/PATH (arch-init \
+             --source=qubes_dom0/vm-pool, or --source=reflink:/var/lib/qubes)"
         ),
     }
 }

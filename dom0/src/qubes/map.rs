@@ -8,12 +8,14 @@
 use super::query::{self, PoolInfo, QubeInfo, VolumeInfo};
 use super::QvmTools;
 use anyhow::{bail, Result};
+use std::path::Path;
 
-/// The archive's thin pool.
+/// The pool the archive backs up: an LVM thin pool, or a Qubes
+/// file-reflink pool's directory (`--source=reflink:`, crate::reflink).
 #[derive(Clone, Copy, Debug)]
-pub struct ArchivePool<'a> {
-    pub vg: &'a str,
-    pub pool: &'a str,
+pub enum ArchivePool<'a> {
+    Thin { vg: &'a str, pool: &'a str },
+    Reflink { dir: &'a Path },
 }
 
 /// One volume of a qube to back up.
@@ -21,7 +23,9 @@ pub struct ArchivePool<'a> {
 pub struct QubeVolume {
     /// `private` or `root`.
     pub volume: String,
-    /// Its LV in the archive's VG (from the volume's `vid`).
+    /// Its LV in the archive's VG (from the volume's `vid`); in a
+    /// file-reflink pool, its image relative to the pool directory
+    /// (`appvms/NAME/private.img`).
     pub lv: String,
     pub size: u64,
 }
@@ -76,38 +80,46 @@ pub fn check_volume(
     archive: ArchivePool,
 ) -> Result<QubeVolume> {
     let what = format!("{}:{volume}", q.name);
-    match pool.driver.as_str() {
-        "lvm_thin" => {}
-        "file-reflink" => bail!(
-            "{what} is in pool {} (driver file-reflink): sparsebak reads LVM thin volumes through \
-             the pool's change records, which a file-reflink pool does not have; back that qube \
-             up with qvm-backup, or move it to the LVM thin pool {}/{} (qvm-clone -P POOL)",
+    let (vg, tp) = match (pool.driver.as_str(), archive) {
+        ("lvm_thin", ArchivePool::Thin { vg, pool }) => (vg, pool),
+        ("file-reflink", ArchivePool::Reflink { dir }) => {
+            return reflink_image(&what, volume, info, pool, dir)
+        }
+        ("file-reflink", ArchivePool::Thin { vg, pool: tp }) => bail!(
+            "{what} is in pool {} (driver file-reflink), but this archive backs up the LVM thin \
+             pool {vg}/{tp}: make an archive for that pool (arch-init \
+             --source=reflink:{} with its own --meta-dir), or move the qube (qvm-clone -P POOL)",
             pool.name,
-            archive.vg,
-            archive.pool
+            pool.dir_path.as_deref().unwrap_or("/var/lib/qubes")
         ),
-        d => bail!(
-            "{what} is in pool {} (driver {d}); sparsebak backs up LVM thin pools only",
+        ("lvm_thin", ArchivePool::Reflink { dir }) => bail!(
+            "{what} is in pool {} (LVM thin, {}/{}), but this archive backs up the file-reflink \
+             pool {}: make an archive for that pool (arch-init --source=VG/POOL with its own \
+             --meta-dir), or move the qube (qvm-clone -P POOL)",
+            pool.name,
+            pool.volume_group.as_deref().unwrap_or("?"),
+            pool.thin_pool.as_deref().unwrap_or("?"),
+            dir.display()
+        ),
+        (d, _) => bail!(
+            "{what} is in pool {} (driver {d}); sparsebak backs up LVM thin and file-reflink \
+             pools only",
             pool.name
         ),
-    }
-    if pool.volume_group.as_deref() != Some(archive.vg)
-        || pool.thin_pool.as_deref() != Some(archive.pool)
-    {
+    };
+    if pool.volume_group.as_deref() != Some(vg) || pool.thin_pool.as_deref() != Some(tp) {
         bail!(
-            "{what} is in pool {} ({}/{}), but this archive backs up {}/{}: make an archive for \
+            "{what} is in pool {} ({}/{}), but this archive backs up {vg}/{tp}: make an archive for \
              that pool (arch-init --source=VG/POOL with its own --meta-dir), or move the qube \
              (qvm-clone -P POOL)",
             pool.name,
             pool.volume_group.as_deref().unwrap_or("?"),
             pool.thin_pool.as_deref().unwrap_or("?"),
-            archive.vg,
-            archive.pool
         );
     }
     let lv = match info.vid.split_once('/') {
-        Some((vg, lv)) if vg == archive.vg && is_lv_name(lv) => lv.to_string(),
-        _ => bail!("{what} has volume id {:?}, not {}/LV", info.vid, archive.vg),
+        Some((v, lv)) if v == vg && is_lv_name(lv) => lv.to_string(),
+        _ => bail!("{what} has volume id {:?}, not {vg}/LV", info.vid),
     };
     let snapshots_disabled =
         info.revisions_to_keep == -1 && !info.snap_on_start && info.save_on_stop;
@@ -123,6 +135,48 @@ pub fn check_volume(
     Ok(QubeVolume {
         volume: volume.into(),
         lv,
+        size: info.size,
+    })
+}
+
+/// A volume of a file-reflink pool: the pool must be the archive's
+/// directory, and its vid `appvms/NAME/VOL` or `vm-templates/NAME/VOL`
+/// (qubes/storage/reflink.py `init_volume`), whose committed image is
+/// `VID.img`. A running qube writes a `-dirty.img` copy, so the image is
+/// always consistent: no snapshot setting to check.
+fn reflink_image(
+    what: &str,
+    volume: &str,
+    info: &VolumeInfo,
+    pool: &PoolInfo,
+    dir: &Path,
+) -> Result<QubeVolume> {
+    let at = pool.dir_path.as_deref().map(Path::new);
+    if at.map(|p| p.components().eq(dir.components())) != Some(true) {
+        bail!(
+            "{what} is in the file-reflink pool {} at {}, but this archive backs up {}: make an \
+             archive for that pool (arch-init --source=reflink:DIR with its own --meta-dir), or \
+             move the qube (qvm-clone -P POOL)",
+            pool.name,
+            pool.dir_path.as_deref().unwrap_or("?"),
+            dir.display()
+        );
+    }
+    let parts: Vec<&str> = info.vid.split('/').collect();
+    let ok = matches!(parts.as_slice(), [prefix, name, v]
+        if [crate::reflink::layout::APPVMS, crate::reflink::layout::TEMPLATES].contains(prefix)
+            && is_lv_name(name)
+            && !name.starts_with('.')
+            && *v == volume);
+    if !ok {
+        bail!(
+            "{what} has volume id {:?}, not appvms/NAME/{volume} or vm-templates/NAME/{volume}",
+            info.vid
+        );
+    }
+    Ok(QubeVolume {
+        volume: volume.into(),
+        lv: format!("{}.img", info.vid),
         size: info.size,
     })
 }
@@ -165,12 +219,60 @@ mod tests {
             driver: driver.into(),
             volume_group: Some(vg.into()),
             thin_pool: Some(tp.into()),
+            dir_path: None,
         }
     }
-    const A: ArchivePool = ArchivePool {
+    const A: ArchivePool = ArchivePool::Thin {
         vg: "qubes_dom0",
         pool: "vm-pool",
     };
+
+    /// A qube in a file-reflink pool maps to its committed image when the
+    /// archive backs up that pool's directory, and is refused otherwise.
+    #[test]
+    fn a_file_reflink_pool_maps_to_images() {
+        let dir = Path::new("/var/lib/qubes");
+        let r = ArchivePool::Reflink { dir };
+        let mut p = pool("file-reflink", "", "");
+        p.volume_group = None;
+        p.thin_pool = None;
+        p.dir_path = Some("/var/lib/qubes/".into());
+        let q = qube("TemplateVM", "Running");
+        let mut v = vol(1, false, true);
+        v.vid = "vm-templates/work/root".into();
+        let ok = check_volume(&q, "root", &v, &p, r).unwrap();
+        assert_eq!(ok.lv, "vm-templates/work/root.img");
+        let e = |v: &VolumeInfo, p: &PoolInfo, a: ArchivePool| {
+            format!("{:#}", check_volume(&q, "root", v, p, a).unwrap_err())
+        };
+        for bad in [
+            "appvms/work/private",
+            "appvms/../root",
+            "etc/work/root",
+            "appvms/work/x/root",
+            "/appvms/work/root",
+            "appvms/.sparsebak/root",
+        ] {
+            v.vid = bad.into();
+            assert!(e(&v, &p, r).contains("volume id"), "{bad}");
+        }
+        v.vid = "appvms/work/root".into();
+        let other = ArchivePool::Reflink {
+            dir: Path::new("/srv/qubes"),
+        };
+        let m = e(&v, &p, other);
+        assert!(
+            m.contains("/srv/qubes") && m.contains("--source=reflink:"),
+            "{m}"
+        );
+        let m = e(&v, &pool("lvm_thin", "qubes_dom0", "vm-pool"), r);
+        assert!(
+            m.contains("qubes_dom0/vm-pool") && m.contains("--source=VG/POOL"),
+            "{m}"
+        );
+        let m = e(&v, &pool("zfs", "", ""), r);
+        assert!(m.contains("driver zfs"), "{m}");
+    }
 
     #[test]
     fn volumes_by_class() {
@@ -196,7 +298,7 @@ mod tests {
         };
         let m = e(&vol(2, false, true), &pool("file-reflink", "", ""), &q);
         assert!(
-            m.contains("file-reflink") && m.contains("qvm-backup"),
+            m.contains("file-reflink") && m.contains("--source=reflink:"),
             "{m}"
         );
         let m = e(

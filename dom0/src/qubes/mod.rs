@@ -10,7 +10,8 @@
 //!   `qvm-volume info`, `qvm-pool info`, `qvm-prefs`, `qvm-features`,
 //!   `qvm-tags`, `qvm-firewall --raw`);
 //! * [`map`]: which of a qube's volumes are backed up, and which qubes are
-//!   refused (another pool, `file-reflink`, snapshots disabled while running);
+//!   refused (another pool than the archive's, snapshots disabled while
+//!   running); a `file-reflink` pool maps to its images (crate::reflink);
 //! * [`record`]: the qube settings record stored beside the data
 //!   (docs/FORMAT.md §16), validated strictly when it comes back.
 

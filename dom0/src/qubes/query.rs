@@ -152,6 +152,8 @@ pub struct PoolInfo {
     pub driver: String,
     pub volume_group: Option<String>,
     pub thin_pool: Option<String>,
+    /// A file-reflink pool's directory.
+    pub dir_path: Option<String>,
 }
 
 pub fn pool_info(qvm: &dyn QvmTools, pool: &str) -> Result<PoolInfo> {
@@ -169,6 +171,7 @@ pub fn pool_info(qvm: &dyn QvmTools, pool: &str) -> Result<PoolInfo> {
         driver,
         volume_group: t.get("volume_group").cloned(),
         thin_pool: t.get("thin_pool").cloned(),
+        dir_path: t.get("dir_path").cloned(),
     })
 }
 

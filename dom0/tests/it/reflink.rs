@@ -356,3 +356,73 @@ fn an_incremental_send_reads_what_changed() {
     );
     assert_eq!(e.receive_sha(WORK, None, "r.img"), sha256_file(&p.work()));
 }
+
+/// `add --qube` in an archive of a file-reflink pool, end to end on Btrfs
+/// with the qvm-* stand-ins (tests/standins) on PATH: a template and an
+/// AppVM added by name, sent, changed, sent again incrementally; every
+/// session restores equal.
+#[test]
+fn btrfs_qubes_by_name() {
+    let e = Env::new();
+    let Some(p) = pool(&e, "btrfs", "reflink::btrfs_qubes_by_name") else {
+        return;
+    };
+    init(&e, &p);
+    let standins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/standins");
+    let state = e.path("qvm-state");
+    std::fs::create_dir(&state).unwrap();
+    let make = |args: &[&str]| {
+        let st = std::process::Command::new(standins.join("make-qube"))
+            .args(args)
+            .env("QVM_STANDIN_STATE", &state)
+            .env("QVM_STANDIN_POOL", "varlibqubes")
+            .status()
+            .unwrap();
+        assert!(st.success(), "make-qube {args:?}");
+    };
+    make(&[
+        "--pool",
+        "varlibqubes",
+        "file-reflink",
+        &p.dir.to_string_lossy(),
+    ]);
+    make(&["fed", "TemplateVM", "Halted"]);
+    make(&["work", "AppVM", "Running", "fed"]);
+    write_file(&p.work(), &realistic_bytes(3 * MIB, 5));
+    write_file(&p.tpl(), &realistic_bytes(2 * MIB, 6));
+    write_file(
+        &p.dir.join("vm-templates/fed/private.img"),
+        &realistic_bytes(MIB, 7),
+    );
+    let path = format!(
+        "{}:{}",
+        standins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let st = state.to_string_lossy().into_owned();
+    let env = [("PATH", path.as_str()), ("QVM_STANDIN_STATE", st.as_str())];
+    let run = |args: &[&str]| {
+        let o = run_sparsebak(args, &e.meta, &env);
+        assert_eq!(o.code, 0, "{o:#?}");
+        o.stdout
+    };
+    run(&["add", "--qube", "work"]);
+    run(&["add", "--qube", "fed"]);
+    let uuid = |q: &str| {
+        std::fs::read_to_string(state.join("qubes").join(q).join("uuid"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let work = format!("qube.{}.private", uuid("work"));
+    let root = format!("qube.{}.root", uuid("fed"));
+    run(&["send"]);
+    let mut shas = vec![sha256_file(&p.work())];
+    write_sync(&p.work(), 5 * CHUNK, b"qube by name");
+    let out = run(&["send"]);
+    assert_eq!(sent_changed(&out, &work), 1, "{out}");
+    assert_eq!(sent_changed(&out, &root), 0, "{out}");
+    shas.push(sha256_file(&p.work()));
+    check_sessions(&e, &work, &shas);
+    check_sessions(&e, &root, &[sha256_file(&p.tpl())]);
+}

@@ -7,5 +7,6 @@ mod diff;
 mod harness;
 mod monitor;
 mod qubes;
+mod qubes_reflink;
 mod qubes_world;
 mod send;
