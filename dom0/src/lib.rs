@@ -12,6 +12,7 @@
 pub mod chunk;
 pub mod cli;
 pub mod config;
+pub mod consistency;
 pub mod dedup;
 pub mod dest;
 pub mod fsutil;

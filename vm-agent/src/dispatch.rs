@@ -11,12 +11,12 @@
 use crate::error::{AgentError, Result};
 use crate::open_archive::Archive;
 use crate::prune_apply::Use;
-use crate::{dedup, delete, legacy, mount, prune_apply, read, read_meta, resume, store};
+use crate::{dedup, delete, digests, legacy, mount, prune_apply, read, read_meta, resume, store};
 use sparsebak_common::legacy::LegacyVolName;
 use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{
     recv_msg, send_msg, write_frame, ErrorKind, FrameReader, RawRequest, Request, Response,
-    FEATURE_READ_META, FEATURE_RESUME, PROTOCOL_VERSION,
+    FEATURE_READ_META, FEATURE_RESUME, FEATURE_SESSION_DIGESTS, PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
 
@@ -112,7 +112,9 @@ fn answer<R: Read, W: Write>(
 /// name rules unless the archive is a 0.2 one, which has no prune state.
 fn concern(a: &Archive, req: &Request) -> Result<Option<(VolName, Use)>> {
     Ok(match req {
-        Request::ListSessions { vol } => Some((vol.clone(), Use::List)),
+        Request::ListSessions { vol } | Request::SessionDigests { vol, .. } => {
+            Some((vol.clone(), Use::List))
+        }
         Request::PutSession { vol, .. }
         | Request::Commit { vol, .. }
         | Request::ReadMeta { vol, .. } => Some((vol.clone(), Use::Data)),
@@ -148,6 +150,7 @@ fn on_archive<R: Read, W: Write>(
             Ok(Response::Volumes { names, ignored })
         }
         Request::ListSessions { vol } => list_sessions(a, &vol),
+        Request::SessionDigests { vol, after } => digests::session_digests(a, &vol, after.as_ref()),
         Request::PutSession {
             vol,
             session,
@@ -229,7 +232,11 @@ fn hello(protocol: u32) -> Result<Response> {
         {
             vec![]
         } else {
-            vec![FEATURE_READ_META.into(), FEATURE_RESUME.into()]
+            vec![
+                FEATURE_READ_META.into(),
+                FEATURE_RESUME.into(),
+                FEATURE_SESSION_DIGESTS.into(),
+            ]
         },
     })
 }

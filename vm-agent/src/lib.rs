@@ -6,12 +6,13 @@
 //!
 //! [`dispatch`] decodes requests and hands each to the module that serves
 //! it: [`store`] (and [`resume`]), [`read`], [`read_meta`], [`prune_apply`], [`dedup`],
-//! [`delete`], [`legacy`]. They share [`open_archive`] (the open archive and
+//! [`delete`], [`legacy`], [`digests`]. They share [`open_archive`] (the open archive and
 //! its lock) and [`dirfd`] (every no-follow,
 //! directory-relative file operation).
 
 pub mod dedup;
 pub mod delete;
+pub mod digests;
 pub mod dirfd;
 pub mod dispatch;
 pub mod error;

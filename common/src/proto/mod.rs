@@ -21,7 +21,7 @@ mod request;
 mod response;
 
 pub use request::{FieldProblem, RawRequest, Request, RequestError};
-pub use response::{ErrorKind, Response, MAX_PROBLEMS};
+pub use response::{ErrorKind, Response, SessionDigest, MAX_PROBLEMS};
 
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::{self, Read, Write};
@@ -48,6 +48,15 @@ pub const FEATURE_RESUME: &str = "resume";
 pub const RESUME_RECORD: usize = 40;
 /// Most records one `ResumeHeld` reply carries (a 2.5 MiB frame).
 pub const RESUME_PIECE: usize = 65536;
+/// Named in [`Response::Hello`]'s `features` by an agent that serves
+/// [`Request::SessionDigests`]. dom0 needs it for its consistency check
+/// (docs/FORMAT.md §17) and calls an agent without it too old.
+pub const FEATURE_SESSION_DIGESTS: &str = "session_digests";
+/// Most sessions one [`Response::SessionDigests`] lists (well under
+/// [`MAX_MESSAGE`]: about 130 bytes each).
+pub const DIGEST_PAGE: usize = 2000;
+/// Largest `info.json` either side reads (docs/FORMAT.md §15.2).
+pub const MAX_INFO_FILE: u64 = 64 * 1024;
 
 /// `ReadFiles` reply status: the rest of the frame is the file's bytes.
 pub const FILE_DATA: u8 = 0;

@@ -44,6 +44,16 @@ pub enum Request {
     ListSessions {
         vol: VolName,
     },
+    /// The sha256 of each committed session's `info.json` of `vol`, for
+    /// the sessions after `after` in name order, at most
+    /// [`super::DIGEST_PAGE`] per answer, and of `volume.json`: dom0's cheap
+    /// check that the destination holds what its metadata says
+    /// (docs/FORMAT.md §17). Answered by [`super::Response::SessionDigests`];
+    /// advertised as [`super::FEATURE_SESSION_DIGESTS`].
+    SessionDigests {
+        vol: VolName,
+        after: Option<SessionName>,
+    },
     /// Start a session; a data stream with a tar archive follows. Members are
     /// chunk files `<9hex>/x<16hex>`, then `manifest`, then `info.json`.
     /// `expect_last` is dom0's newest committed session for the volume;
@@ -163,6 +173,11 @@ pub enum RawRequest {
     ListVolumes,
     ListSessions {
         vol: String,
+    },
+    SessionDigests {
+        vol: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     PutSession {
         vol: String,
@@ -333,6 +348,13 @@ impl TryFrom<RawRequest> for Request {
             R::ListSessions { vol } => Request::ListSessions {
                 vol: Check("list_sessions").vol("vol", vol)?,
             },
+            R::SessionDigests { vol, after } => {
+                let c = Check("session_digests");
+                Request::SessionDigests {
+                    vol: c.vol("vol", vol)?,
+                    after: after.map(|s| c.ses("after", s)).transpose()?,
+                }
+            }
             R::PutSession {
                 vol,
                 session,
@@ -424,6 +446,10 @@ impl From<Request> for RawRequest {
             Q::InitArchive { header } => RawRequest::InitArchive { header },
             Q::ListVolumes => RawRequest::ListVolumes,
             Q::ListSessions { vol } => RawRequest::ListSessions { vol: vol.into() },
+            Q::SessionDigests { vol, after } => RawRequest::SessionDigests {
+                vol: vol.into(),
+                after: after.map(Into::into),
+            },
             Q::PutSession {
                 vol,
                 session,

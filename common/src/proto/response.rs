@@ -60,6 +60,16 @@ pub enum Response {
         committed: Vec<SessionName>,
         in_progress: Vec<String>,
     },
+    /// Answer to `SessionDigests`: committed sessions in name order, each
+    /// with the sha256 of its `info.json` or why there is none; `more` if
+    /// sessions follow the last one listed (ask again `after` it).
+    /// `volume_sha256` is that of `volume.json` (absent if it is missing).
+    SessionDigests {
+        sessions: Vec<SessionDigest>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        volume_sha256: Option<String>,
+        more: bool,
+    },
     Stored {
         files: u64,
         bytes: u64,
@@ -102,6 +112,19 @@ pub enum Response {
         problem_count: u64,
         problems: Vec<String>,
     },
+}
+
+/// One committed session as `SessionDigests` lists it: the sha256 (64
+/// lowercase hex digits) of its `info.json`, or, when that file cannot be
+/// read as a regular file of at most [`super::MAX_INFO_FILE`] bytes, why
+/// (at most 200 characters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDigest {
+    pub name: SessionName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Most problem messages a [`Response::Deduped`] carries.

@@ -122,6 +122,10 @@ pub struct ReceiveArgs {
     /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`.
     #[arg(long)]
     pub session: Option<String>,
+    /// Go on when the destination does not hold what dom0's metadata says
+    /// (a session lost or replaced): warn, and read what is still there.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
     /// Read the sparsebak 0.2 archive in <meta-dir>/default even when an
     /// archive of our own is configured.
     #[arg(long)]
@@ -134,6 +138,10 @@ pub struct VerifyArgs {
     /// Session date-time YYYYMMDD-HHMMSS (UTC), as shown by `list`.
     #[arg(long)]
     pub session: Option<String>,
+    /// Go on when the destination does not hold what dom0's metadata says
+    /// (a session lost or replaced): warn, and read what is still there.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
     /// Read the sparsebak 0.2 archive in <meta-dir>/default even when an
     /// archive of our own is configured.
     #[arg(long)]
@@ -233,6 +241,7 @@ impl ReceiveArgs {
             volume: self.volume.clone(),
             save_to: self.save_to.clone(),
             session: self.session.clone(),
+            allow_inconsistent: self.allow_inconsistent,
         }
     }
 }
@@ -242,6 +251,7 @@ impl VerifyArgs {
         ops::verify::VerifyOptions {
             volume: self.volume.clone(),
             session: self.session.clone(),
+            allow_inconsistent: self.allow_inconsistent,
         }
     }
 }

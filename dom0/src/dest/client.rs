@@ -17,8 +17,8 @@ use sparsebak_common::linkref::ChunkLoc;
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::proto::{
     read_frame, recv_msg, send_msg, write_frame, ErrorKind, FrameWriter, Request, Response,
-    FEATURE_READ_META, FILE_DATA, FILE_MISSING, FILE_REFUSED, MAX_FRAME, META_PIECE,
-    PROTOCOL_VERSION,
+    SessionDigest, FEATURE_READ_META, FEATURE_SESSION_DIGESTS, FILE_DATA, FILE_MISSING,
+    FILE_REFUSED, MAX_FRAME, META_PIECE, PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::sync::mpsc::TrySendError;
@@ -83,6 +83,18 @@ pub struct AgentConn {
     /// [`AgentConn::take_damaged`]).
     damaged: Option<DestError>,
 }
+
+/// A volume as the destination presents it (`SessionDigests`).
+#[derive(Debug, Default)]
+pub struct DestSessions {
+    /// Committed sessions, strictly ascending.
+    pub sessions: Vec<SessionDigest>,
+    /// The sha256 of `volume.json`; `None` if it is missing or unreadable.
+    pub volume_sha256: Option<String>,
+}
+
+/// Most sessions of one volume dom0 accepts from a listing (as arch-recover).
+const MAX_SESSIONS: usize = 100_000;
 
 /// One `ReadMeta` answer: the file's size and the bytes from the offset asked.
 #[derive(Debug)]
@@ -371,7 +383,16 @@ impl AgentConn {
 
     /// An agent that does not serve `ReadMeta` is older than arch-recover.
     pub fn require_read_meta(&self) -> Result<()> {
-        if self.features.iter().any(|f| f == FEATURE_READ_META) {
+        self.require(
+            FEATURE_READ_META,
+            "it cannot serve archive metadata for arch-recover",
+        )
+    }
+
+    /// An agent that does not announce `feature` in its Hello is too old
+    /// for what needs it (`why`).
+    fn require(&self, feature: &str, why: &str) -> Result<()> {
+        if self.features.iter().any(|f| f == feature) {
             return Ok(());
         }
         let version = if self.agent_version.is_empty() {
@@ -380,11 +401,61 @@ impl AgentConn {
             &self.agent_version
         };
         bail!(
-            "the agent at {} (sparsebak-agent {version}) is too old: it cannot serve archive metadata \
-             for arch-recover; install sparsebak-agent {} there (matching versions, docs/FORMAT.md §13.6)",
+            "the agent at {} (sparsebak-agent {version}) is too old: {why}; \
+             install sparsebak-agent {} there (matching versions, docs/FORMAT.md §13.6)",
             self.what,
             env!("CARGO_PKG_VERSION")
         )
+    }
+
+    /// Every committed session of `vol` on the destination, in name order,
+    /// with the sha256 of its `info.json` (or why there is none), and the
+    /// sha256 of `volume.json`. Pages of the agent's answer must follow
+    /// each other in strictly ascending order (docs/FORMAT.md §17).
+    pub fn session_digests(&mut self, vol: &VolName) -> Result<DestSessions> {
+        self.require(
+            FEATURE_SESSION_DIGESTS,
+            "it cannot list session digests for the consistency check",
+        )?;
+        let mut out = DestSessions::default();
+        loop {
+            let after = out.sessions.last().map(|d| d.name.clone());
+            let req = Request::SessionDigests {
+                vol: vol.clone(),
+                after: after.clone(),
+            };
+            let (page, volume_sha256, more) = match self.request(&req)? {
+                Response::SessionDigests {
+                    sessions,
+                    volume_sha256,
+                    more,
+                } => (sessions, volume_sha256, more),
+                r => bail!("unexpected answer to SessionDigests: {r:?}"),
+            };
+            if after.is_none() {
+                out.volume_sha256 = volume_sha256;
+            }
+            let before = out.sessions.len();
+            for d in page {
+                if out.sessions.last().is_some_and(|l| l.name >= d.name) {
+                    bail!(
+                        "the agent at {} listed the sessions of volume {vol} out of order (at {})",
+                        self.what,
+                        d.name
+                    );
+                }
+                out.sessions.push(d);
+            }
+            if !more {
+                return Ok(out);
+            }
+            if out.sessions.len() == before || out.sessions.len() > MAX_SESSIONS {
+                bail!(
+                    "the agent at {} listed too many sessions of volume {vol} (or an empty page)",
+                    self.what
+                );
+            }
+        }
     }
 
     /// Part of a metadata file of `vol` (`volume.json`, `S_…/info.json`,

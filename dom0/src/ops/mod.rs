@@ -37,6 +37,30 @@ use anyhow::Result;
 use sparsebak_common::names::VolName;
 use sparsebak_common::units::Bytes;
 
+/// Open the archive and check that the destination holds what dom0's
+/// metadata says for `vol` (docs/FORMAT.md §17): the connection, or an
+/// error naming what is missing, replaced or stale; with `allow` only
+/// warnings.
+pub fn consistent(
+    ctx: &context::Ctx,
+    write: bool,
+    vol: &VolName,
+    allow: bool,
+) -> Result<crate::dest::AgentConn> {
+    let mut conn = ctx.open(write)?.conn;
+    crate::consistency::require(&ctx.meta, &mut conn, vol, allow, READ_HINT)?;
+    Ok(conn)
+}
+
+/// What to do when a receive or verify finds the destination inconsistent.
+pub const READ_HINT: &str = "Nothing was read. `sparsebak arch-check` reports every problem; \
+     `--allow-inconsistent` restores or verifies what is still there.";
+
+/// What to do when a send or prune finds the destination inconsistent.
+pub const WRITE_HINT: &str = "Nothing was written: the next session would build on what the \
+     destination no longer holds. `sparsebak arch-check` reports every problem; receive or \
+     verify with `--allow-inconsistent` reads what is still there (docs/FORMAT.md §17).";
+
 /// What happened, as it happens, for the command's report.
 #[derive(Debug)]
 pub enum Event<'a> {

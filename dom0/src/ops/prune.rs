@@ -156,6 +156,14 @@ fn prune_volume(
     };
     let picked = &names[sel.clone()];
     let target = &names[sel.end() + 1];
+    if open.is_none() {
+        *open = Some(ctx.open(true)?);
+    }
+    let conn = &mut open.as_mut().expect("opened").conn;
+    // A prune merges what dom0's metadata says; the destination must hold it.
+    if let Err(e) = crate::consistency::require(&ctx.meta, conn, vol, false, super::WRITE_HINT) {
+        return Ok(Some(format!("{e:#}")));
+    }
     if picked.len() > 1
         && !ui.confirm(&format!(
             "Prune {} sessions of volume {vol} ({}) by merging them into {}?",
@@ -166,9 +174,6 @@ fn prune_volume(
     {
         ui.event(Event::Pruned(VolumeOutcome::Cancelled(vol)));
         return Ok(None);
-    }
-    if open.is_none() {
-        *open = Some(ctx.open(true)?);
     }
     let conn = &mut open.as_mut().expect("opened").conn;
     let p = plan(&ctx.meta, vol, &chain, sel)?;

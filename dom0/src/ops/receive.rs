@@ -23,6 +23,9 @@ pub struct ReceiveOptions {
     pub save_to: Option<PathBuf>,
     /// One session's date-time; the latest when `None`.
     pub session: Option<String>,
+    /// Warn instead of refusing when the destination does not hold what
+    /// dom0's metadata says (docs/FORMAT.md §17).
+    pub allow_inconsistent: bool,
 }
 
 #[derive(Debug)]
@@ -53,7 +56,7 @@ pub fn receive(ctx: &Ctx, ui: &dyn Ui, o: &ReceiveOptions) -> Result<Received> {
         &vol,
         info.volsize,
         target,
-        || Ok(ctx.open(false)?.conn),
+        || super::consistent(ctx, false, &vol, o.allow_inconsistent),
         |conn, out, pb| restore(ctx, conn, &vol, Some(&info.name), Some(out), pb),
     )?;
     Ok(Received {

@@ -105,14 +105,24 @@ impl Run<'_, '_> {
                 }
             },
         };
-        let res = send_one(
-            self.ctx,
+        // Never build on sessions the destination no longer holds.
+        let checked = crate::consistency::require(
+            &self.ctx.meta,
             &mut op.conn,
             vol,
-            self.format,
-            self.pb.as_ref(),
-            self.dedup.as_mut(),
+            false,
+            super::WRITE_HINT,
         );
+        let res = checked.and_then(|()| {
+            send_one(
+                self.ctx,
+                &mut op.conn,
+                vol,
+                self.format,
+                self.pb.as_ref(),
+                self.dedup.as_mut(),
+            )
+        });
         if let Some(d) = self.dedup.as_mut() {
             d.end_session(matches!(&res, Ok(Some(r)) if r.session.is_some()));
         }

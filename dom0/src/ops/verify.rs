@@ -14,6 +14,9 @@ pub struct VerifyOptions {
     pub volume: String,
     /// One session's date-time; the latest when `None`.
     pub session: Option<String>,
+    /// Warn instead of refusing when the destination does not hold what
+    /// dom0's metadata says (docs/FORMAT.md §17).
+    pub allow_inconsistent: bool,
 }
 
 /// The report names the session checked; `bad` lists every damaged or
@@ -31,7 +34,7 @@ pub fn verify(ctx: &Ctx, ui: &dyn Ui, o: &VerifyOptions) -> Result<Verified> {
     let want = one_session(o.session.as_deref(), "verify")?;
     let report = verify_with(
         ui,
-        || Ok(ctx.open(false)?.conn),
+        || super::consistent(ctx, false, &vol, o.allow_inconsistent),
         |conn, pb| restore(ctx, conn, &vol, want.as_ref(), None, pb),
     )?;
     Ok(Verified {

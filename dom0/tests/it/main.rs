@@ -19,6 +19,7 @@ mod tarfile_support;
 // One module per former `tests/<name>.rs`.
 mod bad_input;
 mod cli_commands;
+mod consistency;
 mod damaged_chunks;
 mod dedup;
 mod delete;

@@ -12,6 +12,7 @@ mod support;
 
 // One module per former `tests/<name>.rs`.
 mod dedup_links;
+mod digests;
 mod hostile;
 mod hostile_requests;
 mod legacy;

@@ -190,6 +190,7 @@ impl World {
             volume: VOL.into(),
             save_to: Some(out.clone()),
             session: Some(session.timestamp().to_string()),
+            ..Default::default()
         };
         receive(&self.ctx(), &self.ui, &o).unwrap();
         std::fs::read(out).unwrap()

@@ -1,0 +1,61 @@
+//! The consistency check (docs/FORMAT.md §17) through the real binaries:
+//! `sparsebak` and `sparsebak-agent` over the `internal:` transport.
+
+use crate::common::*;
+
+/// An archive with volume `v` and two sessions; what each held, and names.
+fn two_sessions(e: &Env) -> (Vec<String>, Vec<String>) {
+    e.init(&[]);
+    let img = e.img("v");
+    write_file(&img, &text_bytes(1 << 20, 1));
+    e.ok(&["add", "v"]);
+    let mut shas = Vec::new();
+    e.ok(&["send", "-u"]);
+    shas.push(sha256_file(&img));
+    write_at(&img, 300_000, b"second session");
+    e.ok(&["send", "-u"]);
+    shas.push(sha256_file(&img));
+    (shas, e.session_names("v"))
+}
+
+#[test]
+fn a_lost_newest_session_is_refused_and_what_is_left_can_be_read_on_request() {
+    let e = Env::new();
+    let (shas, names) = two_sessions(&e);
+    let newest = e.vol_archive_dir("v").join(format!("S_{}", names[1]));
+    std::fs::remove_dir_all(newest).unwrap();
+    let named = format!("volume v, session {}: missing on the destination", names[1]);
+    e.run(&["send", "-u"])
+        .expect(1, &[&named, "dom0's newest session", "Nothing was written"]);
+    let target = e.path("out.img");
+    let save = format!("--save-to={}", target.display());
+    let first = format!("--session={}", names[0]);
+    e.run(&["receive", "v", &save, &first, "-u"])
+        .expect(1, &[&named, "--allow-inconsistent"]);
+    assert!(!target.exists(), "nothing written to the target");
+    e.run(&["verify", "v"]).expect(1, &[&named]);
+    e.run(&["prune", "v", &first, "-u"]).expect(1, &[&named]);
+    let o = e.run(&["receive", "v", &save, &first, "--allow-inconsistent", "-u"]);
+    o.expect(0, &[]);
+    assert!(o.stderr.contains(&named), "warned: {o:#?}");
+    assert_eq!(sha256_file(&target), shas[0]);
+    // The lost session: its chunks are named missing, exit 3.
+    e.run(&["verify", "v", "--allow-inconsistent"])
+        .expect(3, &["missing"]);
+}
+
+#[test]
+fn an_agent_too_old_for_the_check_is_named_and_nothing_is_done() {
+    let e = Env::new();
+    let (_, names) = two_sessions(&e);
+    let old = [("SPARSEBAK_AGENT_NO_FEATURES", "1")];
+    write_at(&e.img("v"), 0, b"third");
+    let o = run_sparsebak(&["send", "-u"], &e.meta, &old);
+    o.expect(
+        1,
+        &["is too old", "session digests", "install sparsebak-agent"],
+    );
+    let o = run_sparsebak(&["verify", "v"], &e.meta, &old);
+    o.expect(1, &["is too old"]);
+    assert_eq!(e.session_names("v"), names);
+}
