@@ -168,6 +168,7 @@ fn send_stores_data_then_a_settings_record_naming_its_sessions() {
             volume: rec_vol.to_string(),
             save_to: Some(out.clone()),
             session: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -195,6 +196,7 @@ fn send_stores_data_then_a_settings_record_naming_its_sessions() {
             volume: vol(&id, "private").to_string(),
             save_to: Some(got.clone()),
             session: None,
+            ..Default::default()
         },
     )
     .unwrap();
