@@ -149,6 +149,54 @@ pub struct VerifyArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RestoreQubeArgs {
+    /// Qubes to restore, by the name the archive recorded.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub qubes: Vec<String>,
+    /// Every qube in the archive, templates and netvms first.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: leave this qube out (repeat for more).
+    #[arg(long, value_name = "QUBE", requires = "all")]
+    pub exclude: Vec<String>,
+    /// Restore as of this date-time YYYYMMDD-HHMMSS (UTC): each qube's newest
+    /// settings record at or before it (`list QUBE` shows them).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Restore the one qube named under this new name.
+    #[arg(long = "as", value_name = "NEWNAME")]
+    pub as_name: Option<String>,
+    /// Create missing qubes in this Qubes storage pool (an LVM thin pool).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Print every step, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Shut a running qube down (qvm-shutdown --wait) instead of refusing.
+    #[arg(long)]
+    pub shutdown: bool,
+    /// Seconds qvm-shutdown --wait may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub shutdown_timeout: u64,
+}
+
+impl RestoreQubeArgs {
+    pub fn options(&self) -> ops::restore_qube::RestoreQubeOptions {
+        ops::restore_qube::RestoreQubeOptions {
+            qubes: self.qubes.clone(),
+            all: self.all,
+            exclude: self.exclude.clone(),
+            session: self.session.clone(),
+            as_name: self.as_name.clone(),
+            pool: self.pool.clone(),
+            dry_run: self.dry_run,
+            shutdown: self.shutdown,
+            shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct PruneArgs {
     pub volumes: Vec<String>,
     /// Session date-time YYYYMMDD-HHMMSS (UTC), or a range DT1,DT2.
@@ -185,6 +233,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Restore a volume to --save-to, as of --session or the latest session.
     Receive(ReceiveArgs),
+    /// Restore whole qubes (data and settings) into Qubes, creating missing ones.
+    #[command(name = "restore-qube")]
+    RestoreQube(RestoreQubeArgs),
     /// Check that a session can be restored, chunk by chunk.
     Verify(VerifyArgs),
     /// Remove a volume from the archive, the configuration and local metadata.

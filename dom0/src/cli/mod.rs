@@ -171,6 +171,12 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
             &ops::verify::verify(&ctx, term, &a.options())?,
             "",
         )),
+        Command::RestoreQube(a) => {
+            let r =
+                ops::restore_qube::restore_qube(&mut ctx, &QvmCli::default(), term, &a.options())?;
+            print_qubes::restored(&r);
+            Ok(Done::Ok)
+        }
         Command::Delete { volume } => {
             let o = ops::delete::DeleteOptions {
                 volume: volume.clone(),

@@ -63,3 +63,29 @@ pub fn qube_sessions(
     }
     Ok(())
 }
+
+pub fn restored(r: &crate::ops::restore_qube::RestoreQubeReport) {
+    for (q, s) in &r.records {
+        println!("Qube {q}: settings record of {}.", s.timestamp());
+    }
+    println!(
+        "{}",
+        if r.dry_run {
+            "Would do (--dry-run: nothing changed):"
+        } else {
+            "Done:"
+        }
+    );
+    for s in &r.steps {
+        println!("  {s}");
+    }
+    for w in &r.warnings {
+        println!("Warning: {w}");
+    }
+    if !r.undo.is_empty() {
+        println!("The replaced volumes are kept:");
+        for u in &r.undo {
+            println!("  {u}");
+        }
+    }
+}

@@ -96,6 +96,13 @@ impl FakeLvm {
         let all = s.data[&id].len().div_ceil(BLOCK);
         all - s.unmapped.get(&id).map_or(0, |u| u.len())
     }
+    /// What was written through [`Lvm::device_path`]'s file for `lv`
+    /// (restores write there), without refreshing it from the LV.
+    pub fn written(&self, vg: &str, lv: &str) -> Vec<u8> {
+        let s = self.0.borrow();
+        let dir = s.files.as_ref().expect("device_path was used");
+        std::fs::read(dir.path().join(vg).join(lv)).expect("written device file")
+    }
     pub fn contents(&self, name: &str) -> Vec<u8> {
         let s = self.0.borrow();
         s.data[&s.lvs[name]].clone()

@@ -24,6 +24,7 @@ pub mod qube_send;
 pub mod receive;
 pub mod reflink;
 pub mod resolve;
+pub mod restore_qube;
 pub mod send;
 pub mod thin;
 pub mod verify;

@@ -10,4 +10,5 @@ mod monitor;
 mod qubes;
 mod qubes_reflink;
 mod qubes_world;
+mod restore_qube;
 mod send;
