@@ -35,10 +35,11 @@ mod plan;
 
 use super::context::Ctx;
 use super::Ui;
+use crate::config::SourceSpec;
 use crate::dest::DestKind;
 use crate::qubes::query::list_qubes;
 use crate::qubes::QvmTools;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use sparsebak_common::names::SessionName;
 use std::time::Duration;
 
@@ -104,6 +105,13 @@ pub fn restore_qube(
     ui: &dyn Ui,
     o: &RestoreQubeOptions,
 ) -> Result<RestoreQubeReport> {
+    if !matches!(ctx.config.source, Some(SourceSpec::Lvm { .. })) {
+        bail!(
+            "restore-qube writes qubes' LVM thin volumes, and this archive's source is not an LVM \
+             thin pool: restore a volume with `sparsebak receive VOLUME --save-to=IMAGE` while \
+             its qube is halted"
+        );
+    }
     super::prune::complete_interrupted(ctx, &[])?;
     let existing = list_qubes(qvm)?;
     let records = fetch::records(ctx, o, &existing)?;

@@ -328,7 +328,11 @@ fn all_restores_every_qube_templates_and_netvms_first() {
         ..Default::default()
     };
     let r = restore(&w, &q, o).unwrap();
-    assert!(r.warnings.iter().any(|x| x.contains("vault left out")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|x| x.contains("vault left out")),
+        "{:?}",
+        r.warnings
+    );
     assert!(!r.steps.iter().any(|s| s.to_string().contains("vault")));
     let o = RestoreQubeOptions {
         all: true,
