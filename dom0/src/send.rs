@@ -21,7 +21,7 @@ use crate::local_meta::{SessionInfo, VolumeState};
 use crate::manifest::{ChunkRef, Entry, ManifestWriter, Merged};
 use crate::ops::context::Ctx;
 use crate::progress::Progress;
-use crate::source::{HoleCursor, VolumeSource};
+use crate::source::VolumeSource;
 use crate::timefmt::{iso8601, next_session_name, now_unix};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -31,7 +31,7 @@ use sparsebak_common::proto::{FrameWriter, Request};
 use sparsebak_common::tarmember::member_header;
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
 use sparsebak_common::{SessionFormat, MANIFEST_FILE, SESSION_INFO_FILE};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,14 @@ pub struct SendReport {
     /// `stored_chunks`/`stored_bytes` too) and the bytes they did not send.
     pub linked_chunks: u64,
     pub linked_bytes: u64,
+    /// Bytes of chunk files that crossed the link (not kept, not linked).
+    pub sent_bytes: u64,
+    /// Resuming an interrupted session (docs/FORMAT.md §19): the session,
+    /// and the chunk files the destination already held and kept (counted
+    /// in `stored_chunks`/`stored_bytes` too).
+    pub resumed_from: Option<SessionName>,
+    pub resumed_chunks: u64,
+    pub resumed_bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -126,121 +134,6 @@ fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
     }
 }
 
-/// Produce batches of chunks to look at, with their previous state.
-fn read_batches(
-    src: &dyn VolumeSource,
-    cs: ChunkSize,
-    prev: Option<Merged>,
-    prev_size: Option<Bytes>,
-    tx: SyncSender<Result<Vec<Job>>>,
-) {
-    if let Err(e) = walk(src, cs, prev, prev_size, &tx) {
-        let _ = tx.send(Err(e));
-    }
-}
-
-/// Chunks without data cost no memory, so a batch may hold this many of
-/// them (a sparse image's holes go through in few batches).
-const BATCH_MAX_JOBS: usize = 16384;
-
-/// The reader's loop; returns early, without error, when the workers are
-/// gone (their side reports why).
-fn walk(
-    src: &dyn VolumeSource,
-    cs: ChunkSize,
-    prev: Option<Merged>,
-    prev_size: Option<Bytes>,
-    tx: &SyncSender<Result<Vec<Job>>>,
-) -> Result<()> {
-    let size = src.size();
-    let per_batch = BATCH_BYTES.max(cs.bytes());
-    let map = src.change_map();
-    let mut prev = prev.map(|m| m.peekable());
-    let mut holes = HoleCursor::new(src);
-    let (mut batch, mut batch_bytes) = (Vec::new(), 0);
-    for i in 0..cs.count(size) {
-        let idx = ChunkIndex(i);
-        let len = cs.len_in(idx, size);
-        let addr = cs.offset(idx);
-        let outside_old = prev_size.is_none_or(|p| addr.0 + len > p.0 || cs.len_in(idx, p) != len);
-        // With a change map, only flagged chunks and chunks outside the old
-        // extent are candidates; without one, every chunk is compared.
-        if let Some(m) = map {
-            if !outside_old && !m.may_differ(idx) {
-                continue;
-            }
-        }
-        let prev_ref = match prev.as_mut() {
-            Some(it) => previous_state(it, addr)?,
-            None => None,
-        };
-        let data = read_chunk(src, &mut holes, addr, len)?;
-        if let ChunkData::Read(_) = data {
-            batch_bytes += len;
-        }
-        let compare = map.is_none() && prev_size.is_some() && !outside_old;
-        batch.push(Job {
-            idx,
-            data,
-            prev: prev_ref,
-            compare,
-        });
-        if batch_bytes >= per_batch || batch.len() >= BATCH_MAX_JOBS {
-            batch_bytes = 0;
-            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                return Ok(());
-            }
-        }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(Ok(batch));
-    }
-    Ok(())
-}
-
-/// The previous sessions' state of the chunk at `addr`, from the merge of
-/// their manifests (ascending, like the walk).
-fn previous_state(
-    it: &mut std::iter::Peekable<Merged>,
-    addr: ByteOffset,
-) -> Result<Option<ChunkRef>> {
-    loop {
-        match it.peek() {
-            Some(Ok(s)) if s.entry.addr < addr => {
-                it.next();
-            }
-            Some(Ok(s)) if s.entry.addr == addr => {
-                let found = s.entry.chunk;
-                it.next();
-                return Ok(Some(found));
-            }
-            Some(Err(_)) => {
-                let e = it.next().expect("peeked").expect_err("peeked an error");
-                return Err(e.context("reading the previous session's manifests"));
-            }
-            _ => return Ok(None),
-        }
-    }
-}
-
-/// Read one chunk, unless the source knows it lies wholly in a hole.
-fn read_chunk(
-    src: &dyn VolumeSource,
-    holes: &mut HoleCursor<'_>,
-    addr: ByteOffset,
-    len: u64,
-) -> Result<ChunkData> {
-    let failed = |e: std::io::Error| {
-        anyhow::Error::new(e).context(format!("cannot read chunk {addr} of {}", src.describe()))
-    };
-    if holes.is_hole(addr, len).map_err(failed)? {
-        return Ok(ChunkData::Hole(len));
-    }
-    let mut data = vec![0u8; len as usize];
-    src.read_at(&mut data, addr).map_err(failed)?;
-    Ok(ChunkData::Read(data))
-}
-
 /// The emitter's state: local manifest, lazily started upload.
 struct Emitter<'a> {
     conn: &'a mut AgentConn,
@@ -254,6 +147,10 @@ struct Emitter<'a> {
     tar: Option<tar::Builder<FrameWriter<Writer>>>,
     report: SendReport,
     dedup: Option<&'a mut dyn LinkSource>,
+    /// The local `-tmp` directory, where `resume.json` is kept.
+    tmp: &'a Path,
+    resume: resume::Resume,
+    basis: resume::Basis<'a>,
 }
 
 fn tar_header(name: &str, len: u64) -> tar::Header {
@@ -263,16 +160,31 @@ fn tar_header(name: &str, len: u64) -> tar::Header {
 impl<'a> Emitter<'a> {
     fn upload(&mut self) -> Result<&mut tar::Builder<FrameWriter<Writer>>> {
         if self.tar.is_none() {
+            if self.format == SessionFormat::Folders {
+                // From here on the destination holds this session's -tmp.
+                resume::save(self.tmp, &self.basis.state(self.session))?;
+            }
             let fw = self.conn.start_upload(
                 self.vol,
                 self.session,
                 self.expect_last,
                 self.volume_uuid,
                 self.format,
+                self.resume.from.as_ref(),
             )?;
             self.tar = Some(tar::Builder::new(fw));
         }
         Ok(self.tar.as_mut().expect("just started"))
+    }
+
+    /// Resuming: keep chunk `name` if the destination holds it already.
+    fn try_keep(&mut self, name: &str, addr: ByteOffset, stored: &[u8; 32]) -> Result<bool> {
+        if !self.resume.holds(addr, stored)? {
+            return Ok(false);
+        }
+        let res = resume::append_keep(self.upload()?, name, stored);
+        res.map_err(|e| self.fail(e))?;
+        Ok(true)
     }
 
     fn append(&mut self, name: &str, data: &[u8]) -> Result<()> {
@@ -336,11 +248,16 @@ impl<'a> Emitter<'a> {
                 content,
             } => {
                 let name = chunk_rel_path(addr);
-                if self.try_link(&name, addr, &stored)? {
+                crate::test_hooks::crash_at_count("send-chunk-", self.report.stored_chunks + 1);
+                if self.try_keep(&name, addr, &stored)? {
+                    self.report.resumed_chunks += 1;
+                    self.report.resumed_bytes += file.len() as u64;
+                } else if self.try_link(&name, addr, &stored)? {
                     self.report.linked_chunks += 1;
                     self.report.linked_bytes += file.len() as u64;
                 } else {
                     self.append(&name, &file)?;
+                    self.report.sent_bytes += file.len() as u64;
                 }
                 self.manifest
                     .as_mut()
@@ -370,6 +287,21 @@ fn remove_stale_tmp(vdir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The session's local `-tmp` directory, made afresh in the volume dir
+/// `vdir`, and the resume state a stale one left (read before they go).
+fn local_tmp(
+    vdir: &Path,
+    session: &SessionName,
+    basis: &resume::Basis<'_>,
+) -> Result<(PathBuf, Option<resume::ResumeState>)> {
+    std::fs::create_dir_all(vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
+    let found = resume::find(vdir, basis);
+    remove_stale_tmp(vdir)?;
+    let tmp = vdir.join(session.tmp_dir_name());
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    Ok((tmp, found))
 }
 
 /// The volume's state, made and saved on its first send: saved before
@@ -406,13 +338,19 @@ pub fn send_volume(
     let last = chain.last();
     let state = volume_state(ctx, vol)?;
     let session = next_session_name(now_unix(), last.map(|l| &l.name));
-    let vdir = ctx.meta.vol_dir(vol);
-    std::fs::create_dir_all(&vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
-    remove_stale_tmp(&vdir)?;
-    let tmp = vdir.join(session.tmp_dir_name());
-    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let basis = resume::Basis {
+        vol,
+        cs,
+        last: last.map(|l| &l.name),
+        volume_uuid: &state.uuid,
+    };
+    let (tmp, found) = local_tmp(&ctx.meta.vol_dir(vol), &session, &basis)?;
+    let resume = resume::Resume::start(conn, found, &tmp, format, src.size());
+    // A refusal from here on means the agent dropped the session's -tmp.
+    let refusals = conn.refusals();
 
     let result = (|| {
+        let resume = resume?;
         let prev_size = last.map(|l| l.volsize);
         let prev = match (last, src.change_map()) {
             (Some(l), None) => {
@@ -434,6 +372,9 @@ pub fn send_volume(
             manifest: Some(ManifestWriter::create(&tmp.join(MANIFEST_FILE))?),
             tar: None,
             dedup: dedup.map(|d| &mut *d as &mut dyn LinkSource),
+            resume,
+            tmp: &tmp,
+            basis,
             report: SendReport {
                 full: last.is_none(),
                 volsize: src.size(),
@@ -441,6 +382,7 @@ pub fn send_volume(
                 ..Default::default()
             },
         };
+        em.report.resumed_from = em.resume.from.clone();
         progress.start(
             if last.is_none() { "full send" } else { "send" },
             src.size().0,
@@ -469,7 +411,7 @@ pub fn send_volume(
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            resume::after_failure(&tmp, conn.refusals() > refusals);
             return Err(e.context(format!(
                 "send of volume {vol} failed; the previous sessions are intact"
             )));
@@ -559,6 +501,7 @@ fn finish_session(
         volume_info,
     })?;
     // The destination holds the session durably; now commit locally.
+    resume::clear(tmp)?;
     fsync_dir(tmp)?;
     let fin = ctx.meta.session_dir(vol, &session);
     std::fs::rename(tmp, &fin).with_context(|| format!("cannot commit {}", fin.display()))?;
@@ -569,6 +512,11 @@ fn finish_session(
         ..em.report
     })
 }
+
+mod reader;
+mod resume;
+use reader::read_batches;
+pub use resume::abandon as abandon_resume;
 
 #[cfg(test)]
 mod tests;

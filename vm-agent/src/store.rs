@@ -273,7 +273,10 @@ fn unpack<R: Read>(stream: R, sink: &mut Sink<'_>) -> Result<StoreStats> {
         }
         phase = next;
         match last_addr.filter(|_| phase == Phase::Chunks) {
-            Some(addr) => sink.chunk(&mut entry, &name, addr, link, limit)?,
+            Some(addr) => {
+                sink.chunk(&mut entry, &name, addr, link, limit)?;
+                crate::test_hooks::crash_at_count("chunk-", sink.stats.files);
+            }
             None => sink.file(&mut entry, &name, limit)?,
         }
     }

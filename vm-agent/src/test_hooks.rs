@@ -14,7 +14,8 @@
 pub const CRASH_AFTER_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
 /// Abort the agent at a named step of a prune: `plan` (plan committed,
 /// nothing moved), `target` (all moved, target's manifest and info
-/// replaced), `removed` (pruned dirs removed, plan not yet).
+/// replaced), `removed` (pruned dirs removed, plan not yet); `chunk-N`
+/// (a session's Nth chunk member stored, [`crash_at_count`]).
 #[cfg(feature = "test-hooks")]
 pub const CRASH_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
 /// For the recovery tests: serve `ReadMeta` pieces of at most this many
@@ -32,6 +33,21 @@ pub fn crash_at(point: &str) {
 }
 #[cfg(not(feature = "test-hooks"))]
 pub fn crash_at(_point: &str) {}
+
+/// Abort if [`CRASH_AT`] names point `prefix` followed by `n` (as
+/// `chunk-40`: a session's 40th chunk member was stored). The name is only
+/// built in test-hook builds.
+pub fn crash_at_count(prefix: &str, n: u64) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var(CRASH_AT)
+        .is_ok_and(|v| v.strip_prefix(prefix).is_some_and(|c| c == n.to_string()))
+    {
+        eprintln!("sparsebak-agent: test hook {CRASH_AT}={prefix}{n}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = (prefix, n);
+}
 
 /// The rename count [`CRASH_AFTER_RENAMES`] asks to abort at.
 #[cfg(feature = "test-hooks")]

@@ -100,6 +100,10 @@ pub struct SendArgs {
     /// Store chunks already in the archive (any volume or session) as hard links.
     #[arg(long, conflicts_with = "tarfile")]
     pub dedup: bool,
+    /// Do not resume an interrupted send: send its data again, and let the
+    /// destination drop what it received of it.
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 #[derive(Args, Debug)]

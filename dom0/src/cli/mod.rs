@@ -144,6 +144,7 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
                 volumes: a.volumes.clone(),
                 tarfile: a.tarfile,
                 dedup: a.dedup,
+                no_resume: a.no_resume,
             };
             ops::qube_send::send(&mut ctx, &QvmCli::default(), term, &o)?;
             Ok(Done::Ok)

@@ -93,6 +93,15 @@ fn sent(vol: &VolName, r: &SendReport, dedup: bool) {
             p.0, r.volsize.0
         );
     }
+    if let (Some(from), Some(_)) = (&r.resumed_from, &r.session) {
+        println!(
+            "  resumed {}: {} chunks ({}) were already on the destination and kept; {} bytes sent",
+            from.timestamp(),
+            r.resumed_chunks,
+            Bytes(r.resumed_bytes),
+            r.sent_bytes
+        );
+    }
     if dedup && r.session.is_some() {
         println!(
             "  deduplicated: {} chunks linked to files already in the archive, {} not sent",

@@ -82,6 +82,8 @@ pub struct AgentConn {
     /// The last refusal that named a damaged chunk file (see
     /// [`AgentConn::take_damaged`]).
     damaged: Option<DestError>,
+    /// How many refusals the agent answered so far.
+    refusals: u64,
 }
 
 /// A volume as the destination presents it (`SessionDigests`).
@@ -216,6 +218,7 @@ impl AgentConn {
             what,
             connected: false,
             damaged: None,
+            refusals: 0,
             agent_version: String::new(),
             features: Vec::new(),
         }
@@ -238,6 +241,7 @@ impl AgentConn {
     /// chunk file is kept for [`AgentConn::take_damaged`].
     fn answer(&mut self, r: Response) -> Answer<Response> {
         DestError::from_reply(r).inspect_err(|refused| {
+            self.refusals += 1;
             if refused.damaged.is_some() {
                 self.damaged = Some(refused.clone());
             }
@@ -249,6 +253,11 @@ impl AgentConn {
     /// on the typed field whatever became of the error on its way up.
     pub fn take_damaged(&mut self) -> Option<DestError> {
         self.damaged.take()
+    }
+
+    /// How many requests the agent refused on this connection so far.
+    pub fn refusals(&self) -> u64 {
+        self.refusals
     }
 
     fn lost(&mut self, e: std::io::Error) -> anyhow::Error {
@@ -525,6 +534,7 @@ impl AgentConn {
         expect_last: Option<&SessionName>,
         volume_uuid: &str,
         format: sparsebak_common::SessionFormat,
+        resume_from: Option<&SessionName>,
     ) -> Result<FrameWriter<Writer>> {
         let req = Request::PutSession {
             vol: vol.clone(),
@@ -532,7 +542,7 @@ impl AgentConn {
             expect_last: expect_last.cloned(),
             volume_uuid: Some(volume_uuid.into()),
             format,
-            resume_from: None,
+            resume_from: resume_from.cloned(),
         };
         if let Err(e) = send_msg(self.w()?, &req) {
             return Err(self.lost(e));
@@ -694,6 +704,10 @@ impl Drop for AgentConn {
         self.kill();
     }
 }
+
+#[path = "client_resume.rs"]
+mod resume;
+pub use resume::HeldPiece;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

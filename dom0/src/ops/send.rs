@@ -26,6 +26,8 @@ pub struct SendOptions {
     pub tarfile: bool,
     /// Store chunks already in the archive as hard links.
     pub dedup: bool,
+    /// Forget interrupted sends instead of resuming them (FORMAT.md §19).
+    pub no_resume: bool,
 }
 
 /// One run of send: the connection (reopened after a failure), the
@@ -43,6 +45,13 @@ struct Run<'c, 'u> {
 pub fn send(ctx: &Ctx, ui: &dyn Ui, o: &SendOptions) -> Result<()> {
     super::prune::complete_interrupted(ctx, &o.volumes)?;
     let vols = select_volumes(ctx, &o.volumes)?;
+    if o.no_resume {
+        for v in &vols {
+            if crate::send::abandon_resume(&ctx.meta.vol_dir(v))? {
+                log::info!("{v}: not resuming its interrupted send (--no-resume)");
+            }
+        }
+    }
     let mut op = ctx.open(true)?;
     ui.event(Event::Sending {
         dest: ctx.config.dest.describe(),

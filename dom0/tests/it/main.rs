@@ -33,6 +33,7 @@ mod recover;
 mod recover_hostile;
 mod reflink;
 mod restore_sessions;
+mod resume;
 mod sparse_images;
 mod tarfile;
 mod tarfile_prune;
