@@ -24,8 +24,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// TEST HOOK, for the version-skew tests only: answer Hello as an agent of
-/// before the optional requests did (no `features`). Read only in builds
-/// with the `test-hooks` feature (crate::test_hooks).
+/// before the optional requests did (no `features`), or, if its value is a
+/// comma-separated list of features, as one without those. Read only in
+/// builds with the `test-hooks` feature (crate::test_hooks).
 pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
 
 /// Serve requests until `Bye` or EOF. Errors in a data stream are answered
@@ -227,18 +228,23 @@ fn hello(protocol: u32) -> Result<Response> {
     Ok(Response::Hello {
         protocol: PROTOCOL_VERSION,
         agent_version: VERSION.into(),
-        features: if cfg!(feature = "test-hooks")
-            && std::env::var_os(TEST_HOOK_NO_FEATURES).is_some()
-        {
-            vec![]
-        } else {
-            vec![
-                FEATURE_READ_META.into(),
-                FEATURE_RESUME.into(),
-                FEATURE_SESSION_DIGESTS.into(),
-            ]
-        },
+        features: features(),
     })
+}
+
+/// The optional requests this agent serves (fewer under the test hook).
+fn features() -> Vec<String> {
+    let all = [FEATURE_READ_META, FEATURE_RESUME, FEATURE_SESSION_DIGESTS];
+    // Constant false without the feature: the variable is never read.
+    let hidden = if cfg!(feature = "test-hooks") {
+        std::env::var(TEST_HOOK_NO_FEATURES).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    all.iter()
+        .filter(|f| !(hidden == "1" || hidden.split(',').any(|h| h == **f)))
+        .map(|f| f.to_string())
+        .collect()
 }
 
 fn open(

@@ -241,7 +241,7 @@ fn an_old_agent_a_tar_session_and_no_resume_send_everything_again_with_a_note() 
         &e,
         &[],
         &[
-            ("SPARSEBAK_AGENT_NO_FEATURES", "1"),
+            ("SPARSEBAK_AGENT_NO_FEATURES", "resume"),
             ("SPARSEBAK_AGENT_CRASH_AT", "chunk-70"),
         ],
     );
