@@ -159,10 +159,16 @@ EOF
 }
 
 # ---------------------------------------------------------------- qubes
-# make_vm NAME: a "VM" for the stand-ins, with the real service file.
+# make_vm NAME: a "VM" for the stand-ins, with the real service file. Its
+# login profile (services run through `sh -lc`, as in real qrexec) puts its
+# bin dir on PATH, where a real VM has the agent in /usr/bin, and bounds how
+# long the agent waits on a reply nobody reads (a broken link must free the
+# archive lock well within wait_unlocked's 20 s).
 make_vm() {
     local d=$STANDIN_QUBES/$1
     mkdir -p "$d/rpc" "$d/bin" "$d/home"
+    printf 'PATH=%s/bin:$PATH\nSPARSEBAK_AGENT_STALL_SECS=%s\nexport PATH SPARSEBAK_AGENT_STALL_SECS\n' \
+        "$d" "${VM_AGENT_STALL_SECS:-8}" >"$d/home/.profile"
     ln -s "$REPO/qubes-rpc/qubes.SparsebakStore" "$d/rpc/qubes.SparsebakStore"
     ln -s "$AGENT" "$d/bin/sparsebak-agent"
     make_ssh_wrapper "$d/bin/ssh" "$d/relay-ssh.pid"

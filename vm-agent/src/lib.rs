@@ -26,6 +26,8 @@ pub mod read;
 pub mod read_meta;
 pub mod readahead;
 pub mod resume;
+pub mod say;
+pub mod stall;
 pub mod store;
 pub mod tarsession;
 pub mod test_hooks;

@@ -144,7 +144,9 @@ pub fn settle(a: &Archive, vol: &VolName, why: Use) -> Result<()> {
              (prune, send) completes it"
         )));
     }
-    eprintln!("sparsebak-agent: completing an interrupted prune of volume {vol}");
+    crate::say::say(format_args!(
+        "completing an interrupted prune of volume {vol}"
+    ));
     apply(&vol_dir(a, vol)?, a.header()?.chunk_size.max_stored()).map(|_| ())
 }
 

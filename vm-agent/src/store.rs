@@ -133,7 +133,10 @@ fn prepare_volume(
     for orphan in committed.iter().filter(|s| Some(*s) > expect_last) {
         let from = vdir.join(orphan.as_str());
         let to = vdir.join(format!("{orphan}-orphan"));
-        eprintln!("sparsebak-agent: setting aside {orphan} of {vol}: it was never committed by dom0 (kept as {})", to.display());
+        crate::say::say(format_args!(
+            "setting aside {orphan} of {vol}: it was never committed by dom0 (kept as {})",
+            to.display()
+        ));
         fs::rename(&from, &to).ctx(format_args!("cannot set aside {}", from.display()))?;
     }
     if committed

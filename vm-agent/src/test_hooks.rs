@@ -27,7 +27,7 @@ pub const META_PIECE: &str = "SPARSEBAK_AGENT_META_PIECE";
 #[cfg(feature = "test-hooks")]
 pub fn crash_at(point: &str) {
     if std::env::var(CRASH_AT).is_ok_and(|v| v == point) {
-        eprintln!("sparsebak-agent: test hook {CRASH_AT}={point}: aborting");
+        crate::say::say(format_args!("test hook {CRASH_AT}={point}: aborting"));
         std::process::abort();
     }
 }
@@ -66,7 +66,9 @@ pub fn crash_after_renames() -> Option<u64> {
 pub fn crash_after(want: Option<u64>, moved: u64) {
     #[cfg(feature = "test-hooks")]
     if want == Some(moved) {
-        eprintln!("sparsebak-agent: test hook {CRASH_AFTER_RENAMES}={moved}: aborting");
+        crate::say::say(format_args!(
+            "test hook {CRASH_AFTER_RENAMES}={moved}: aborting"
+        ));
         std::process::abort();
     }
     #[cfg(not(feature = "test-hooks"))]

@@ -131,8 +131,14 @@ impl std::ops::Deref for FileData {
     }
 }
 
-/// Most items in flight in one `read_files` stream.
-pub const READ_WINDOW: usize = 4096;
+/// Most items in flight in one `read_files` stream. Small enough that the
+/// requests sent ahead fit in the pipe or socket buffers between here and
+/// the agent: real qrexec keeps a service's stdout open while requests for
+/// it still wait in its own buffer, so an agent whose dom0 died could
+/// otherwise block writing a reply nobody reads (the agent also gives up
+/// after a stall limit; vm-agent/src/stall.rs). 256 requests of ~50 bytes
+/// are ~13 KiB, still ahead of the agent's read-ahead window (64 files).
+pub const READ_WINDOW: usize = 256;
 
 /// Why a `read_files` stream stopped.
 enum StreamFault {

@@ -28,6 +28,10 @@ pub const ARG_AGENT: &str = "agent";
 pub const ARG_RELAY: &str = "relay";
 /// Version of the relay header line.
 pub const RELAY_VERSION: u32 = 1;
+/// The service's exit code when the relay's ssh itself failed (ssh's own
+/// 255, moved so it is not taken for qrexec-client's 255, a lost
+/// connection).
+pub const RELAY_SSH_FAILED: i32 = 224;
 
 /// What a hint for installing the agent says, for every transport.
 const INSTALL_HINT: &str = "install it there: copy the statically linked sparsebak-agent \
@@ -184,45 +188,64 @@ impl Via {
                 None => format!("ssh to {target} {how}: the link broke{quote}"),
                 Some(_) => format!("the agent on {target} {how}{quote}"),
             },
-            Via::Qrexec { vm } | Via::Relay { vm, .. } => {
-                let svc = format!("the {SERVICE} service in VM {vm}");
-                match (code, self) {
-                    (Some(127), _) => format!(
-                        "VM {vm} has no qrexec service {SERVICE} (qrexec-client {how}{quote}); \
-                         install the sparsebak-agent package in its template, or copy \
-                         qubes-rpc/{SERVICE} to /etc/qubes-rpc/ and sparsebak-agent to \
-                         /usr/local/bin/ in the VM"
-                    ),
-                    (Some(126), _) => format!("qrexec refused to run {svc} (qrexec-client {how}{quote})"),
-                    (Some(125), _) => format!(
-                        "qrexec could not run {svc}: is the VM running? (qrexec-client {how}{quote})"
-                    ),
-                    (Some(69), _) => format!("{svc} is missing a program ({how}{quote}); {INSTALL_HINT}"),
-                    (Some(64 | 65), _) => format!(
-                        "{svc} refused the request ({how}{quote}); install the same sparsebak \
-                         version in dom0 and in the VM"
-                    ),
-                    (Some(227), Via::Relay { target, .. }) => format!(
-                        "sparsebak-agent is not installed on {target}, reached over ssh from VM {vm} \
-                         ({svc} {how}{quote}); {INSTALL_HINT}"
-                    ),
-                    (Some(225 | 226), Via::Relay { target, .. }) => format!(
-                        "{target} could not run sparsebak-agent, reached over ssh from VM {vm} ({svc} {how}{quote})"
-                    ),
-                    (Some(255), Via::Relay { target, .. }) => {
-                        format!("ssh from VM {vm} to {target} failed ({svc} {how}{quote})")
-                    }
-                    (Some(c @ 129..=159), Via::Relay { target, .. }) => format!(
-                        "the relay's ssh from VM {vm} to {target} was killed by signal {}: the link broke ({svc} {how}{quote})",
-                        c - 128
-                    ),
-                    (None, _) => format!("qrexec-client for VM {vm} {how}: the link broke{quote}"),
-                    (Some(_), Via::Relay { target, .. }) => {
-                        format!("the agent on {target}, relayed by VM {vm}, {how}{quote}")
-                    }
-                    (Some(_), _) => format!("the agent in VM {vm} {how}{quote}"),
+            Via::Qrexec { vm } | Via::Relay { vm, .. } => self.explain_qrexec(vm, code, &how, &quote),
+        }
+    }
+
+    /// [`Via::explain`] for the qrexec transports. Decided by the exit code
+    /// alone: real qrexec-client says nothing on stderr for most of them.
+    fn explain_qrexec(&self, vm: &str, code: Option<i32>, how: &str, quote: &str) -> String {
+        let svc = format!("the {SERVICE} service in VM {vm}");
+        let relay = match self {
+            Via::Relay { target, .. } => Some(target.as_str()),
+            _ => None,
+        };
+        match (code, relay) {
+            (Some(127), _) => format!(
+                "VM {vm} has no qrexec service {SERVICE} (qrexec-client {how}{quote}); \
+                 install the sparsebak-agent package in its template, or copy \
+                 qubes-rpc/{SERVICE} to /etc/qubes-rpc/ and sparsebak-agent to \
+                 /usr/local/bin/ in the VM"
+            ),
+            (Some(126), _) => format!("qrexec refused to run {svc} (qrexec-client {how}{quote})"),
+            (Some(125), _) => format!(
+                "qrexec could not start {svc}: the service file is not executable, or the VM \
+                 is not running (qrexec-client {how}{quote})"
+            ),
+            (Some(255), _) => format!(
+                "the qrexec connection to VM {vm} was lost before {svc} reported how it ended \
+                 (qrexec-client {how}{quote}){}",
+                if relay.is_some() {
+                    "; a sparsebak-agent package older than dom0's sparsebak in the VM also \
+                     reports a failed relay ssh this way"
+                } else {
+                    ""
                 }
+            ),
+            (Some(69), _) => format!("{svc} is missing a program ({how}{quote}); {INSTALL_HINT}"),
+            (Some(64 | 65), _) => format!(
+                "{svc} refused the request ({how}{quote}); install the same sparsebak \
+                 version in dom0 and in the VM"
+            ),
+            (Some(227), Some(target)) => format!(
+                "sparsebak-agent is not installed on {target}, reached over ssh from VM {vm} \
+                 ({svc} {how}{quote}); {INSTALL_HINT}"
+            ),
+            (Some(225 | 226), Some(target)) => format!(
+                "{target} could not run sparsebak-agent, reached over ssh from VM {vm} ({svc} {how}{quote})"
+            ),
+            (Some(RELAY_SSH_FAILED), Some(target)) => {
+                format!("ssh from VM {vm} to {target} failed ({svc} {how}{quote})")
             }
+            (Some(c @ 129..=159), Some(target)) => format!(
+                "the relay's ssh from VM {vm} to {target} was killed by signal {}: the link broke ({svc} {how}{quote})",
+                c - 128
+            ),
+            (None, _) => format!("qrexec-client for VM {vm} {how}: the link broke{quote}"),
+            (Some(_), Some(target)) => {
+                format!("the agent on {target}, relayed by VM {vm}, {how}{quote}")
+            }
+            (Some(_), None) => format!("the agent in VM {vm} {how}{quote}"),
         }
     }
 }
@@ -406,6 +429,36 @@ mod tests {
         assert_eq!(
             Via::Qrexec { vm: "bk".into() }.explain(&killed),
             "qrexec-client for VM bk was killed by signal 9: the link broke"
+        );
+    }
+
+    #[test]
+    fn qrexec_codes_are_explained_by_status_alone() {
+        let q = Via::Qrexec { vm: "bk".into() };
+        // Real qrexec-client prints nothing for these.
+        assert_eq!(
+            q.explain(&ended(255, "")),
+            "the qrexec connection to VM bk was lost before the qubes.SparsebakStore service in VM bk reported how it ended (qrexec-client exited with status 255)"
+        );
+        assert_eq!(
+            q.explain(&ended(125, "")),
+            "qrexec could not start the qubes.SparsebakStore service in VM bk: the service file is not executable, or the VM is not running (qrexec-client exited with status 125)"
+        );
+        assert!(q
+            .explain(&ended(127, ""))
+            .starts_with("VM bk has no qrexec service qubes.SparsebakStore (qrexec-client exited with status 127); install"));
+        let relay = Via::Relay {
+            vm: "sys-net".into(),
+            target: "nas".into(),
+        };
+        assert_eq!(
+            relay.explain(&ended(224, "ssh: connect to host nas port 22: Connection refused\n")),
+            "ssh from VM sys-net to nas failed (the qubes.SparsebakStore service in VM sys-net exited with status 224; it said: ssh: connect to host nas port 22: Connection refused)"
+        );
+        let m = relay.explain(&ended(255, ""));
+        assert!(
+            m.starts_with("the qrexec connection to VM sys-net was lost before the qubes.SparsebakStore service in VM sys-net reported how it ended (qrexec-client exited with status 255); a sparsebak-agent package older"),
+            "{m}"
         );
     }
 }

@@ -143,7 +143,9 @@ fn one(a: &Archive, op: &DedupOp, max: u64, out: &mut Deduped) -> Result<()> {
     match dirfd::link(&keep.dir, &keep.name, &dup.dir, &tmp) {
         Ok(()) => {}
         Err(e) if e.errno == Errno::EMLINK => {
-            eprintln!("sparsebak-agent: {kwhat} has too many links; {dwhat} kept as it is");
+            crate::say::say(format_args!(
+                "{kwhat} has too many links; {dwhat} kept as it is"
+            ));
             return Ok(());
         }
         Err(e) => {

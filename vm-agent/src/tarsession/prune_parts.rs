@@ -134,7 +134,9 @@ impl PruneParts {
                     (Some(t), Some(i)) => match Part::open(label, t, i, max_len) {
                         Ok(part) => Some(part),
                         Err(e) => {
-                            eprintln!("sparsebak-agent: prune keeps a part it cannot check: {e}");
+                            crate::say::say(format_args!(
+                                "prune keeps a part it cannot check: {e}"
+                            ));
                             None
                         }
                     },

@@ -21,4 +21,5 @@ mod prune;
 mod read_meta;
 mod resume;
 mod sessions;
+mod stall;
 mod tarsession;
