@@ -58,6 +58,7 @@ dies_mid_receive() {
     kill -9 "$(cat "$STANDIN_QUBES/qrexec-client.pid")"
     for i in $(seq 100); do alive "$qc" || break; sleep 0.05; done
     SVC=$(cat "$STANDIN_QUBES/service.pid")
+    echo "$SVC" >>"$T/bg.pids" # a hung agent must not outlive a failed run
 }
 # The feeders and readers above, killed by pid on exit.
 trap 'if [ -s "$T/bg.pids" ]; then kill $(cat "$T/bg.pids") 2>/dev/null; fi; dest_cleanup' EXIT
