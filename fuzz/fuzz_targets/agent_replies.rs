@@ -1,6 +1,7 @@
 //! dom0's reader of agent replies (`sparsebak::dest::AgentConn`) over
 //! arbitrary bytes, as a hostile backup VM or ssh host could send them:
-//! Hello, Open, ListSessions, a ReadFiles stream and ReadMeta pieces.
+//! Hello, Open, ListSessions, a ReadFiles stream, ReadMeta pieces and
+//! SessionDigests pages (strictly ascending, bounded).
 //! Never a panic or a hang; a file reply is at most a frame, and a metadata
 //! piece at most `META_PIECE` bytes and inside the size it announces.
 #![no_main]
@@ -42,6 +43,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(p.data.len() <= META_PIECE);
             assert!(offset + p.data.len() as u64 <= p.size);
             offset += p.data.len() as u64;
+        }
+    }
+    // After Hello (which may announce session_digests): digest pages.
+    let (r, w) = pipes(data);
+    if let Ok(mut c) = sparsebak::fuzzing::connected(r, w) {
+        if let Ok(d) = c.session_digests(&vol) {
+            assert!(d.sessions.windows(2).all(|w| w[0].name < w[1].name));
+            assert!(d.sessions.len() <= 100_000 + sparsebak_common::proto::DIGEST_PAGE);
         }
     }
 });

@@ -217,6 +217,16 @@ pub struct PruneArgs {
     pub keep_days: Option<u64>,
 }
 
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read every stored chunk file once and check its hashes.
+    #[arg(long)]
+    pub data: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new archive and its local configuration.
@@ -249,6 +259,9 @@ pub enum Command {
     /// Delete the whole archive, local metadata and snapshots (always asks).
     #[command(name = "arch-delete")]
     ArchDelete,
+    /// Check the whole archive against the local metadata (--data: every chunk file too).
+    #[command(name = "arch-check")]
+    ArchCheck(CheckArgs),
     /// Replace duplicate chunk files in the archive by hard links.
     #[command(name = "arch-deduplicate")]
     ArchDeduplicate,

@@ -4,8 +4,8 @@
 //!
 //! Exit codes: 0 success; 1 failure (message on stderr); 2 usage error;
 //! 3 verify found damaged or missing chunks (arch-deduplicate: left
-//! duplicates alone because a file is damaged or missing); 4 diff found
-//! differences.
+//! duplicates alone because a file is damaged or missing; arch-check: found
+//! problems); 4 diff found differences.
 
 pub mod args;
 mod print;
@@ -193,6 +193,10 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
         Command::ArchDelete => {
             print::arch_deleted(&ops::arch_delete::arch_delete(&ctx, term)?);
             Ok(Done::Ok)
+        }
+        Command::ArchCheck(a) => {
+            let o = ops::arch_check::CheckOptions { data: a.data };
+            print::checked(&ops::arch_check::arch_check(&ctx, term, &o)?, a.json)
         }
         Command::ArchDeduplicate => Ok(print::deduplicated(&ops::dedup::arch_deduplicate(
             &ctx, term,

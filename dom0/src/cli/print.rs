@@ -3,6 +3,7 @@
 
 use super::ui::{confirm, confirm_typed, mb_per_s, progress};
 use super::Done;
+use crate::consistency::report::CheckReport;
 use crate::local_meta::{Meta, SessionInfo};
 use crate::ops::add::Added;
 use crate::ops::arch_delete::Deleted;
@@ -459,4 +460,38 @@ pub fn deduplicated(d: &DeduplicateReport) -> Done {
         r.problem_count
     );
     Done::Damaged
+}
+
+/// arch-check: one line per problem on stderr (as verify's damaged
+/// chunks), and what was checked; or everything as JSON on stdout.
+pub fn checked(r: &CheckReport, json: bool) -> Result<Done> {
+    let done = match r.problem_count {
+        0 => Done::Ok,
+        _ => Done::Damaged,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(done);
+    }
+    for p in &r.problems {
+        eprintln!("sparsebak: problem: {p}");
+    }
+    let unlisted = r.problem_count - r.problems.len() as u64;
+    if unlisted > 0 {
+        eprintln!("sparsebak: … and {unlisted} more problems (not listed)");
+    }
+    let data = match r.data {
+        true => format!(", {} chunk files ({})", r.chunk_files, Bytes(r.chunk_bytes)),
+        false => " (chunk files not read; --data reads them)".into(),
+    };
+    let what = format!(
+        "{} volumes, {} sessions, {} manifests{data}",
+        r.volumes, r.sessions, r.manifests
+    );
+    match r.problem_count {
+        0 => println!("Checked {what}: no problems."),
+        1 => eprintln!("sparsebak: arch-check of {what}: 1 problem"),
+        n => eprintln!("sparsebak: arch-check of {what}: {n} problems"),
+    }
+    Ok(done)
 }

@@ -8,9 +8,14 @@
 //! destination lacks, an `info.json` that differs (a session directory
 //! replaced by an older copy of itself, or altered), or a session dom0
 //! pruned that the destination still holds (an older copy of the archive)
-//! stops the command, naming volume and session.
+//! stops the command, naming volume and session. `arch-check` ([`check`])
+//! goes further: every `info.json` and manifest read back and hashed here,
+//! and with `--data` every stored chunk file ([`data`]).
 
+pub mod check;
 mod compare;
+mod data;
+pub mod report;
 
 pub use compare::{compare, LocalVolume};
 

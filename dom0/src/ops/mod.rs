@@ -8,6 +8,7 @@
 //! parses arguments, calls one function here and prints the report.
 
 pub mod add;
+pub mod arch_check;
 pub mod arch_delete;
 pub mod arch_init;
 pub mod arch_recover;

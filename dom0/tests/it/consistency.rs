@@ -59,3 +59,35 @@ fn an_agent_too_old_for_the_check_is_named_and_nothing_is_done() {
     o.expect(1, &["is too old"]);
     assert_eq!(e.session_names("v"), names);
 }
+
+#[test]
+fn arch_check_reports_each_problem_by_volume_session_and_chunk_and_exits_3() {
+    let e = Env::new();
+    let (_, names) = two_sessions(&e);
+    let out = e.ok(&["arch-check", "--data"]);
+    assert!(
+        out.contains("Checked 1 volumes, 2 sessions, 2 manifests, "),
+        "{out}"
+    );
+    assert!(out.contains("no problems"), "{out}");
+
+    let files = e.chunk_files("v", &names[0]);
+    let victim = &files[files.len() / 2];
+    let mut b = std::fs::read(victim).unwrap();
+    b[20] ^= 4;
+    std::fs::write(victim, b).unwrap();
+    let chunk = victim.file_name().unwrap().to_string_lossy().into_owned();
+    e.ok(&["arch-check"]);
+    let line = format!("problem: volume v, session {}, chunk {chunk}: ", names[0]);
+    e.run(&["arch-check", "--data"])
+        .expect(3, &[&line, "1 problem"]);
+    let o = e.run(&["arch-check", "--data", "--json"]);
+    assert_eq!(o.code, 3, "{o:#?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["problem_count"], 1);
+    let p = &v["problems"][0];
+    assert_eq!(p["kind"], "altered");
+    assert_eq!(p["volume"], "v");
+    assert_eq!(p["session"], format!("S_{}", names[0]));
+    assert_eq!(p["chunk"], chunk);
+}

@@ -2,6 +2,7 @@
 //! in-process agent: the real agent library serving an archive in a
 //! temporary directory on a socketpair, in a thread.
 
+mod arch_check;
 mod consistency;
 mod delete;
 mod diff;
