@@ -238,7 +238,8 @@ impl Exec<'_, '_> {
     ) -> Result<()> {
         let ctx = &*self.ctx;
         ctx.config.volume(archive)?;
-        let mut conn = ctx.open(false)?.conn;
+        // As receive: never from a destination that lost or rolled back data.
+        let mut conn = crate::ops::consistent(ctx, false, archive, false)?;
         let out = Output::create(device, Bytes(size), true)?;
         let pb = self.ui.progress();
         match restore(
