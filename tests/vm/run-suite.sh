@@ -8,7 +8,8 @@
 # 1. builds static sparsebak + sparsebak-agent on the host (crt-static, release);
 # 2. runs tests/vm/build.sh (guest kernel + initramfs, cached);
 # 3. per scenario, one boot: a fresh share dir with bin/ (the binaries), lib.sh
-#    (scenarios/lib.sh), json-lib.sh (tests/json-lib.sh), scenario.sh and test.sh, run with tests/vm/run.sh.
+#    (scenarios/lib.sh), json-lib.sh (tests/json-lib.sh), standins/ (tests/standins: the
+#    qvm-* stand-ins), scenario.sh and test.sh, run with tests/vm/run.sh.
 #    A scenario passes when the guest exits 0 and its log ends with the marker
 #    "SCENARIO-OK <name>". Header lines of a scenario set the VM:
 #      # vm-disks: N     blank disks (default 2)      # vm-timeout: S   (default 600)
@@ -81,6 +82,7 @@ for s in "${SEL[@]}"; do
   cp "$BIN/sparsebak" "$BIN/sparsebak-agent" "$share/bin/"
   cp "$HERE/scenarios/lib.sh" "$share/lib.sh"
   cp "$HERE/../json-lib.sh" "$share/json-lib.sh"
+  cp -r "$ROOT/tests/standins" "$share/standins"   # qvm-* stand-ins (scenario 70-qubes)
   cp "$file" "$share/scenario.sh"
   cat >"$share/test.sh" <<EOF
 #!/bin/bash
