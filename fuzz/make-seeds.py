@@ -63,6 +63,20 @@ def main():
     put("chunk_decode", "raw", struct.pack("<I", 100) + sbc(bytes(range(100)), 0))
     put("chunk_decode", "zlib", struct.pack("<I", len(text)) + sbc(text, 2))
 
+    # Format 2 targets seal their own inputs; these are plain bytes to start from.
+    put("sealed_chunk", "text", struct.pack("<HH", len(text), 100) + text)
+    put("sealed_chunk", "short", struct.pack("<HH", 1, 3) + b"xy")
+    put("sealed_meta", "manifest", struct.pack("<H", 70) + ("%s %s x%016x\n" % (H, H2, 0)).encode() * 3)
+    put("sealed_meta", "sealed-looking", struct.pack("<H", 5) + b"sparsebak-sealed 2 manifest AAAAAAAAAAAAAAAAAAAAAAAAAAAA\nAAAA\n")
+    wrap = {"kdf": "argon2id", "version": 19, "memory_kib": 64, "iterations": 1, "parallelism": 1,
+            "salt": "00" * 16, "nonce": "11" * 24, "wrapped": "22" * 48}
+    put("key_wrap", "wrap", json.dumps(wrap))
+    put("key_wrap", "header", json.dumps({
+        "format": "sparsebak-archive", "format_version": 2, "uuid": "u", "chunk_size": 65536,
+        "compression": {"codec": "zstd", "level": 3}, "hash": "sha256",
+        "encryption": "xchacha20poly1305", "created_utc": "2026-11-22T04:00:00Z",
+        "key": wrap, "mac": "33" * 32}))
+
     put("legacy_chunk", "zlib", struct.pack("<H", 256) + zlib.compress(text))
     put("legacy_chunk", "gzip", struct.pack("<H", 256) + gzip.compress(text, mtime=0))
 

@@ -10,8 +10,12 @@ use std::fmt;
 
 /// Value of the `format` field: identifies the file.
 pub const FORMAT_NAME: &str = "sparsebak-archive";
-/// Archive format version this code writes and reads.
+/// Archive format version of unencrypted archives (`arch-init --encrypt=off`).
 pub const FORMAT_VERSION: u32 = 1;
+/// Archive format version of encrypted archives (docs/FORMAT.md §18).
+pub const FORMAT_VERSION_ENCRYPTED: u32 = 2;
+/// The `encryption` value of format 2.
+pub const ENCRYPTION_XCHACHA: &str = "xchacha20poly1305";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +88,27 @@ impl fmt::Display for Compression {
     }
 }
 
+/// Format 2: the archive's master key wrapped with the passphrase
+/// (Argon2id, then XChaCha20-Poly1305; docs/FORMAT.md §18.3). Plain data
+/// here; dom0 does the cryptography and bounds the parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWrap {
+    /// `argon2id`.
+    pub kdf: String,
+    /// Argon2 version, 19 (0x13).
+    pub version: u32,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// 16 bytes, hex.
+    pub salt: String,
+    /// 24 bytes, hex.
+    pub nonce: String,
+    /// The sealed 32-byte master key and its 16-byte tag, hex.
+    pub wrapped: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveHeader {
     pub format: String,
@@ -97,6 +122,13 @@ pub struct ArchiveHeader {
     /// version adds authenticated encryption and bumps `format_version`.
     pub encryption: String,
     pub created_utc: String,
+    /// Format 2 only: the wrapped master key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyWrap>,
+    /// Format 2 only: HMAC-SHA256 (hex) under a key derived from the master
+    /// key, over this header serialised with `mac` absent; dom0 checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl ArchiveHeader {
@@ -115,7 +147,14 @@ impl ArchiveHeader {
             hash: "sha256".into(),
             encryption: "none".into(),
             created_utc,
+            key: None,
+            mac: None,
         }
+    }
+
+    /// Whether chunks and metadata are sealed (format 2).
+    pub fn encrypted(&self) -> bool {
+        self.format_version == FORMAT_VERSION_ENCRYPTED
     }
 
     /// Parse and check that this code can read the archive.
@@ -128,16 +167,29 @@ impl ArchiveHeader {
                 h.format
             ));
         }
-        if h.format_version != FORMAT_VERSION {
+        let known = match h.format_version {
+            FORMAT_VERSION => h.encryption == "none" && h.key.is_none() && h.mac.is_none(),
+            FORMAT_VERSION_ENCRYPTED => {
+                h.encryption == ENCRYPTION_XCHACHA && h.key.is_some() && h.mac.is_some()
+            }
+            v => {
+                return Err(format!(
+                    "archive format version {v} is not supported (this sparsebak reads versions \
+                     {FORMAT_VERSION} and {FORMAT_VERSION_ENCRYPTED})"
+                ))
+            }
+        };
+        if h.hash != "sha256" || !known {
             return Err(format!(
-                "archive format version {} is not supported (this sparsebak reads version {FORMAT_VERSION})",
-                h.format_version
-            ));
-        }
-        if h.hash != "sha256" || h.encryption != "none" {
-            return Err(format!(
-                "archive uses hash {:?} / encryption {:?}, which this sparsebak cannot read",
-                h.hash, h.encryption
+                "archive format {} uses hash {:?} / encryption {:?}{}, which this sparsebak cannot read",
+                h.format_version,
+                h.hash,
+                h.encryption,
+                if h.format_version == FORMAT_VERSION_ENCRYPTED && (h.key.is_none() || h.mac.is_none()) {
+                    " without its wrapped key or mac"
+                } else {
+                    ""
+                }
             ));
         }
         Ok(h)
@@ -177,9 +229,14 @@ mod tests {
         let j = serde_json::to_vec(&h).unwrap();
         assert_eq!(ArchiveHeader::parse(&j).unwrap(), h);
         let mut h2 = h.clone();
+        h2.format_version = 3;
+        let e = ArchiveHeader::parse(&serde_json::to_vec(&h2).unwrap()).unwrap_err();
+        assert!(e.contains("version 3"), "{e}");
         h2.format_version = 2;
         let e = ArchiveHeader::parse(&serde_json::to_vec(&h2).unwrap()).unwrap_err();
-        assert!(e.contains("version 2"), "{e}");
+        assert!(e.contains("without its wrapped key"), "{e}");
+        // Format 1 serialises exactly as before format 2 existed.
+        assert!(!String::from_utf8(j.clone()).unwrap().contains("\"key\""));
         let mut bad: serde_json::Value = serde_json::to_value(&h).unwrap();
         bad["chunk_size"] = 1000.into();
         assert!(ArchiveHeader::parse(&serde_json::to_vec(&bad).unwrap()).is_err());

@@ -2,25 +2,37 @@
 //!
 //! ```text
 //! 0..3   magic "SBC"
-//! 3      format version (1)
+//! 3      format version (1; 2 in encrypted archives)
 //! 4      codec: 0 stored raw, 1 zstd, 2 zlib
-//! 5      encryption: 0 none (format 1 knows no other)
+//! 5      encryption: 0 none (version 1), 1 XChaCha20-Poly1305 (version 2)
 //! 6..8   reserved, zero
 //! 8..12  decoded length, u32 little-endian (at most the chunk size)
-//! 12..   payload
+//! 12..   payload (version 1); version 2: 24-byte nonce, sealed payload,
+//!        16-byte tag (docs/FORMAT.md §18.4)
 //! ```
+//!
+//! [`ChunkCodec`] is what the send and restore pipelines call: the same
+//! calls encode and decode either version, and compute the manifest's
+//! content digest (plain SHA-256, or format 2's keyed HMAC-SHA256).
 //!
 //! The header makes the file self-describing, so a later format can add
 //! authenticated encryption without guessing. Decoding is bounded by the
 //! decoded length, and callers check the stored hash before calling it.
 
+use crate::crypto::seal::{open_chunk, seal_chunk, Binding, NONCE_LEN};
+use crate::crypto::ArchiveKeys;
 use sha2::{Digest as _, Sha256};
 use sparsebak_common::header::{Codec, Compression};
+use sparsebak_common::units::ByteOffset;
 use std::cell::RefCell;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 pub const MAGIC: &[u8; 3] = b"SBC";
 pub const VERSION: u8 = 1;
+/// Chunk format version of encrypted archives.
+pub const VERSION_SEALED: u8 = 2;
+const XCHACHA: u8 = 1;
 pub const HEADER_LEN: usize = 12;
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
@@ -38,6 +50,10 @@ pub enum ChunkError {
     Codec(u8),
     #[error("chunk file does not decompress: {0}")]
     Decode(String),
+    #[error("chunk file is a format {found} chunk in a format {want} archive")]
+    Version { found: u8, want: u8 },
+    #[error("{0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -90,6 +106,12 @@ fn compress(data: &[u8], c: Compression) -> Option<Vec<u8>> {
 /// Encode one chunk. Data that does not shrink is stored raw, so
 /// incompressible chunks cost nothing to decode.
 pub fn encode(data: &[u8], c: Compression) -> Vec<u8> {
+    encode_with(data, c, VERSION, 0)
+}
+
+/// The file of version `version`, with `gap` bytes left zero between the
+/// header and the payload (room for format 2's nonce).
+fn encode_with(data: &[u8], c: Compression, version: u8, gap: usize) -> Vec<u8> {
     let packed = compress(data, c).filter(|p| p.len() < data.len());
     let (codec, payload) = match &packed {
         Some(p) => (
@@ -98,28 +120,57 @@ pub fn encode(data: &[u8], c: Compression) -> Vec<u8> {
         ),
         None => (RAW, data),
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    let enc = if version == VERSION_SEALED {
+        XCHACHA
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + gap + payload.len() + 16);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[VERSION, codec, 0, 0, 0]);
+    out.extend_from_slice(&[version, codec, enc, 0, 0]);
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.resize(HEADER_LEN + gap, 0);
     out.extend_from_slice(payload);
     out
 }
 
-/// Decode a chunk file whose decoded length must be `expected`.
-pub fn decode(file: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
+/// The header's checks; the codec byte and the decoded length.
+fn check_header(file: &[u8], version: u8, expected: usize) -> Result<u8, ChunkError> {
     if file.len() < HEADER_LEN {
         return Err(ChunkError::Short(file.len()));
     }
-    if &file[..3] != MAGIC || file[3] != VERSION || file[5] != 0 || file[6] != 0 || file[7] != 0 {
+    if &file[..3] != MAGIC {
+        return Err(ChunkError::BadHeader);
+    }
+    if file[3] != version && (file[3] == VERSION || file[3] == VERSION_SEALED) {
+        return Err(ChunkError::Version {
+            found: file[3],
+            want: version,
+        });
+    }
+    let enc = if version == VERSION_SEALED {
+        XCHACHA
+    } else {
+        0
+    };
+    if file[3] != version || file[5] != enc || file[6] != 0 || file[7] != 0 {
         return Err(ChunkError::BadHeader);
     }
     let declared = u32::from_le_bytes(file[8..12].try_into().unwrap()) as usize;
     if declared != expected {
         return Err(ChunkError::Length { declared, expected });
     }
-    let payload = &file[HEADER_LEN..];
-    let out = match file[4] {
+    Ok(file[4])
+}
+
+/// Decode a format 1 chunk file whose decoded length must be `expected`.
+pub fn decode(file: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
+    let codec = check_header(file, VERSION, expected)?;
+    unpack(codec, &file[HEADER_LEN..], expected)
+}
+
+fn unpack(codec: u8, payload: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
+    let out = match codec {
         RAW => payload.to_vec(),
         ZSTD => {
             zstd_decompress(payload, expected).map_err(|e| ChunkError::Decode(e.to_string()))?
@@ -141,6 +192,80 @@ pub fn decode(file: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
         });
     }
     Ok(out)
+}
+
+/// How the pipelines turn chunks into files and back, and digest them:
+/// format 1 (plain) or format 2 (sealed to the archive's keys, the volume
+/// and each chunk's address).
+#[derive(Clone)]
+pub struct ChunkCodec {
+    compression: Compression,
+    sealing: Option<(Arc<ArchiveKeys>, String)>,
+}
+
+impl ChunkCodec {
+    pub fn plain(compression: Compression) -> Self {
+        ChunkCodec {
+            compression,
+            sealing: None,
+        }
+    }
+
+    /// Format 2 for the volume whose uuid is `volume_uuid`.
+    pub fn sealed(compression: Compression, keys: Arc<ArchiveKeys>, volume_uuid: &str) -> Self {
+        ChunkCodec {
+            compression,
+            sealing: Some((keys, volume_uuid.to_string())),
+        }
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealing.is_some()
+    }
+
+    /// The manifest's content digest of a chunk's bytes.
+    pub fn content_digest(&self, data: &[u8]) -> [u8; 32] {
+        match &self.sealing {
+            None => sha256(data),
+            Some((k, _)) => k.content_digest(data),
+        }
+    }
+
+    /// The chunk file for `data` at `addr`.
+    pub fn encode(&self, data: &[u8], addr: ByteOffset) -> Vec<u8> {
+        let Some((keys, volume)) = &self.sealing else {
+            return encode(data, self.compression);
+        };
+        let mut f = encode_with(data, self.compression, VERSION_SEALED, NONCE_LEN);
+        let b = Binding {
+            volume,
+            addr: addr.0,
+        };
+        seal_chunk(keys, b, &mut f, HEADER_LEN);
+        f
+    }
+
+    /// Decode the chunk file of `addr`, `expected` bytes long. A sealed
+    /// file is authenticated (bound to this archive, volume and address)
+    /// before anything decompresses it.
+    pub fn decode(
+        &self,
+        file: &[u8],
+        addr: ByteOffset,
+        expected: usize,
+    ) -> Result<Vec<u8>, ChunkError> {
+        let Some((keys, volume)) = &self.sealing else {
+            return decode(file, expected);
+        };
+        let codec = check_header(file, VERSION_SEALED, expected)?;
+        let mut buf = file.to_vec();
+        let b = Binding {
+            volume,
+            addr: addr.0,
+        };
+        let r = open_chunk(keys, b, &mut buf, HEADER_LEN)?;
+        unpack(codec, &buf[r], expected)
+    }
 }
 
 #[cfg(test)]
@@ -213,5 +338,55 @@ mod tests {
         let mut trunc = f.clone();
         trunc.truncate(f.len() - 3);
         assert!(decode(&trunc, data.len()).is_err());
+    }
+
+    fn sealed_codec(vol: &str) -> ChunkCodec {
+        let k = ArchiveKeys::derive(&crate::crypto::MasterKey::from_bytes([5; 32]), "arch");
+        ChunkCodec::sealed(Compression::default(), Arc::new(k), vol)
+    }
+
+    #[test]
+    fn sealed_round_trip_golden_header_and_bindings() {
+        let c = sealed_codec("vol-a");
+        for data in [sample(65536, 3), b"text ".repeat(1000), vec![1]] {
+            let f = c.encode(&data, ByteOffset(65536));
+            assert_eq!(&f[..3], b"SBC");
+            assert_eq!(f[3], VERSION_SEALED);
+            assert_eq!(f[5], XCHACHA);
+            assert_eq!(&f[8..12], &(data.len() as u32).to_le_bytes());
+            assert_eq!(c.decode(&f, ByteOffset(65536), data.len()).unwrap(), data);
+            // Another address, another volume: refused before decoding.
+            let e = c.decode(&f, ByteOffset(0), data.len()).unwrap_err();
+            assert!(matches!(e, ChunkError::Crypto(_)), "{e}");
+            let e = sealed_codec("vol-b")
+                .decode(&f, ByteOffset(65536), data.len())
+                .unwrap_err();
+            assert!(matches!(e, ChunkError::Crypto(_)), "{e}");
+            // The codec byte and length are bound too.
+            let mut g = f.clone();
+            g[4] ^= 3;
+            assert!(c.decode(&g, ByteOffset(65536), data.len()).is_err());
+        }
+        let text = b"secret text ".repeat(100);
+        let f = c.encode(&text, ByteOffset(0));
+        assert!(!f.windows(6).any(|w| w == b"secret"));
+        assert_ne!(f, c.encode(&text, ByteOffset(0)), "random nonces");
+        assert_ne!(c.content_digest(&text), sha256(&text));
+    }
+
+    #[test]
+    fn versions_do_not_mix() {
+        let c = sealed_codec("v");
+        let plain = encode(b"abc", Compression::default());
+        assert_eq!(
+            c.decode(&plain, ByteOffset(0), 3).unwrap_err(),
+            ChunkError::Version { found: 1, want: 2 }
+        );
+        let f = c.encode(b"abc", ByteOffset(0));
+        assert_eq!(
+            decode(&f, 3).unwrap_err(),
+            ChunkError::Version { found: 2, want: 1 }
+        );
+        assert!(c.decode(&f[..20], ByteOffset(0), 3).is_err());
     }
 }

@@ -7,7 +7,7 @@
 //! length bounded by the chunk size, and the decoded bytes must match the
 //! manifest's content hash. Only then is anything written.
 
-use crate::chunk::{decode, sha256};
+use crate::chunk::{sha256, ChunkCodec};
 use crate::dest::client::{FileData, FileReply};
 use crate::dest::AgentConn;
 use crate::local_meta::SessionInfo;
@@ -198,6 +198,7 @@ fn items(
 fn check_chunk(
     vol: &VolName,
     cs: ChunkSize,
+    codec: &ChunkCodec,
     item: &Item,
     reply: Option<FileReply>,
 ) -> Result<Option<Vec<u8>>> {
@@ -224,8 +225,10 @@ fn check_chunk(
         );
     }
     check_stored_hash(&file, stored, &what)?;
-    let data = decode(&file, *len as usize).map_err(|e| anyhow!("{}: {e}", what()))?;
-    if &sha256(&data) != content {
+    let data = codec
+        .decode(&file, *addr, *len as usize)
+        .map_err(|e| anyhow!("{}: {e}", what()))?;
+    if &codec.content_digest(&data) != content {
         bail!("{}: decoded content does not match its hash", what());
     }
     Ok(Some(data))
@@ -245,6 +248,7 @@ type Batch = Vec<(Item, Option<FileReply>)>;
 fn check_batch(
     vol: &VolName,
     cs: ChunkSize,
+    codec: &ChunkCodec,
     out: Option<&dyn Sink>,
     batch: Batch,
 ) -> Vec<(u64, u64, Result<()>)> {
@@ -258,11 +262,12 @@ fn check_batch(
                 Some(FileReply::Data(f)) => f.len() as u64,
                 _ => 0,
             };
-            let res = check_chunk(vol, cs, &item, reply).and_then(|data| match (out, data) {
-                (Some(o), Some(d)) => o.data(*addr, &d),
-                (Some(o), None) => o.zero(*addr, *len),
-                (None, _) => Ok(()),
-            });
+            let res =
+                check_chunk(vol, cs, codec, &item, reply).and_then(|data| match (out, data) {
+                    (Some(o), Some(d)) => o.data(*addr, &d),
+                    (Some(o), None) => o.zero(*addr, *len),
+                    (None, _) => Ok(()),
+                });
             (*len, stored, res)
         })
         .collect()
@@ -319,6 +324,7 @@ pub fn restore(
     let sel = select(&chain, vol, want)?;
     let info = &chain[sel];
     let cs = ctx.config.chunk_size;
+    let codec = &ctx.codec_of(vol)?;
     let verify_only = out.is_none();
     let mut report = RestoreReport {
         session: Some(info.name.clone()),
@@ -350,7 +356,7 @@ pub fn restore(
         let verifier = sc.spawn(move || -> Result<(u64, Vec<String>)> {
             let mut part = RestoreReport::default();
             for b in rx.iter() {
-                let results = check_batch(vol, cs, out, b);
+                let results = check_batch(vol, cs, codec, out, b);
                 if let Err(e) = account(results, progress, &mut part, verify_only) {
                     stop.store(true, Ordering::SeqCst);
                     return Err(e);

@@ -12,20 +12,20 @@
 //! one tar stream into the destination's `S_…-tmp`; the agent commits
 //! (syncfs, rename, fsync) only when told; then dom0 commits locally.
 
-use crate::chunk::{encode, sha256};
+use crate::chunk::ChunkCodec;
 use crate::dedup::run::LinkSource;
 use crate::dest::client::Writer;
 use crate::dest::AgentConn;
 use crate::fsutil::{fsync_dir, write_atomic};
 use crate::local_meta::{SessionInfo, VolumeState};
 use crate::manifest::{ChunkRef, Entry, ManifestWriter, Merged};
+use crate::metaseal::MetaSeal;
 use crate::ops::context::Ctx;
 use crate::progress::Progress;
 use crate::source::VolumeSource;
 use crate::timefmt::{iso8601, next_session_name, now_unix};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use sparsebak_common::header::Compression;
 use sparsebak_common::names::{chunk_rel_path, SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::{FrameWriter, Request};
 use sparsebak_common::tarmember::member_header;
@@ -101,7 +101,7 @@ fn is_zero(d: &[u8]) -> bool {
         && words.remainder().iter().all(|&b| b == 0)
 }
 
-fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
+fn process(job: Job, codec: &ChunkCodec, cs: ChunkSize) -> Outcome {
     let addr = cs.offset(job.idx);
     let zero = |len| {
         if job.compare && job.prev == Some(ChunkRef::Zero) {
@@ -115,7 +115,7 @@ fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
         ChunkData::Read(ref d) => d,
     };
     let len = data.len() as u64;
-    let content = sha256(data);
+    let content = codec.content_digest(data);
     if job.compare {
         if let Some(ChunkRef::Data { content: old, .. }) = job.prev {
             if old == content {
@@ -123,8 +123,8 @@ fn process(job: Job, c: Compression, cs: ChunkSize) -> Outcome {
             }
         }
     }
-    let file = encode(data, c);
-    let stored = sha256(&file);
+    let file = codec.encode(data, addr);
+    let stored = crate::chunk::sha256(&file);
     Outcome::Data {
         addr,
         len,
@@ -151,6 +151,8 @@ struct Emitter<'a> {
     tmp: &'a Path,
     resume: resume::Resume,
     basis: resume::Basis<'a>,
+    /// How the manifest, info and volume info are stored (format 2: sealed).
+    seal: MetaSeal,
 }
 
 fn tar_header(name: &str, len: u64) -> tar::Header {
@@ -337,6 +339,8 @@ pub fn send_volume(
     let chain = ctx.meta.chain(vol)?;
     let last = chain.last();
     let state = volume_state(ctx, vol)?;
+    let codec = ctx.chunk_codec(&state.uuid)?;
+    let seal = ctx.meta_seal(vol)?;
     let session = next_session_name(now_unix(), last.map(|l| &l.name));
     let basis = resume::Basis {
         vol,
@@ -375,6 +379,7 @@ pub fn send_volume(
             resume,
             tmp: &tmp,
             basis,
+            seal,
             report: SendReport {
                 full: last.is_none(),
                 volsize: src.size(),
@@ -387,7 +392,6 @@ pub fn send_volume(
             if last.is_none() { "full send" } else { "send" },
             src.size().0,
         );
-        let compression = ctx.config.compression;
         let (tx, rx) = sync_channel::<Result<Vec<Job>>>(2);
         let (otx, orx) = sync_channel::<Vec<Outcome>>(2);
         let mut em = std::thread::scope(|sc| -> Result<Emitter<'_>> {
@@ -400,7 +404,7 @@ pub fn send_volume(
                 }
                 Ok(em)
             });
-            let r = compute(rx, otx, compression, cs);
+            let r = compute(rx, otx, &codec, cs);
             let em = emitter.join().expect("emitter thread")?;
             r.map(|_| em)
         })?;
@@ -426,11 +430,14 @@ pub fn send_volume(
 fn compute(
     rx: Receiver<Result<Vec<Job>>>,
     otx: SyncSender<Vec<Outcome>>,
-    c: Compression,
+    codec: &ChunkCodec,
     cs: ChunkSize,
 ) -> Result<()> {
     for batch in rx.iter() {
-        let out: Vec<Outcome> = batch?.into_par_iter().map(|j| process(j, c, cs)).collect();
+        let out: Vec<Outcome> = batch?
+            .into_par_iter()
+            .map(|j| process(j, codec, cs))
+            .collect();
         if otx.send(out).is_err() {
             break; // the emitter failed; its error is reported
         }
@@ -476,8 +483,14 @@ fn finish_session(
     };
     let info_json = serde_json::to_vec_pretty(&info)?;
     write_atomic(&tmp.join(SESSION_INFO_FILE), &info_json)?;
-    em.append_file(MANIFEST_FILE, &tmp.join(MANIFEST_FILE))?;
-    em.append(SESSION_INFO_FILE, &info_json)?;
+    let sealed = tmp.join(".manifest.sealed");
+    let stored_manifest = em
+        .seal
+        .manifest(&session, &tmp.join(MANIFEST_FILE), &sealed)?;
+    em.append_file(MANIFEST_FILE, &stored_manifest)?;
+    let _ = std::fs::remove_file(&sealed);
+    let stored_info = em.seal.info(&session, &info_json);
+    em.append(SESSION_INFO_FILE, &stored_info)?;
     let tar = em.tar.take().expect("upload started");
     let fw = match tar.into_inner() {
         Ok(fw) => fw,
@@ -494,7 +507,7 @@ fn finish_session(
         last: Some(session.clone()),
         ..state.clone()
     };
-    let volume_info = serde_json::to_string_pretty(&new_state)?;
+    let volume_info = em.seal.volume(serde_json::to_string_pretty(&new_state)?);
     em.conn.ok(&Request::Commit {
         vol: vol.clone(),
         session: session.clone(),

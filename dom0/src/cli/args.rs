@@ -61,6 +61,12 @@ pub struct InitArgs {
     /// Chunk size as a multiple of 64 KiB (1-256, default 1).
     #[arg(long)]
     pub chunk_factor: Option<u64>,
+    /// Encrypt and authenticate chunks and metadata (format 2, the
+    /// default); `off` makes a format 1 archive.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub encrypt: String,
+    #[command(flatten)]
+    pub pass: super::passphrase::PassArgs,
 }
 
 #[derive(Args, Debug)]
@@ -282,11 +288,12 @@ impl LocationArgs {
 }
 
 impl InitArgs {
-    pub fn options(&self) -> ops::arch_init::InitOptions {
+    pub fn options(&self, unattended: bool) -> ops::arch_init::InitOptions {
         ops::arch_init::InitOptions {
             location: self.location.location(),
             compression: self.compression.clone(),
             chunk_factor: self.chunk_factor,
+            encrypt: (self.encrypt == "on").then(|| self.pass.source(unattended)),
         }
     }
 }

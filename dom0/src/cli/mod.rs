@@ -8,6 +8,7 @@
 //! problems); 4 diff found differences.
 
 pub mod args;
+mod passphrase;
 mod print;
 mod print_qubes;
 mod ui;
@@ -82,7 +83,11 @@ fn run(cli: Cli) -> Result<Done> {
             Ok(Done::Ok)
         }
         Command::ArchInit(a) => {
-            let r = ops::arch_init::arch_init(&meta, &Transports::from_env(), &a.options())?;
+            let r = ops::arch_init::arch_init(
+                &meta,
+                &Transports::from_env(),
+                &a.options(g.unattended),
+            )?;
             print::initialised(&r);
             Ok(Done::Ok)
         }

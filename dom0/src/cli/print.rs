@@ -137,11 +137,16 @@ fn pruned(p: VolumeOutcome<'_>) {
 pub fn initialised(r: &Initialised) {
     let c = &r.config;
     println!(
-        "Initialised archive {} at {} (chunk size {}, {}; {} free).",
+        "Initialised archive {} at {} (chunk size {}, {}, {}; {} free).",
         c.uuid,
         c.dest.describe(),
         Bytes(c.chunk_size.bytes()),
         c.compression,
+        if r.encrypted {
+            "encrypted"
+        } else {
+            "not encrypted"
+        },
         Bytes(r.free_bytes)
     );
 }

@@ -84,6 +84,9 @@ pub struct AgentConn {
     damaged: Option<DestError>,
     /// How many refusals the agent answered so far.
     refusals: u64,
+    /// Format 2: the archive's keys; volume names in requests are hidden
+    /// with them ([`super::hidden`]).
+    hide: Option<std::sync::Arc<crate::crypto::ArchiveKeys>>,
 }
 
 /// A volume as the destination presents it (`SessionDigests`).
@@ -227,7 +230,21 @@ impl AgentConn {
             refusals: 0,
             agent_version: String::new(),
             features: Vec::new(),
+            hide: None,
         }
+    }
+
+    /// From now on, name volumes by their hidden names (format 2).
+    pub fn hide_names(&mut self, keys: std::sync::Arc<crate::crypto::ArchiveKeys>) {
+        self.hide = Some(keys);
+    }
+
+    /// Send one control message, volume names hidden where the archive
+    /// wants them.
+    fn send_req(&mut self, req: &Request) -> std::io::Result<()> {
+        let req = super::hidden::hide(req, self.hide.as_deref());
+        let w = self.w.as_mut().expect("checked by the caller");
+        send_msg(w, &*req)
     }
 
     pub fn describe(&self) -> &str {
@@ -324,7 +341,8 @@ impl AgentConn {
 
     /// Send `req`; the agent's reply or its refusal.
     fn call(&mut self, req: &Request) -> Result<Answer<Response>> {
-        if let Err(e) = send_msg(self.w()?, req) {
+        self.w()?;
+        if let Err(e) = self.send_req(req) {
             return Err(self.lost(e));
         }
         self.expect_answer()
@@ -550,7 +568,8 @@ impl AgentConn {
             format,
             resume_from: resume_from.cloned(),
         };
-        if let Err(e) = send_msg(self.w()?, &req) {
+        self.w()?;
+        if let Err(e) = self.send_req(&req) {
             return Err(self.lost(e));
         }
         Ok(FrameWriter::new(self.w.take().expect("pipe available")))
@@ -569,7 +588,8 @@ impl AgentConn {
     /// Send a request followed by a data stream (`Dedup`); the returned
     /// writer carries the stream; hand it back to [`AgentConn::finish_stream`].
     pub fn start_stream(&mut self, req: &Request) -> Result<FrameWriter<Writer>> {
-        if let Err(e) = send_msg(self.w()?, req) {
+        self.w()?;
+        if let Err(e) = self.send_req(req) {
             return Err(self.lost(e));
         }
         Ok(FrameWriter::new(self.w.take().expect("pipe available")))
@@ -604,7 +624,8 @@ impl AgentConn {
         I: Iterator<Item = (Option<String>, T)> + Send,
         F: FnMut(T, Option<FileReply>) -> Result<()>,
     {
-        if let Err(e) = send_msg(self.w()?, &Request::ReadFiles { vol }) {
+        self.w()?;
+        if let Err(e) = self.send_req(&Request::ReadFiles { vol }) {
             return Err(self.lost(e));
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<(bool, T)>(READ_WINDOW);

@@ -2,6 +2,7 @@
 //! this module parses `--dest` and starts the pipe.
 
 pub mod client;
+pub mod hidden;
 pub mod link;
 pub mod transport;
 

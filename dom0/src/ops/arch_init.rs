@@ -2,8 +2,12 @@
 //! configuration.
 
 use super::context::Connector;
+use super::passphrase::Passphrase;
 use super::resolve::Location;
 use crate::config::{Config, CONFIG_VERSION};
+use crate::crypto::wrap::Cost;
+use crate::crypto::MasterKey;
+use crate::keyring;
 use crate::local_meta::Meta;
 use crate::timefmt::{iso8601, now_unix};
 use anyhow::{bail, Result};
@@ -18,6 +22,8 @@ pub struct InitOptions {
     pub compression: Option<String>,
     /// Chunk size as a multiple of 64 KiB; 1 when `None`.
     pub chunk_factor: Option<u64>,
+    /// Format 2 (encrypted) with this passphrase; format 1 when `None`.
+    pub encrypt: Option<Passphrase>,
 }
 
 #[derive(Clone, Debug)]
@@ -25,6 +31,7 @@ pub struct Initialised {
     /// The configuration saved.
     pub config: Config,
     pub free_bytes: u64,
+    pub encrypted: bool,
 }
 
 pub fn arch_init(meta: &Meta, connector: &dyn Connector, o: &InitOptions) -> Result<Initialised> {
@@ -53,7 +60,7 @@ pub fn arch_init(meta: &Meta, connector: &dyn Connector, o: &InitOptions) -> Res
         );
     }
     let uuid = uuid::Uuid::new_v4().to_string();
-    let header = ArchiveHeader::new(uuid.clone(), chunk_size, compression, iso8601(now_unix()));
+    let mut header = ArchiveHeader::new(uuid.clone(), chunk_size, compression, iso8601(now_unix()));
     let mut conn = connector.connect(&dest)?;
     let opened = conn.open(&dest.dest_path(), &dest.mountpoint, true)?;
     if opened.header.is_some() {
@@ -61,6 +68,15 @@ pub fn arch_init(meta: &Meta, connector: &dyn Connector, o: &InitOptions) -> Res
             "an archive already exists at {}; refusing to overwrite it",
             dest.describe()
         );
+    }
+    if let Some(p) = &o.encrypt {
+        let pass = p.get("passphrase for the new archive", true)?;
+        let master = MasterKey::generate();
+        header = keyring::encrypted_header(header, &master, &pass, Cost::for_new_wraps())?;
+        // dom0's copy first: an archive whose key dom0 lost is still
+        // recoverable with the passphrase, the reverse would not be.
+        std::fs::create_dir_all(&meta.root)?;
+        keyring::save_key(&meta.root, &uuid, &master)?;
     }
     conn.ok(&Request::InitArchive {
         header: serde_json::to_string(&header)?,
@@ -80,5 +96,6 @@ pub fn arch_init(meta: &Meta, connector: &dyn Connector, o: &InitOptions) -> Res
     Ok(Initialised {
         config,
         free_bytes: opened.free_bytes,
+        encrypted: o.encrypt.is_some(),
     })
 }

@@ -19,6 +19,7 @@ pub mod diff;
 pub mod legacy;
 pub mod list;
 pub mod monitor;
+pub mod passphrase;
 pub mod prune;
 pub mod qube_add;
 pub mod qube_send;
