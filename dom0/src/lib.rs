@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod metaseal;
 pub mod ops;
 pub mod output;
+pub mod passphrase;
 pub mod process;
 pub mod progress;
 pub mod prune;

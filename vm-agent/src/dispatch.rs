@@ -16,7 +16,8 @@ use sparsebak_common::legacy::LegacyVolName;
 use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{
     recv_msg, send_msg, write_frame, ErrorKind, FrameReader, RawRequest, Request, Response,
-    FEATURE_READ_META, FEATURE_RESUME, FEATURE_SESSION_DIGESTS, PROTOCOL_VERSION,
+    FEATURE_READ_META, FEATURE_RESUME, FEATURE_REWRAP_KEY, FEATURE_SESSION_DIGESTS,
+    PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
 
@@ -146,6 +147,7 @@ fn on_archive<R: Read, W: Write>(
     let ours = settled.map(|(vol, _)| vol);
     match req {
         Request::InitArchive { header } => a.init(&header).map(|_| Response::Ok),
+        Request::RewrapKey { header } => a.rewrap_key(&header).map(|_| Response::Ok),
         Request::ListVolumes => {
             let (names, ignored) = a.list_volumes()?;
             Ok(Response::Volumes { names, ignored })
@@ -234,7 +236,12 @@ fn hello(protocol: u32) -> Result<Response> {
 
 /// The optional requests this agent serves (fewer under the test hook).
 fn features() -> Vec<String> {
-    let all = [FEATURE_READ_META, FEATURE_RESUME, FEATURE_SESSION_DIGESTS];
+    let all = [
+        FEATURE_READ_META,
+        FEATURE_RESUME,
+        FEATURE_SESSION_DIGESTS,
+        FEATURE_REWRAP_KEY,
+    ];
     // Constant false without the feature: the variable is never read.
     let hidden = if cfg!(feature = "test-hooks") {
         std::env::var(TEST_HOOK_NO_FEATURES).unwrap_or_default()

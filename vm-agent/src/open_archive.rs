@@ -123,6 +123,29 @@ impl Archive {
         Ok(())
     }
 
+    /// `RewrapKey`: replace the header by one that differs only in its
+    /// wrapped key and MAC (the agent cannot check the MAC; dom0 does).
+    pub fn rewrap_key(&mut self, header_json: &str) -> Result<()> {
+        self.require_write()?;
+        let new = ArchiveHeader::parse(header_json.as_bytes()).map_err(AgentError::invalid)?;
+        let old = self.header()?;
+        let same_but_key = ArchiveHeader {
+            key: old.key.clone(),
+            mac: old.mac.clone(),
+            ..new.clone()
+        };
+        if !old.encrypted() || same_but_key != *old {
+            return Err(AgentError::invalid(
+                "the new header differs from the archive's in more than its wrapped key, \
+                 or the archive is not encrypted",
+            ));
+        }
+        write_atomic(&self.dir.join(HEADER_FILE), header_json.as_bytes())?;
+        fsync_dir(&self.dir)?;
+        self.header = Some(new);
+        Ok(())
+    }
+
     pub fn vol_dir(&self, vol: &VolName) -> PathBuf {
         self.dir.join(VOLUMES_DIR).join(vol.as_str())
     }

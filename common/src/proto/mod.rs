@@ -57,6 +57,8 @@ pub const FEATURE_SESSION_DIGESTS: &str = "session_digests";
 pub const DIGEST_PAGE: usize = 2000;
 /// Largest `info.json` either side reads (docs/FORMAT.md §15.2).
 pub const MAX_INFO_FILE: u64 = 64 * 1024;
+/// The agent serves `RewrapKey` (arch-passwd).
+pub const FEATURE_REWRAP_KEY: &str = "rewrap_key";
 
 /// `ReadFiles` reply status: the rest of the frame is the file's bytes.
 pub const FILE_DATA: u8 = 0;

@@ -40,6 +40,12 @@ pub enum Request {
     InitArchive {
         header: String,
     },
+    /// Format 2: replace the header with this one, which differs only in
+    /// its wrapped key and MAC (a new passphrase; docs/FORMAT.md §18.3).
+    /// Advertised as [`super::FEATURE_REWRAP_KEY`].
+    RewrapKey {
+        header: String,
+    },
     ListVolumes,
     ListSessions {
         vol: VolName,
@@ -168,6 +174,9 @@ pub enum RawRequest {
         mountpoint: String,
     },
     InitArchive {
+        header: String,
+    },
+    RewrapKey {
         header: String,
     },
     ListVolumes,
@@ -344,6 +353,7 @@ impl TryFrom<RawRequest> for Request {
                 mountpoint,
             },
             R::InitArchive { header } => Request::InitArchive { header },
+            R::RewrapKey { header } => Request::RewrapKey { header },
             R::ListVolumes => Request::ListVolumes,
             R::ListSessions { vol } => Request::ListSessions {
                 vol: Check("list_sessions").vol("vol", vol)?,
@@ -444,6 +454,7 @@ impl From<Request> for RawRequest {
                 mountpoint,
             },
             Q::InitArchive { header } => RawRequest::InitArchive { header },
+            Q::RewrapKey { header } => RawRequest::RewrapKey { header },
             Q::ListVolumes => RawRequest::ListVolumes,
             Q::ListSessions { vol } => RawRequest::ListSessions { vol: vol.into() },
             Q::SessionDigests { vol, after } => RawRequest::SessionDigests {

@@ -70,6 +70,15 @@ pub struct InitArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub location: LocationArgs,
+    /// An encrypted archive's passphrase (else asked at the terminal).
+    #[command(flatten)]
+    pub pass: super::passphrase::PassArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct AddArgs {
     #[arg(required_unless_present = "qube", conflicts_with = "qube")]
     pub volume: Option<String>,
@@ -240,7 +249,10 @@ pub enum Command {
     ArchInit(InitArgs),
     /// Rebuild lost local metadata (configuration, sessions, manifests) from an existing archive.
     #[command(name = "arch-recover")]
-    ArchRecover(LocationArgs),
+    ArchRecover(RecoverArgs),
+    /// Change an encrypted archive's passphrase (the data is not touched).
+    #[command(name = "arch-passwd")]
+    ArchPasswd(super::passphrase::PassArgs),
     /// Add a volume to the archive configuration (again, after arch-recover).
     Add(AddArgs),
     /// List volumes, or the sessions of one volume.

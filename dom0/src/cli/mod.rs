@@ -93,7 +93,8 @@ fn run(cli: Cli) -> Result<Done> {
         }
         Command::ArchRecover(a) => {
             let o = ops::arch_recover::RecoverOptions {
-                location: a.location(),
+                location: a.location.location(),
+                passphrase: Some(a.pass.source(g.unattended)),
             };
             let r = ops::arch_recover::arch_recover(
                 &meta,
@@ -202,6 +203,14 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
         Command::ArchCheck(a) => {
             let o = ops::arch_check::CheckOptions { data: a.data };
             print::checked(&ops::arch_check::arch_check(&ctx, term, &o)?, a.json)
+        }
+        Command::ArchPasswd(p) => {
+            let o = ops::arch_passwd::PasswdOptions {
+                passphrase: p.source(term.unattended()),
+            };
+            ops::arch_passwd::arch_passwd(&ctx, &o)?;
+            println!("The archive's passphrase was changed.");
+            Ok(Done::Ok)
         }
         Command::ArchDeduplicate => Ok(print::deduplicated(&ops::dedup::arch_deduplicate(
             &ctx, term,

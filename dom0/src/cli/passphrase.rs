@@ -3,7 +3,7 @@
 //! a new passphrase is asked twice). Never from the command line or the
 //! environment, and never printed or logged.
 
-use crate::ops::passphrase::{Passphrase, PassphraseSource};
+use crate::passphrase::{Passphrase, PassphraseSource};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};

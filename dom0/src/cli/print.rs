@@ -31,6 +31,10 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    pub fn unattended(&self) -> bool {
+        self.unattended
+    }
+
     pub fn new(unattended: bool) -> Self {
         Terminal { unattended }
     }

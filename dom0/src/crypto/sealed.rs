@@ -182,6 +182,13 @@ pub fn seal_bytes(keys: &ArchiveKeys, p: Place<'_>, plain: &[u8]) -> String {
     String::from_utf8(out).expect("base64 and ASCII")
 }
 
+/// The largest a sealed file of at most `plain` plaintext bytes can be:
+/// zstd may grow incompressible data a little, base64 adds a third, and
+/// each segment a tag and a newline. Readers bound the fetch with it.
+pub fn max_sealed_len(plain: u64) -> u64 {
+    plain + plain / 2 + 4096
+}
+
 /// Yields the authenticated plaintext segments of a sealed file.
 struct OpenReader<'k, R: BufRead> {
     s: Stream<'k>,

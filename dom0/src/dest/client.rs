@@ -415,6 +415,11 @@ impl AgentConn {
     }
 
     /// An agent that does not serve `ReadMeta` is older than arch-recover.
+    /// Whether the agent announced optional request `f` in its Hello.
+    pub fn has_feature(&self, f: &str) -> bool {
+        self.features.iter().any(|x| x == f)
+    }
+
     pub fn require_read_meta(&self) -> Result<()> {
         self.require(
             FEATURE_READ_META,

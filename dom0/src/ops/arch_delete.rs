@@ -60,6 +60,11 @@ pub fn arch_delete(ctx: &Ctx, ui: &dyn Ui) -> Result<Deleted> {
     let cfg = Config::path(&ctx.meta.root);
     let kept = ctx.meta.root.join(kept_config_name(&uuid));
     std::fs::rename(&cfg, &kept).with_context(|| format!("cannot move {} aside", cfg.display()))?;
+    // The key of data that no longer exists: removed, not kept.
+    let key = crate::keyring::key_path(&ctx.meta.root);
+    if std::fs::symlink_metadata(&key).is_ok() {
+        std::fs::remove_file(&key).with_context(|| format!("cannot remove {}", key.display()))?;
+    }
     fsync_dir(&ctx.meta.root)?;
     Ok(Deleted {
         uuid,

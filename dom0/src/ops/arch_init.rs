@@ -2,7 +2,7 @@
 //! configuration.
 
 use super::context::Connector;
-use super::passphrase::Passphrase;
+use crate::passphrase::Passphrase;
 use super::resolve::Location;
 use crate::config::{Config, CONFIG_VERSION};
 use crate::crypto::wrap::Cost;

@@ -11,6 +11,8 @@ use anyhow::Result;
 #[derive(Clone, Debug, Default)]
 pub struct RecoverOptions {
     pub location: Location,
+    /// Asked only if the archive is encrypted.
+    pub passphrase: Option<crate::passphrase::Passphrase>,
 }
 
 /// What was recovered, and from where.
@@ -33,6 +35,7 @@ pub fn arch_recover(
         dest,
         source,
         transport,
+        passphrase: o.passphrase.clone(),
     };
     let outcome = recover(meta, &opts, report)?;
     Ok(Recovered {

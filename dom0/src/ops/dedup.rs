@@ -9,7 +9,7 @@ use crate::dedup::run::RunDedup;
 use crate::dest::client::DestError;
 use crate::dest::AgentConn;
 use crate::prune::{complete, pending};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sparsebak_common::names::VolName;
 use sparsebak_common::proto::Request;
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ fn settle(ctx: &Ctx, conn: &mut AgentConn) -> Result<()> {
 
 /// `send --dedup`: settle, check, and build the index of the archive.
 pub fn prepare_send(ctx: &Ctx, conn: &mut AgentConn) -> Result<RunDedup> {
+    refuse_encrypted(ctx, "send --dedup")?;
     settle(ctx, conn)?;
     log::info!("Building the deduplication index from the local manifests…");
     let t0 = Instant::now();
@@ -77,7 +78,21 @@ pub struct DeduplicateReport {
     pub elapsed: Duration,
 }
 
+/// Format 2 binds every chunk to its volume and address, so no chunk file
+/// can stand for another: encrypted archives are not deduplicated
+/// (docs/FORMAT.md §18.7).
+fn refuse_encrypted(ctx: &Ctx, what: &str) -> Result<()> {
+    if ctx.keys()?.is_some() {
+        bail!(
+            "{what}: this archive is encrypted, and an encrypted chunk is bound to its volume and \
+             address, so it cannot be shared by hard links; encrypted archives are not deduplicated"
+        );
+    }
+    Ok(())
+}
+
 pub fn arch_deduplicate(ctx: &Ctx, ui: &dyn Ui) -> Result<DeduplicateReport> {
+    refuse_encrypted(ctx, "arch-deduplicate")?;
     let mut open = ctx.open(true)?;
     settle(ctx, &mut open.conn)?;
     let vols = all_volumes(ctx);

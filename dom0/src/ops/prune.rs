@@ -176,7 +176,7 @@ fn prune_volume(
         return Ok(None);
     }
     let conn = &mut open.as_mut().expect("opened").conn;
-    let p = plan(&ctx.meta, vol, &chain, sel)?;
+    let p = plan(&ctx.meta, vol, &chain, sel, &ctx.meta_seal(vol)?)?;
     let c = complete(&ctx.meta, conn, vol).with_context(|| {
         format!("prune of volume {vol} did not finish; the next sparsebak command that uses the archive retries it")
     })?;

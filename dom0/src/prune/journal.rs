@@ -153,6 +153,7 @@ pub fn plan(
     vol: &VolName,
     chain: &[SessionInfo],
     sel: RangeInclusive<usize>,
+    seal: &crate::metaseal::MetaSeal,
 ) -> Result<Planned> {
     let (first, last) = (*sel.start(), *sel.end());
     if last + 1 >= chain.len() {
@@ -213,6 +214,7 @@ pub fn plan(
         &tmp.join(SESSION_INFO_FILE),
         &serde_json::to_vec_pretty(&info)?,
     )?;
+    super::stored::write_stored(&tmp, vol, &target.name, seal)?;
     fsync_dir(&tmp)?;
     let journal = vdir.join(JOURNAL_DIR);
     fs::rename(&tmp, &journal).with_context(|| format!("cannot commit {}", journal.display()))?;
@@ -313,8 +315,9 @@ pub fn complete(meta: &Meta, conn: &mut AgentConn, vol: &VolName) -> Result<Comp
     if &head.vol != vol {
         bail!("{} is a plan for volume {}", plan_path.display(), head.vol);
     }
+    let from = super::stored::upload_dir(&journal);
     for file in JOURNAL_FILES {
-        upload(conn, vol, &journal, file)?;
+        upload(conn, vol, &from, file)?;
     }
     let (moved, already_done) = match conn.request(&Request::Prune {
         vol: vol.clone(),

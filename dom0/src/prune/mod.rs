@@ -4,6 +4,7 @@
 
 pub mod journal;
 pub mod select;
+pub mod stored;
 
 pub use journal::{
     complete, pending, plan, timestamps, Completed, Planned, JOURNAL_DIR, JOURNAL_DONE,

@@ -21,11 +21,17 @@
 
 pub mod check;
 pub mod fetch;
+pub mod sealed;
 
 use crate::config::{Config, SourceSpec, VolumeEntry, CONFIG_VERSION};
 use crate::dest::{connect, AgentConn, DestSpec, TransportOptions};
 use crate::fsutil::{fsync_dir, write_atomic};
+use crate::crypto::sealed::MetaKind;
+use crate::crypto::{ArchiveKeys, MasterKey};
 use crate::local_meta::{Meta, SessionInfo};
+use crate::metaseal::MetaSeal;
+use crate::passphrase::Passphrase;
+use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use sparsebak_common::header::ArchiveHeader;
 use sparsebak_common::names::VolName;
@@ -81,6 +87,22 @@ pub struct Options {
     pub dest: DestSpec,
     pub source: Option<SourceSpec>,
     pub transport: TransportOptions,
+    /// Asked only if the archive is encrypted (format 2).
+    pub passphrase: Option<Passphrase>,
+}
+
+/// Format 2: the master key, unwrapped from the header with the
+/// passphrase (which also checks the header's MAC).
+fn unwrap_key(opts: &Options, header: &ArchiveHeader) -> Result<Option<MasterKey>> {
+    if !header.encrypted() {
+        return Ok(None);
+    }
+    let what = opts.dest.describe();
+    let Some(p) = &opts.passphrase else {
+        bail!("the archive at {what} is encrypted: arch-recover needs its passphrase");
+    };
+    let pass = p.get("passphrase of the archive", false)?;
+    Ok(Some(crate::keyring::unwrap_header(header, &pass, &what)?))
 }
 
 /// Check the meta dir can receive a recovery, clearing what an interrupted
@@ -145,6 +167,10 @@ fn fetch_all(meta: &Meta, staging: &Path, opts: &Options, report: &dyn Report) -
     };
     let header = ArchiveHeader::parse(text.as_bytes())
         .map_err(|e| anyhow!("the archive header at {}: {e}", d.describe()))?;
+    let master = unwrap_key(opts, &header)?;
+    let keys = master
+        .as_ref()
+        .map(|m| Arc::new(ArchiveKeys::derive(m, &header.uuid)));
     let (names, ignored) = match conn.request(&Request::ListVolumes)? {
         Response::Volumes { names, ignored } => (names, ignored),
         r => bail!("unexpected answer to ListVolumes: {r:?}"),
@@ -170,15 +196,11 @@ fn fetch_all(meta: &Meta, staging: &Path, opts: &Options, report: &dyn Report) -
     }
     // Each name was validated as the reply was decoded.
     for vol in names {
-        let vdir = staging.join("volumes").join(vol.as_str());
-        match volume(&mut conn, &header, &vol, &vdir, report) {
+        let seal = MetaSeal::for_dir(keys.clone(), &vol);
+        match volume(&mut conn, &header, &seal, &staging.join("volumes"), report) {
             Ok(Some(r)) => out.recovered.push(r),
-            Ok(None) => {
-                let _ = fs::remove_dir_all(&vdir);
-                out.empty.push(vol);
-            }
+            Ok(None) => out.empty.push(vol),
             Err(e) => {
-                let _ = fs::remove_dir_all(&vdir);
                 report.volume_failed(vol.as_str(), &e);
                 out.failed.push((vol.to_string(), e));
                 if !conn_usable(&mut conn) {
@@ -194,6 +216,9 @@ fn fetch_all(meta: &Meta, staging: &Path, opts: &Options, report: &dyn Report) -
         fs::remove_dir_all(staging)
             .with_context(|| format!("cannot remove {}", staging.display()))?;
         return Ok(out);
+    }
+    if let Some(m) = &master {
+        crate::keyring::save_key(&meta.root, &header.uuid, m)?;
     }
     commit(meta, staging, opts, &header, &out)?;
     out.committed = true;
@@ -226,37 +251,71 @@ fn reconnect(opts: &Options, header: &ArchiveHeader) -> Result<AgentConn> {
     Ok(conn)
 }
 
-/// Fetch and check one volume into `vdir`; `None` if it has no session.
+/// Fetch and check the volume stored in `seal.dir()` into `staged/<vol>`;
+/// `None` if it has no session. A volume that fails leaves nothing staged.
 fn volume(
     conn: &mut AgentConn,
     header: &ArchiveHeader,
-    vol: &VolName,
-    vdir: &Path,
+    seal: &MetaSeal,
+    staged: &Path,
     report: &dyn Report,
 ) -> Result<Option<Recovered>> {
+    let dir = seal.dir();
     let (committed, _in_progress) = conn
-        .list_sessions(vol)
-        .with_context(|| format!("volume {vol}: cannot list its sessions"))?;
-    let sessions = check::session_list(vol, &committed)?;
-    let vbytes = fetch::small(conn, vol, VOLUME_FILE, check::MAX_SMALL_FILE)?;
+        .list_sessions(dir)
+        .with_context(|| format!("volume {dir}: cannot list its sessions"))?;
+    let sessions = check::session_list(dir, &committed)?;
+    let vbytes = sealed::small(conn, seal, MetaKind::Volume, None, VOLUME_FILE, check::MAX_SMALL_FILE)?;
     let Some(vbytes) = vbytes else {
         if sessions.is_empty() {
             return Ok(None);
         }
         bail!(
-            "volume {vol}: volume.json is missing, but {} sessions are committed",
+            "volume {dir}: volume.json is missing, but {} sessions are committed",
             sessions.len()
         );
     };
-    let state = check::volume_state(vol, &vbytes, sessions.last())?;
-    report.volume_started(vol, sessions.len());
-    fs::create_dir(vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
+    let vol = sealed::real_name(seal, &vbytes)?;
+    let state = check::volume_state(&vol, &vbytes, sessions.last())?;
+    report.volume_started(&vol, sessions.len());
+    let vdir = staged.join(vol.as_str());
+    fs::create_dir(&vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
+    let res = sessions_into(conn, header, seal, &vol, &sessions, &vdir, report);
+    let manifest_bytes = match res {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&vdir);
+            return Err(e);
+        }
+    };
+    fsync_dir(&vdir)?;
+    write_atomic(&vdir.join(VOLUME_FILE), &serde_json::to_vec_pretty(&state)?)?;
+    Ok(Some(Recovered {
+        vol,
+        sessions: sessions.len(),
+        manifest_bytes,
+    }))
+}
+
+/// Fetch and check each session of `vol` into `vdir`, oldest first; the
+/// manifests' total size.
+fn sessions_into(
+    conn: &mut AgentConn,
+    header: &ArchiveHeader,
+    seal: &MetaSeal,
+    vol: &VolName,
+    sessions: &[sparsebak_common::names::SessionName],
+    vdir: &Path,
+    report: &dyn Report,
+) -> Result<u64> {
     let mut prev: Option<SessionInfo> = None;
     let mut manifest_bytes = 0;
-    for s in &sessions {
-        let ibytes = fetch::small(
+    for s in sessions {
+        let ibytes = sealed::small(
             conn,
-            vol,
+            seal,
+            MetaKind::Info,
+            Some(s),
             &format!("{s}/{SESSION_INFO_FILE}"),
             check::MAX_SMALL_FILE,
         )?
@@ -265,9 +324,10 @@ fn volume(
         let sdir = vdir.join(s.as_str());
         fs::create_dir(&sdir).with_context(|| format!("cannot create {}", sdir.display()))?;
         let mpath = sdir.join(MANIFEST_FILE);
-        let (n, sha) = fetch::to_file(
+        let (n, sha) = sealed::manifest(
             conn,
-            vol,
+            seal,
+            s,
             &format!("{s}/{MANIFEST_FILE}"),
             check::manifest_bound(&info),
             &mpath,
@@ -289,13 +349,7 @@ fn volume(
         manifest_bytes += n;
         prev = Some(info);
     }
-    fsync_dir(vdir)?;
-    write_atomic(&vdir.join(VOLUME_FILE), &serde_json::to_vec_pretty(&state)?)?;
-    Ok(Some(Recovered {
-        vol: vol.clone(),
-        sessions: sessions.len(),
-        manifest_bytes,
-    }))
+    Ok(manifest_bytes)
 }
 
 /// Make the staged metadata the meta dir's, configuration last.
