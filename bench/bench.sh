@@ -130,7 +130,7 @@ SPARSEBAK_AGENT=$(agent_wrapper "$BIN")
 export SPARSEBAK_AGENT
 MP=$(stat -c %m "$W")
 SB=$BIN/sparsebak
-ARCH_OPTS=()
+ARCH_OPTS=(--encrypt=off)
 [[ -z ${BENCH_CHUNK_FACTOR:-} ]] || ARCH_OPTS+=(--chunk-factor="$BENCH_CHUNK_FACTOR")
 [[ -z ${BENCH_COMPRESSION:-} ]] || ARCH_OPTS+=(--compression="$BENCH_COMPRESSION")
 

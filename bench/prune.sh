@@ -102,7 +102,7 @@ for mib in $SIZES; do
 	head -c $((mib << 20)) /dev/urandom >"$V/src/vol.img"
 	MP=$(findmnt -n -o TARGET -T "$V/dest")
 	$SB arch-init -u --source="dir:$V/src" --dest="internal:$MP" \
-		--subdir="$(realpath --relative-to="$MP" "$V/dest")" >/dev/null
+		--subdir="$(realpath --relative-to="$MP" "$V/dest")" --encrypt=off >/dev/null
 	$SB add vol.img >/dev/null
 	sync
 	t0=$(now)

@@ -112,7 +112,7 @@ for ((i = 1; i <= REPEAT; i++)); do
 	mkdir -p "$W/archive.$i"
 	export SPARSEBAK_META_DIR=$W/meta.$i
 	"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath --relative-to="$MP" "$W/archive.$i")" \
-		--source="dir:$SRC" >/dev/null
+		--source="dir:$SRC" --encrypt=off >/dev/null
 	"$SB" add "$VOL" >/dev/null
 	measure "full.$i" -u send "$VOL"
 	if [[ -z $BEST ]] || python3 -c "import sys; sys.exit(not $(get "full.$i" wall) < $(get "$BEST" wall))"; then
@@ -124,7 +124,7 @@ done
 export SPARSEBAK_META_DIR=$W/meta.1
 rm -rf "$W/meta.1" "$W/archive.1" && mkdir -p "$W/archive.1"
 "$SB" arch-init --dest="internal:$MP" --subdir="$(realpath --relative-to="$MP" "$W/archive.1")" \
-	--source="dir:$SRC" >/dev/null
+	--source="dir:$SRC" --encrypt=off >/dev/null
 "$SB" add "$VOL" >/dev/null
 traced "$BEST" -u send "$VOL"
 export SPARSEBAK_META_DIR=$W/meta.$REPEAT

@@ -42,8 +42,14 @@ sums=()
 # mountpoint (sparsebak checks it is mounted) and --subdir the path below it.
 MP=$(stat -c %m "$WORK")
 SUB=$(realpath --relative-to="$MP" "$WORK/archive")
-echo "== arch-init: archive in $WORK/archive"
-sb arch-init --dest="internal:$MP" --subdir="$SUB" --source="dir:$WORK/images"
+echo "== arch-init: encrypted archive in $WORK/archive"
+# The passphrase unlocks the archive's key for arch-recover on a new
+# machine; day to day, sparsebak uses the key kept in its metadata dir.
+# Without --passphrase-file (or --passphrase-fd) it is asked twice at the
+# terminal. Keep the passphrase somewhere safe, away from the backups.
+printf '%s\n' "demo passphrase $(date +%s)" >"$WORK/passphrase"
+sb arch-init --dest="internal:$MP" --subdir="$SUB" --source="dir:$WORK/images" \
+    --passphrase-file="$WORK/passphrase"
 sb add demo-vol
 
 echo "== full send"

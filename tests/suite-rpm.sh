@@ -145,7 +145,7 @@ head -c 3145728 /dev/urandom >"$T/img/v"
 export SPARSEBAK_META_DIR=$T/meta SPARSEBAK_AGENT=$A
 SB=$T/root/usr/bin/sparsebak
 "$SB" arch-init --dest="internal:$MP" --subdir="$(realpath -m --relative-to="$MP" "$T/arch")" \
-    --source="dir:$T/img" >/dev/null
+    --source="dir:$T/img" --encrypt=off >/dev/null
 "$SB" add v >/dev/null
 "$SB" send -u >/dev/null
 "$SB" receive v --save-to="$T/back" -u >/dev/null

@@ -68,7 +68,7 @@ MP=$(stat -c %m "$T")
 mkdir -p "$T/img"
 export SPARSEBAK_META_DIR=$T/meta SPARSEBAK_AGENT=$AGENT
 "$SB" arch-init --dest="internal:$MP" --subdir="$(realpath -m --relative-to="$MP" "$T/arch")" \
-    --source="dir:$T/img" >/dev/null
+    --source="dir:$T/img" --encrypt=off >/dev/null
 "$SB" add v >/dev/null
 for i in 1 2 3; do
     head -c 1048576 /dev/urandom >"$T/img/v"

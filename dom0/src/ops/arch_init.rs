@@ -2,13 +2,13 @@
 //! configuration.
 
 use super::context::Connector;
-use crate::passphrase::Passphrase;
 use super::resolve::Location;
 use crate::config::{Config, CONFIG_VERSION};
 use crate::crypto::wrap::Cost;
 use crate::crypto::MasterKey;
 use crate::keyring;
 use crate::local_meta::Meta;
+use crate::passphrase::Passphrase;
 use crate::timefmt::{iso8601, now_unix};
 use anyhow::{bail, Result};
 use sparsebak_common::header::{ArchiveHeader, Compression};

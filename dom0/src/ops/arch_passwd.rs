@@ -31,7 +31,9 @@ pub fn arch_passwd(ctx: &Ctx, o: &PasswdOptions) -> Result<()> {
         );
     }
     let master = keyring::load_key(&ctx.meta.root, &ctx.config.uuid)?;
-    let keys = ctx.keys()?.expect("an encrypted archive was opened with its keys");
+    let keys = ctx
+        .keys()?
+        .expect("an encrypted archive was opened with its keys");
     let pass = o.passphrase.get("new passphrase", true)?;
     let mut h = open.header.clone();
     h.key = Some(wrap(&master, &pass, &h.uuid, Cost::for_new_wraps()));

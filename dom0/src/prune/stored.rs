@@ -30,16 +30,25 @@ pub fn upload_dir(journal: &Path) -> PathBuf {
 }
 
 /// Write `dir/dest/` from the plain plan files in `dir` (format 2 only).
-pub fn write_stored(dir: &Path, vol: &VolName, target: &SessionName, seal: &MetaSeal) -> Result<()> {
+pub fn write_stored(
+    dir: &Path,
+    vol: &VolName,
+    target: &SessionName,
+    seal: &MetaSeal,
+) -> Result<()> {
     if !seal.sealed() {
         return Ok(());
     }
     let out = dir.join(STORED_DIR);
     fs::create_dir(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let plan = dir.join(PLAN_FILE);
-    let r = BufReader::new(File::open(&plan).with_context(|| format!("cannot open {}", plan.display()))?);
+    let r = BufReader::new(
+        File::open(&plan).with_context(|| format!("cannot open {}", plan.display()))?,
+    );
     let dst = out.join(PLAN_FILE);
-    let mut w = BufWriter::new(File::create(&dst).with_context(|| format!("cannot create {}", dst.display()))?);
+    let mut w = BufWriter::new(
+        File::create(&dst).with_context(|| format!("cannot create {}", dst.display()))?,
+    );
     let vol_line = format!("vol {vol}");
     for (i, line) in r.lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", plan.display()))?;

@@ -24,14 +24,13 @@ pub mod fetch;
 pub mod sealed;
 
 use crate::config::{Config, SourceSpec, VolumeEntry, CONFIG_VERSION};
-use crate::dest::{connect, AgentConn, DestSpec, TransportOptions};
-use crate::fsutil::{fsync_dir, write_atomic};
 use crate::crypto::sealed::MetaKind;
 use crate::crypto::{ArchiveKeys, MasterKey};
+use crate::dest::{connect, AgentConn, DestSpec, TransportOptions};
+use crate::fsutil::{fsync_dir, write_atomic};
 use crate::local_meta::{Meta, SessionInfo};
 use crate::metaseal::MetaSeal;
 use crate::passphrase::Passphrase;
-use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use sparsebak_common::header::ArchiveHeader;
 use sparsebak_common::names::VolName;
@@ -39,6 +38,7 @@ use sparsebak_common::proto::{Request, Response};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The staging dir inside the meta dir; its presence marks a recovery in
 /// progress.
@@ -265,7 +265,14 @@ fn volume(
         .list_sessions(dir)
         .with_context(|| format!("volume {dir}: cannot list its sessions"))?;
     let sessions = check::session_list(dir, &committed)?;
-    let vbytes = sealed::small(conn, seal, MetaKind::Volume, None, VOLUME_FILE, check::MAX_SMALL_FILE)?;
+    let vbytes = sealed::small(
+        conn,
+        seal,
+        MetaKind::Volume,
+        None,
+        VOLUME_FILE,
+        check::MAX_SMALL_FILE,
+    )?;
     let Some(vbytes) = vbytes else {
         if sessions.is_empty() {
             return Ok(None);

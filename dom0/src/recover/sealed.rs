@@ -42,7 +42,8 @@ pub fn small(
         return Ok(Some(stored));
     }
     let what = format!("{path} of volume dir {dir}");
-    seal.open_bytes(kind, session, &stored, max, &what).map(Some)
+    seal.open_bytes(kind, session, &stored, max, &what)
+        .map(Some)
 }
 
 /// The real name of the volume stored in `seal.dir()`, read from its opened
@@ -55,8 +56,12 @@ pub fn real_name(seal: &MetaSeal, volume_json: &[u8]) -> Result<VolName> {
     struct Named {
         name: VolName,
     }
-    let n: Named = serde_json::from_slice(volume_json)
-        .with_context(|| format!("volume dir {}: volume.json names no valid volume", seal.dir()))?;
+    let n: Named = serde_json::from_slice(volume_json).with_context(|| {
+        format!(
+            "volume dir {}: volume.json names no valid volume",
+            seal.dir()
+        )
+    })?;
     if &keys.hidden_name(&n.name) != seal.dir() {
         bail!(
             "volume dir {} holds the volume.json of volume {}, whose dir is another: moved or replaced",

@@ -69,7 +69,8 @@ fn outcomes(src: &dyn VolumeSource, prev: Option<&Path>, prev_size: Option<Bytes
         let mut out = Vec::new();
         for batch in rx.iter() {
             for job in batch.unwrap() {
-                out.push(process(job, Compression::default(), cs()));
+                let codec = ChunkCodec::plain(Default::default());
+                out.push(process(job, &codec, cs()));
             }
         }
         out

@@ -240,7 +240,7 @@ fn destination_disk_not_mounted() {
     let m = Mount::bind(&disk, &mnt);
     let d = format!("--dest=internal:{}", mnt.display());
     let src = format!("--source={}", e.src.display());
-    e.ok(&["arch-init", &d, "--subdir=bk", &src]);
+    e.ok(&["arch-init", &d, "--subdir=bk", &src, "--encrypt=off"]);
     write_file(&e.img("vol"), &realistic_bytes(2 * MIB + 5, 33));
     e.ok(&["add", "vol"]);
     e.ok(&["send"]);

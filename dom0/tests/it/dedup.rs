@@ -409,7 +409,7 @@ fn a_destination_without_hard_links_is_refused_before_anything_is_sent() {
     std::fs::create_dir(&dest).unwrap();
     let [d, s] = Env::dest_args(&dest);
     let source = format!("--source=dir:{}", e.src.display());
-    e.ok(&["arch-init", &d, &s, &source]);
+    e.ok(&["arch-init", &d, &s, &source, "--encrypt=off"]);
     write_file(&e.img(VA), &random_bytes(4 * CHUNK, 1));
     e.ok(&["add", VA]);
     let out = e.run(&["-u", "send", "--dedup"]);

@@ -9,7 +9,7 @@ fn on_tmpfs(e: &Env, size: &str) -> Mount {
     let m = Mount::tmpfs(&e.path("mnt"), size);
     let d = format!("--dest=internal:{}", m.0.display());
     let src = format!("--source=dir:{}", e.src.display());
-    e.ok(&["arch-init", &d, "--subdir=archive", &src]);
+    e.ok(&["arch-init", &d, "--subdir=archive", &src, "--encrypt=off"]);
     m
 }
 

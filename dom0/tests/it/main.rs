@@ -24,6 +24,7 @@ mod damaged_chunks;
 mod dedup;
 mod delete;
 mod dest_transports;
+mod encrypted;
 mod full_disk;
 mod legacy;
 mod legacy_hostile;

@@ -210,7 +210,7 @@ fn tar_send_onto_a_full_disk() {
     let m = Mount::tmpfs(&e.path("mnt"), "3m");
     let d = format!("--dest=internal:{}", m.0.display());
     let src = format!("--source=dir:{}", e.src.display());
-    e.ok(&["arch-init", &d, "--subdir=archive", &src]);
+    e.ok(&["arch-init", &d, "--subdir=archive", &src, "--encrypt=off"]);
     write_file(&e.img(VOL), &random_bytes(16 * MIB, 60));
     e.ok(&["add", VOL]);
     e.run(&["send", "-u", "--tarfile"]).expect(

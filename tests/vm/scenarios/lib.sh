@@ -66,7 +66,7 @@ assert_contains() {
 # arch_init VG/POOL SUBDIR [FACTOR]: a new archive on /mnt/bk for $META
 arch_init() {
   rm -rf "$META"
-  sb_ok arch-init --source="$1" --dest=internal:/mnt/bk --subdir="$2" --chunk-factor="${3:-1}"
+  sb_ok arch-init --source="$1" --dest=internal:/mnt/bk --subdir="$2" --chunk-factor="${3:-1}" --encrypt=off
 }
 
 # archive_disk DISK: ext4 on DISK, mounted at /mnt/bk (the archives' destination)

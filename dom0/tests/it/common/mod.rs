@@ -166,11 +166,18 @@ impl Env {
         ]
     }
 
-    /// arch-init onto `self.dest` with `--source=dir:SRC` and extra options.
+    /// arch-init onto `self.dest` with `--source=dir:SRC` and extra options;
+    /// format 1 (`--encrypt=off`) unless they say otherwise.
     pub fn init(&self, extra: &[&str]) -> String {
         let [d, s] = Self::dest_args(&self.dest);
         let source = format!("--source=dir:{}", self.src.display());
         let mut args = vec!["arch-init", &d, &s, &source];
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--encrypt") || a.starts_with("--passphrase"))
+        {
+            args.push("--encrypt=off");
+        }
         args.extend_from_slice(extra);
         self.ok(&args)
     }
