@@ -92,6 +92,20 @@ pub fn load_key(meta: &Path, uuid: &str) -> Result<MasterKey> {
     MasterKey::from_hex(&hexkey).with_context(|| format!("{} is damaged", path.display()))
 }
 
+/// The keys of the archive configured in `meta`, from its key file (its
+/// own uuid); `None` if there is none (format 1).
+pub fn load_local_keys(meta: &Path) -> Result<Option<Arc<ArchiveKeys>>> {
+    let path = key_path(meta);
+    if fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let bytes = Zeroizing::new(crate::fsutil::read_bounded(&path, MAX_KEY_FILE)?);
+    let k: KeyFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a sparsebak key file", path.display()))?;
+    let master = load_key(meta, &k.uuid)?;
+    Ok(Some(Arc::new(ArchiveKeys::derive(&master, &k.uuid))))
+}
+
 /// The header without its MAC, serialised: what the MAC covers.
 fn mac_input(h: &ArchiveHeader) -> Result<Vec<u8>> {
     let mut bare = h.clone();

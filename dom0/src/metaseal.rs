@@ -3,7 +3,7 @@
 //! bound to its kind, the volume's hidden name and, for session files, the
 //! session. dom0's own copies are always plain (docs/FORMAT.md §18.5).
 
-use crate::crypto::sealed::{open_to, seal_bytes, seal_to, MetaKind, Place};
+use crate::crypto::sealed::{open_to, seal_bytes_synthetic, seal_to, MetaKind, Place};
 use crate::crypto::ArchiveKeys;
 use anyhow::{Context, Result};
 use sparsebak_common::names::{SessionName, VolName};
@@ -57,11 +57,20 @@ impl MetaSeal {
         }
     }
 
-    /// `volume.json` as stored (Commit's `volume_info`).
+    /// For volume `vol` of the archive whose local metadata is in `meta`
+    /// (format 2 if it holds a key file).
+    pub fn of_local(meta: &Path, vol: &VolName) -> Result<Self> {
+        let keys = crate::keyring::load_local_keys(meta)?;
+        Ok(Self::new(keys, vol))
+    }
+
+    /// `volume.json` as stored (Commit's `volume_info`); the same bytes
+    /// for the same contents (a synthetic nonce), so dom0's copy can be
+    /// compared with the destination's by digest.
     pub fn volume(&self, plain: String) -> String {
         match &self.keys {
             None => plain,
-            Some(k) => seal_bytes(
+            Some(k) => seal_bytes_synthetic(
                 k,
                 self.place(MetaKind::Volume, &self.context(None)),
                 plain.as_bytes(),
@@ -77,7 +86,7 @@ impl MetaSeal {
     pub fn info(&self, session: &SessionName, plain: &[u8]) -> Vec<u8> {
         match &self.keys {
             None => plain.to_vec(),
-            Some(k) => seal_bytes(
+            Some(k) => seal_bytes_synthetic(
                 k,
                 self.place(MetaKind::Info, &self.context(Some(session))),
                 plain,

@@ -7,6 +7,7 @@ use crate::chunk::sha256;
 use crate::dest::client::DestSessions;
 use crate::fsutil::read_bounded;
 use crate::local_meta::Meta;
+use crate::metaseal::MetaSeal;
 use anyhow::{Context, Result};
 use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::proto::SessionDigest;
@@ -21,24 +22,31 @@ pub struct LocalVolume {
     pub volume_sha256: Option<String>,
 }
 
-fn digest_of(p: &std::path::Path) -> Result<String> {
+/// The sha256 of the file as the destination stores it: dom0's copy,
+/// sealed again in format 2 (to the same bytes: [`MetaSeal`]).
+fn digest_of(p: &std::path::Path, stored: impl Fn(Vec<u8>) -> Vec<u8>) -> Result<String> {
     let b = read_bounded(p, 1024 * 1024)?;
-    Ok(hex::encode(sha256(&b)))
+    Ok(hex::encode(sha256(&stored(b))))
 }
 
 impl LocalVolume {
     pub fn load(meta: &Meta, vol: &VolName) -> Result<Self> {
         let chain = meta.chain(vol)?;
+        let seal = MetaSeal::of_local(&meta.root, vol)?;
         let mut sessions = Vec::with_capacity(chain.len());
         for s in &chain {
             let p = meta.session_dir(vol, &s.name).join(SESSION_INFO_FILE);
-            sessions.push((s.name.clone(), digest_of(&p)?));
+            sessions.push((s.name.clone(), digest_of(&p, |b| seal.info(&s.name, &b))?));
         }
         let volume_sha256 = match chain.is_empty() {
             true => None,
             false => {
                 let p = meta.vol_dir(vol).join(VOLUME_FILE);
-                Some(digest_of(&p).with_context(|| format!("volume {vol}"))?)
+                let stored = |b: Vec<u8>| match String::from_utf8(b) {
+                    Ok(t) => seal.volume(t).into_bytes(),
+                    Err(e) => e.into_bytes(),
+                };
+                Some(digest_of(&p, stored).with_context(|| format!("volume {vol}"))?)
             }
         };
         Ok(LocalVolume {

@@ -19,6 +19,7 @@ const META_INFO: &[u8] = b"sparsebak-v2 metadata aead";
 const DIGEST_INFO: &[u8] = b"sparsebak-v2 content digest";
 const NAME_INFO: &[u8] = b"sparsebak-v2 volume name";
 const HEADER_INFO: &[u8] = b"sparsebak-v2 header mac";
+const NONCE_INFO: &[u8] = b"sparsebak-v2 metadata nonce";
 
 /// The archive's random master key. Never leaves dom0 unwrapped.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -67,6 +68,7 @@ pub struct ArchiveKeys {
     digest: [u8; KEY_LEN],
     name: [u8; KEY_LEN],
     header: [u8; KEY_LEN],
+    nonce: [u8; KEY_LEN],
 }
 
 impl std::fmt::Debug for ArchiveKeys {
@@ -100,6 +102,7 @@ impl ArchiveKeys {
             digest: sub(DIGEST_INFO),
             name: sub(NAME_INFO),
             header: sub(HEADER_INFO),
+            nonce: sub(NONCE_INFO),
         }
     }
 
@@ -135,6 +138,14 @@ impl ArchiveKeys {
         hmac(&self.header, &[b"sparsebak-v2 header\0", bytes])
     }
 
+    /// A synthetic nonce prefix for a small metadata file: HMAC-SHA256 of
+    /// its associated data and plaintext (SIV), so dom0 can seal its own
+    /// copy again to the very bytes the destination holds (the
+    /// consistency check compares their sha256, docs/FORMAT.md §17, §18.5).
+    pub fn synthetic_nonce(&self, ad: &[u8], plain: &[u8]) -> [u8; 32] {
+        hmac(&self.nonce, &[&(ad.len() as u64).to_be_bytes(), ad, plain])
+    }
+
     /// Whether `tag` is the header MAC of `bytes` (constant time).
     pub fn header_mac_ok(&self, bytes: &[u8], tag: &[u8]) -> bool {
         let mut m = HmacSha256::new_from_slice(&self.header).expect("any key length");
@@ -153,7 +164,7 @@ mod tests {
         let m = MasterKey::from_bytes([7; 32]);
         let a = ArchiveKeys::derive(&m, "u1");
         let b = ArchiveKeys::derive(&m, "u2");
-        let keys = [a.chunk, a.meta, a.digest, a.name, a.header];
+        let keys = [a.chunk, a.meta, a.digest, a.name, a.header, a.nonce];
         for (i, x) in keys.iter().enumerate() {
             for y in &keys[i + 1..] {
                 assert_ne!(x, y);

@@ -107,8 +107,16 @@ pub struct SealWriter<'k, W: Write> {
 }
 
 impl<'k, W: Write> SealWriter<'k, W> {
-    pub fn new(keys: &'k ArchiveKeys, p: Place<'_>, mut out: W) -> io::Result<Self> {
-        let prefix: [u8; PREFIX_LEN] = random();
+    pub fn new(keys: &'k ArchiveKeys, p: Place<'_>, out: W) -> io::Result<Self> {
+        Self::with_prefix(keys, p, random(), out)
+    }
+
+    fn with_prefix(
+        keys: &'k ArchiveKeys,
+        p: Place<'_>,
+        prefix: [u8; PREFIX_LEN],
+        mut out: W,
+    ) -> io::Result<Self> {
         let header = header_line(p.kind, &prefix);
         out.write_all(header.as_bytes())?;
         out.write_all(b"\n")?;
@@ -187,6 +195,27 @@ pub fn seal_bytes(keys: &ArchiveKeys, p: Place<'_>, plain: &[u8]) -> String {
 /// each segment a tag and a newline. Readers bound the fetch with it.
 pub fn max_sealed_len(plain: u64) -> u64 {
     plain + plain / 2 + 4096
+}
+
+/// [`seal_bytes`] with a synthetic nonce prefix (HMAC of the place and
+/// the plaintext) instead of a random one: the same file in the same place
+/// always seals to the same bytes, so dom0 can compare its copy with the
+/// destination's by digest. Only for small files that are never sealed
+/// twice with different contents in the same place by design (info.json
+/// of one session, volume.json whose `last` changes with every session);
+/// equal plaintexts in one place are the only thing it reveals.
+pub fn seal_bytes_synthetic(keys: &ArchiveKeys, p: Place<'_>, plain: &[u8]) -> String {
+    let ad = [p.kind.as_str(), "\0", p.context].concat();
+    let n = keys.synthetic_nonce(ad.as_bytes(), plain);
+    let prefix: [u8; PREFIX_LEN] = n[..PREFIX_LEN].try_into().expect("19 of 32 bytes");
+    let w = SealWriter::with_prefix(keys, p, prefix, Vec::new()).expect("writing to memory");
+    let mut z = zstd::stream::write::Encoder::new(w, 3).expect("zstd in memory");
+    z.write_all(plain).expect("writing to memory");
+    let out = z
+        .finish()
+        .and_then(|w| w.finish())
+        .expect("writing to memory");
+    String::from_utf8(out).expect("base64 and ASCII")
 }
 
 /// Yields the authenticated plaintext segments of a sealed file.

@@ -16,9 +16,13 @@ pub fn hide<'r>(req: &'r Request, keys: Option<&ArchiveKeys>) -> Cow<'r, Request
     };
     let h = |v: &VolName| k.hidden_name(v);
     let mut r = req.clone();
+    // Exhaustive on purpose: a new request that names a volume must be
+    // hidden here, or format 2 would leak the name (and miss the volume).
     match &mut r {
         Request::ListSessions { vol }
+        | Request::SessionDigests { vol, .. }
         | Request::PutSession { vol, .. }
+        | Request::ResumeCheck { vol, .. }
         | Request::Commit { vol, .. }
         | Request::ReadMeta { vol, .. }
         | Request::DeleteVolume { vol }
@@ -31,7 +35,16 @@ pub fn hide<'r>(req: &'r Request, keys: Option<&ArchiveKeys>) -> Cow<'r, Request
                 *vol = LegacyVolName::from(h(&v));
             }
         }
-        _ => return Cow::Borrowed(req),
+        Request::Hello { .. }
+        | Request::Open { .. }
+        | Request::OpenLegacy { .. }
+        | Request::InitArchive { .. }
+        | Request::RewrapKey { .. }
+        | Request::ListVolumes
+        | Request::DeleteArchive { .. }
+        | Request::CheckHardlinks
+        | Request::Dedup
+        | Request::Bye => return Cow::Borrowed(req),
     }
     Cow::Owned(r)
 }

@@ -132,3 +132,25 @@ fn oversized_lines_and_plaintext_are_refused() {
     let e = open_bytes(&k, MAN, s.as_bytes(), 1000, "m").unwrap_err();
     assert!(e.to_string().contains("limit of 1000"), "{e}");
 }
+
+#[test]
+fn synthetic_nonces_are_deterministic_per_place_and_content() {
+    let k = keys();
+    let info = Place {
+        kind: MetaKind::Info,
+        ..MAN
+    };
+    let a = seal_bytes_synthetic(&k, info, b"{\"a\":1}");
+    assert_eq!(a, seal_bytes_synthetic(&k, info, b"{\"a\":1}"));
+    assert_ne!(a, seal_bytes_synthetic(&k, info, b"{\"a\":2}"));
+    let other = Place {
+        context: "vabc/S_20260101-000001",
+        ..info
+    };
+    assert_ne!(a, seal_bytes_synthetic(&k, other, b"{\"a\":1}"));
+    assert_eq!(
+        open_bytes(&k, info, a.as_bytes(), 100, "i").unwrap(),
+        b"{\"a\":1}"
+    );
+    assert!(open_bytes(&k, other, a.as_bytes(), 100, "i").is_err());
+}
