@@ -5,7 +5,9 @@
 # (zeros, text-like and random data) next to a fresh archive, measures this
 # machine's limits on that same file (dd read, zstd -3 -T0, sha256sum, dd
 # write), then sparsebak's full send, incremental send after a 1% change,
-# receive and verify; checks the received image's sha256 against the source;
+# receive and verify of an unencrypted archive (format 1), and full send,
+# receive and verify of an encrypted one (format 2) in the same run, with
+# their ratios; checks the received images' sha256 against the source;
 # prints a markdown table and rewrites the results section of
 # docs/BENCHMARKS.md.
 #
@@ -34,6 +36,7 @@
 #                   measurement is reported either way
 #   BENCH_CHUNK_FACTOR, BENCH_COMPRESSION  arch-init --chunk-factor and
 #                   --compression (default: sparsebak's defaults)
+#   BENCH_ENCRYPTED 0 = skip the encrypted archive (default 1)
 #   BENCH_NICE      run every measured command with priority nice N, in a
 #                   session (autogroup) of its own (e.g. -10 on
 #                   a machine shared with other work; default 0 = not)
@@ -80,7 +83,7 @@ trap cleanup EXIT
 FREE=$(df -B1 --output=avail "$W" | tail -1)
 # The image, REPEAT archives (at most about half the image each with this
 # content), the received image, and 1 GiB to spare.
-NEED=$(((4 + REPEAT) * SIZE / 2 + (1 << 30)))
+NEED=$(((6 + REPEAT) * SIZE / 2 + (1 << 30)))
 ((FREE > NEED)) || die "$W has $((FREE >> 20)) MiB free; $((NEED >> 20)) MiB needed"
 R=$W/results.env # key=value lines for bench/report.py
 bench_init
@@ -166,6 +169,36 @@ GOT=$(sha256sum <"$W/received" | cut -d' ' -f1)
 put sha256_source "$WANT"
 put sha256_received "$GOT"
 [[ $WANT == "$GOT" ]] || die "received image differs from the source: $GOT, expected $WANT"
+rm -f "$W/received"
+
+if [[ ${BENCH_ENCRYPTED:-1} == 1 ]]; then
+	# The same image (as of the incremental send) into encrypted archives:
+	# full send, receive and verify, each REPEAT times like the others.
+	say "sparsebak, encrypted archive (format 2)"
+	printf 'bench passphrase\n' >"$W/passphrase"
+	ENC_OPTS=("${ARCH_OPTS[@]:1}" --passphrase-file="$W/passphrase")
+	for ((i = 1; i <= REPEAT; i++)); do
+		ARCH=$W/archive-enc.$i
+		mkdir -p "$ARCH" "$W/meta-enc.$i"
+		export SPARSEBAK_META_DIR=$W/meta-enc.$i
+		"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath --relative-to="$MP" "$ARCH")" \
+			--source="dir:$SRC" "${ENC_OPTS[@]}" >"$W/arch-init-enc.log"
+		"$SB" add "$VOL" >/dev/null
+		measure "full_enc#$i" "$SB" -u send "$VOL"
+		((i == REPEAT)) || rm -rf "$ARCH"
+	done
+	best full_enc
+	put full_enc.stored_bytes "$(du -sb "$ARCH" | cut -f1)"
+	for ((i = 1; i <= REPEAT; i++)); do
+		rm -f "$W/received"
+		measure "receive_enc#$i" "$SB" -u receive "$VOL" --save-to="$W/received"
+	done
+	best receive_enc
+	repeat verify_enc "$SB" -u verify "$VOL"
+	GOT=$(sha256sum <"$W/received" | cut -d' ' -f1)
+	put sha256_received_enc "$GOT"
+	[[ $WANT == "$GOT" ]] || die "encrypted: received image differs from the source: $GOT, expected $WANT"
+fi
 bench_finish
 put repeat "$REPEAT"
 

@@ -17,6 +17,9 @@ END = "<!-- bench.sh results: END -->"
 TARGET_SEND = 0.70
 TARGET_RECEIVE = 0.70
 TARGET_RSS_MIB = 128
+# Encrypted (format 2) full send, receive and verify against unencrypted,
+# in the same run (issue 13).
+TARGET_ENCRYPTED = 0.90
 
 
 def load(path):
@@ -87,7 +90,8 @@ def render(r):
     dropped = r.get("caches_dropped") == "yes"
     w("* Page cache dropped before every measurement: "
       + ("yes (all figures are cold-cache)." if dropped else "**NO** (not root? figures are warm and not comparable)."))
-    noisy = [n for n in ("dd_read", "zstd", "sha256sum", "dd_write", "full", "incr", "receive", "verify")
+    noisy = [n for n in ("dd_read", "zstd", "sha256sum", "dd_write", "full", "incr", "receive", "verify",
+                         "full_enc", "receive_enc", "verify_enc")
              if (run.others(n) or 0) > 0.10]
     w(f"* Every measurement but the incremental send ran {r.get('repeat', '1')} times; the tables show "
       "the fastest run (the one least disturbed by other work) and list all.")
@@ -100,7 +104,9 @@ def render(r):
       + (f"measured commands ran at nice {r['nice']} in an autogroup of their own."
          if r.get("nice", "0") != "0" else "no priority boost."))
     w(f"* Correctness: sha256 of the received image = source "
-      f"(`{r['sha256_source'][:16]}…`): {'yes' if r['sha256_source'] == r['sha256_received'] else 'NO'}.")
+      f"(`{r['sha256_source'][:16]}…`): {'yes' if r['sha256_source'] == r['sha256_received'] else 'NO'}"
+      + (f"; encrypted archive: {'yes' if r['sha256_source'] == r['sha256_received_enc'] else 'NO'}"
+         if "sha256_received_enc" in r else "") + ".")
     w("")
     w("Machine limits on the same image file (MB = 10^6 bytes):")
     w("")
@@ -127,6 +133,13 @@ def render(r):
         ("receive", "receive latest session to a file"),
         ("verify", "verify latest session"),
     ]
+    enc = [
+        ("full_enc", "encrypted: full send"),
+        ("receive_enc", "encrypted: receive latest session to a file"),
+        ("verify_enc", "encrypted: verify latest session"),
+    ]
+    if "full_enc.wall" in r or any(k.startswith("full_enc") for k in r):
+        ops += enc
     for n, label in ops:
         stored = r.get(f"{n}.stored_bytes")
         stored = f"{int(stored) / 2**20:.0f} MiB" if stored else ""
@@ -151,6 +164,12 @@ def render(r):
       f"| {recv_ratio:.2f} | >= {TARGET_RECEIVE:.2f} | {yes(recv_ratio >= TARGET_RECEIVE)} |")
     w(f"| peak RSS of any sparsebak or agent process, any run | {peak:.0f} MiB | <= {TARGET_RSS_MIB} MiB "
       f"| {yes(peak <= TARGET_RSS_MIB)} |")
+    for n, label in enc:
+        if any(k.startswith(n) for k in r):
+            base = n[: -len("_enc")]
+            ratio = run.mbps(n) / run.mbps(base)
+            w(f"| {label} / unencrypted = {run.mbps(n):.0f} / {run.mbps(base):.0f} MB/s "
+              f"| {ratio:.2f} | >= {TARGET_ENCRYPTED:.2f} | {yes(ratio >= TARGET_ENCRYPTED)} |")
     w(f"| (no target) incremental send / min(dd read, sha256sum) = {run.mbps('incr'):.0f} / {incr_limit:.0f} MB/s "
       f"(coreutils sha256sum may not use the CPU's SHA instructions; sparsebak does) "
       f"| {run.mbps('incr') / incr_limit:.2f} | | |")
