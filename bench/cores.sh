@@ -66,7 +66,7 @@ for ((i = 1; i <= REPEAT; i++)); do
 		rm -rf "$W/arch" "$W/meta"
 		mkdir -p "$W/arch" "$W/meta"
 		"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath --relative-to="$MP" "$W/arch")" \
-			--source="dir:$W/src" >/dev/null
+			--source="dir:$W/src" --encrypt=off >/dev/null
 		"$SB" add vol.img >/dev/null
 		measure "send.$n#$i" "${pin[@]}" "$SB" -u send vol.img
 		measure "receive.$n#$i" "${pin[@]}" "$SB" -u receive vol.img --save-to="$W/restored"

@@ -129,7 +129,7 @@ round_sparsebak() {
 	rm -rf "$W/sb.arch" "$SPARSEBAK_META_DIR"
 	mkdir -p "$W/sb.arch" "$SPARSEBAK_META_DIR"
 	"$sb" arch-init --dest="internal:$mp" --subdir="$(realpath --relative-to="$mp" "$W/sb.arch")" \
-		--source="dir:$SRC" >/dev/null
+		--source="dir:$SRC" --encrypt=off >/dev/null
 	"$sb" add "$VOL" >/dev/null
 	place 0 && measure "sparsebak.full#$i" "$sb" -u send "$VOL"
 	sleep 1 && place 1 && measure "sparsebak.incr1#$i" "$sb" -u send "$VOL"

@@ -88,7 +88,7 @@ impl Pool {
 fn init(e: &Env, p: &Pool) {
     let [d, s] = Env::dest_args(&e.dest);
     let source = format!("--source=reflink:{}", p.dir.display());
-    e.ok(&["arch-init", &d, &s, &source]);
+    e.ok(&["arch-init", &d, &s, &source, "--encrypt=off"]);
 }
 
 /// The chunks a send of `vol` reports changed (0 for "no changes").
