@@ -340,7 +340,6 @@ pub fn send_volume(
     let last = chain.last();
     let state = volume_state(ctx, vol)?;
     let codec = ctx.chunk_codec(&state.uuid)?;
-    let seal = ctx.meta_seal(vol)?;
     let session = next_session_name(now_unix(), last.map(|l| &l.name));
     let basis = resume::Basis {
         vol,
@@ -379,7 +378,7 @@ pub fn send_volume(
             resume,
             tmp: &tmp,
             basis,
-            seal,
+            seal: ctx.meta_seal(vol)?,
             report: SendReport {
                 full: last.is_none(),
                 volsize: src.size(),
