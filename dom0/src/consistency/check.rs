@@ -9,9 +9,13 @@
 
 use super::report::CheckReport;
 use super::{compare, data, Kind, LocalVolume, Problem};
+use crate::chunk::ChunkCodec;
 use crate::config::Config;
+use crate::crypto::sealed::{max_sealed_len, MetaKind};
+use crate::crypto::ArchiveKeys;
 use crate::dest::AgentConn;
 use crate::local_meta::{Meta, SessionInfo};
+use crate::metaseal::MetaSeal;
 use crate::progress::Progress;
 use anyhow::{bail, Result};
 use sha2::Digest as _;
@@ -19,6 +23,8 @@ use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::proto::{ErrorKind, Request, Response, MAX_INFO_FILE};
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE};
 use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::Arc;
 
 /// Bytes per manifest line (`<64> <64> x<16>\n`).
 const MANIFEST_LINE: u64 = 148;
@@ -35,9 +41,12 @@ pub fn check_archive(
         data,
         ..Default::default()
     };
-    unknown_volumes(config, conn, &mut r)?;
+    // Format 2: volume dirs have hidden names, metadata files are sealed
+    // and chunks are decoded with the archive's keys (docs/FORMAT.md §18).
+    let keys = crate::keyring::load_local_keys(&meta.root)?;
+    unknown_volumes(config, keys.as_deref(), conn, &mut r)?;
     for vol in config.volumes.keys() {
-        check_volume(meta, config, conn, vol, pb, &mut r)?;
+        check_volume(meta, config, keys.as_ref(), conn, vol, pb, &mut r)?;
     }
     Ok(r)
 }
@@ -45,12 +54,22 @@ pub fn check_archive(
 /// Volume directories on the destination that dom0's configuration does
 /// not name: deleted by dom0 while the destination kept an older copy, or
 /// left out by `arch-recover`.
-fn unknown_volumes(config: &Config, conn: &mut AgentConn, r: &mut CheckReport) -> Result<()> {
+fn unknown_volumes(
+    config: &Config,
+    keys: Option<&ArchiveKeys>,
+    conn: &mut AgentConn,
+    r: &mut CheckReport,
+) -> Result<()> {
     let names = match conn.request(&Request::ListVolumes)? {
         Response::Volumes { names, .. } => names,
         other => bail!("unexpected answer to ListVolumes: {other:?}"),
     };
-    for v in names.iter().filter(|v| !config.volumes.contains_key(*v)) {
+    let known: BTreeSet<VolName> = config
+        .volumes
+        .keys()
+        .map(|v| keys.map(|k| k.hidden_name(v)).unwrap_or_else(|| v.clone()))
+        .collect();
+    for v in names.iter().filter(|v| !known.contains(*v)) {
         r.add(Problem::new(
             Kind::Stale,
             v,
@@ -64,12 +83,21 @@ fn unknown_volumes(config: &Config, conn: &mut AgentConn, r: &mut CheckReport) -
 fn check_volume(
     meta: &Meta,
     config: &Config,
+    keys: Option<&Arc<ArchiveKeys>>,
     conn: &mut AgentConn,
     vol: &VolName,
     pb: &dyn Progress,
     r: &mut CheckReport,
 ) -> Result<()> {
     r.volumes += 1;
+    let seal = MetaSeal::new(keys.cloned(), vol);
+    let codec = match keys {
+        None => ChunkCodec::plain(config.compression),
+        Some(k) => {
+            let uuid = meta.load_volume(vol)?.map(|s| s.uuid).unwrap_or_default();
+            ChunkCodec::sealed(config.compression, k.clone(), &uuid)
+        }
+    };
     let chain = meta.chain(vol)?;
     let local = LocalVolume::load(meta, vol)?;
     let dest = conn.session_digests(vol)?;
@@ -87,9 +115,9 @@ fn check_volume(
         if !flagged.contains(&info.name) {
             check_info(conn, vol, info, digest, r)?;
         }
-        check_manifest(conn, vol, info, r)?;
+        check_manifest(conn, &seal, vol, info, r)?;
         if r.data {
-            data::check_session(meta, config.chunk_size, conn, vol, info, pb, r)?;
+            data::check_session(meta, &codec, config.chunk_size, conn, vol, info, pb, r)?;
         }
     }
     Ok(())
@@ -104,22 +132,35 @@ enum Read {
 /// Read `path` of `vol` (at most `max` bytes) through `ReadMeta` and hash it.
 fn read_digest(conn: &mut AgentConn, vol: &VolName, path: &str, max: u64) -> Result<Read> {
     let mut h = sha2::Sha256::new();
+    read_pieces(conn, vol, path, max, &mut |b| h.update(b))?
+        .map_or_else(|| Ok(Read::Digest(hex::encode(h.finalize()))), Ok)
+}
+
+/// Read `path` of `vol` (at most `max` bytes) through `ReadMeta` into
+/// `sink`; `Some` problem if it cannot be read whole.
+fn read_pieces(
+    conn: &mut AgentConn,
+    vol: &VolName,
+    path: &str,
+    max: u64,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<Option<Read>> {
     let (mut offset, mut size) = (0u64, None);
     loop {
         let p = match conn.read_meta(vol, path, offset)? {
             Ok(p) => p,
             Err(e) if e.kind == ErrorKind::NotFound => {
-                return Ok(Read::Problem(
+                return Ok(Some(Read::Problem(
                     Kind::Missing,
                     "is missing on the destination".into(),
-                ))
+                )))
             }
             Err(e) => {
                 let why: String = e.message.chars().take(200).collect();
-                return Ok(Read::Problem(
+                return Ok(Some(Read::Problem(
                     Kind::Unreadable,
                     format!("cannot be read: {why}"),
-                ));
+                )));
             }
         };
         if p.size > max {
@@ -127,17 +168,17 @@ fn read_digest(conn: &mut AgentConn, vol: &VolName, path: &str, max: u64) -> Res
                 "is {} bytes on the destination, more than the {max} it can be",
                 p.size
             );
-            return Ok(Read::Problem(Kind::Altered, m));
+            return Ok(Some(Read::Problem(Kind::Altered, m)));
         }
         if size.is_some_and(|s| s != p.size) || (p.data.is_empty() && offset != p.size) {
             let m = "changed while it was read".to_string();
-            return Ok(Read::Problem(Kind::Unreadable, m));
+            return Ok(Some(Read::Problem(Kind::Unreadable, m)));
         }
         size = Some(p.size);
-        h.update(&p.data);
+        sink(&p.data);
         offset += p.data.len() as u64;
         if offset == p.size {
-            return Ok(Read::Digest(hex::encode(h.finalize())));
+            return Ok(None);
         }
     }
 }
@@ -164,8 +205,64 @@ fn check_info(
     Ok(())
 }
 
+/// Format 2: fetch the sealed manifest into a temporary file, open it
+/// (authenticated to its volume and session) and hash the plaintext.
+fn read_sealed_digest(
+    conn: &mut AgentConn,
+    seal: &MetaSeal,
+    vol: &VolName,
+    info: &SessionInfo,
+    path: &str,
+    max: u64,
+) -> Result<Read> {
+    let mut tmp = tempfile::tempfile()?;
+    let mut failed = None;
+    let got = read_pieces(conn, vol, path, max_sealed_len(max), &mut |b| {
+        if let Err(e) = tmp.write_all(b) {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(anyhow::Error::new(e).context("cannot write a temporary file"));
+    }
+    if let Some(problem) = got {
+        return Ok(problem);
+    }
+    use std::io::Seek as _;
+    tmp.rewind()?;
+    let mut h = HashWriter(sha2::Sha256::new());
+    let input = std::io::BufReader::new(tmp);
+    let what = format!("the manifest of {}", info.name);
+    Ok(
+        match seal.open_to(
+            MetaKind::Manifest,
+            Some(&info.name),
+            input,
+            max,
+            &mut h,
+            &what,
+        ) {
+            Ok(_) => Read::Digest(hex::encode(h.0.finalize())),
+            Err(e) => Read::Problem(Kind::Altered, format!("does not open: {e:#}")),
+        },
+    )
+}
+
+struct HashWriter(sha2::Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn check_manifest(
     conn: &mut AgentConn,
+    seal: &MetaSeal,
     vol: &VolName,
     info: &SessionInfo,
     r: &mut CheckReport,
@@ -173,7 +270,12 @@ fn check_manifest(
     r.manifests += 1;
     let path = format!("{}/{MANIFEST_FILE}", info.name);
     let max = info.chunks.saturating_mul(MANIFEST_LINE);
-    let problem = match read_digest(conn, vol, &path, max)? {
+    let read = if seal.sealed() {
+        read_sealed_digest(conn, seal, vol, info, &path, max)?
+    } else {
+        read_digest(conn, vol, &path, max)?
+    };
+    let problem = match read {
         Read::Digest(d) if d == info.manifest_sha256 => return Ok(()),
         Read::Digest(d) => (
             Kind::Altered,

@@ -6,7 +6,7 @@
 
 use super::report::CheckReport;
 use super::{Kind, Problem};
-use crate::chunk::{decode, sha256};
+use crate::chunk::{sha256, ChunkCodec};
 use crate::dest::client::FileReply;
 use crate::dest::AgentConn;
 use crate::local_meta::{Meta, SessionInfo};
@@ -33,7 +33,12 @@ struct Want {
 type Bad = (Kind, String);
 
 /// What is wrong with one chunk file, if anything.
-fn check_file(cs: ChunkSize, w: &Want, reply: Option<FileReply>) -> Option<Bad> {
+fn check_file(
+    codec: &ChunkCodec,
+    cs: ChunkSize,
+    w: &Want,
+    reply: Option<FileReply>,
+) -> Option<Bad> {
     let file = match reply {
         Some(FileReply::Data(f)) => f,
         Some(FileReply::Missing) => {
@@ -66,12 +71,12 @@ fn check_file(cs: ChunkSize, w: &Want, reply: Option<FileReply>) -> Option<Bad> 
         );
         return Some((Kind::Altered, m));
     }
-    match decode(&file, w.len as usize) {
+    match codec.decode(&file, w.addr, w.len as usize) {
         Err(e) => Some((
             Kind::Altered,
             format!("the chunk file does not decode: {e}"),
         )),
-        Ok(d) if sha256(&d) != w.content => Some((
+        Ok(d) if codec.content_digest(&d) != w.content => Some((
             Kind::Altered,
             "the decoded chunk does not match its content hash".into(),
         )),
@@ -81,6 +86,7 @@ fn check_file(cs: ChunkSize, w: &Want, reply: Option<FileReply>) -> Option<Bad> 
 
 /// Check a batch on all cores; count it and add its problems.
 fn settle(
+    codec: &ChunkCodec,
     cs: ChunkSize,
     vol: &VolName,
     info: &SessionInfo,
@@ -95,7 +101,7 @@ fn settle(
                 Some(FileReply::Data(f)) => f.len() as u64,
                 _ => 0,
             };
-            (w.addr, bytes, check_file(cs, &w, reply))
+            (w.addr, bytes, check_file(codec, cs, &w, reply))
         })
         .collect();
     for (addr, bytes, bad) in results {
@@ -112,8 +118,10 @@ fn settle(
 }
 
 /// Check every chunk file of session `info` of `vol`.
+#[allow(clippy::too_many_arguments)] // the check's context, passed down as is
 pub fn check_session(
     meta: &Meta,
+    codec: &ChunkCodec,
     cs: ChunkSize,
     conn: &mut AgentConn,
     vol: &VolName,
@@ -154,12 +162,12 @@ pub fn check_session(
     conn.read_files(vol.clone().into(), items, |want, reply| {
         batch.push((want, reply));
         if batch.len() == BATCH {
-            settle(cs, vol, info, std::mem::take(&mut batch), pb, r);
+            settle(codec, cs, vol, info, std::mem::take(&mut batch), pb, r);
         }
         Ok(())
     })
     .with_context(|| format!("volume {vol}, session {}: reading chunk files", info.name))?;
-    settle(cs, vol, info, batch, pb, r);
+    settle(codec, cs, vol, info, batch, pb, r);
     pb.finish();
     if let Some(e) = local_err.lock().expect("not poisoned").take() {
         return Err(e.context(format!("volume {vol}: dom0's manifest of {}", info.name)));

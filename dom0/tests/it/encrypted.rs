@@ -160,6 +160,8 @@ fn every_session_restores_and_the_destination_learns_no_names_or_content() {
     e.verify_ok(VA);
     e.verify_ok(VB);
     ok(&e, &["diff", VA]);
+    let out = ok(&e, &["arch-check", "--data"]);
+    assert!(out.contains("no problems"), "{out}");
     // The destination: format 2 header with the wrapped key, hidden dirs,
     // every metadata file sealed, no marker or name anywhere.
     let h: serde_json::Value =
@@ -349,6 +351,8 @@ fn bit_flips_in_each_kind_of_stored_file_are_refused() {
         let good = std::fs::read(f).unwrap();
         for at in [30, good.len() - 3] {
             flip(f, at);
+            // arch-check finds it by volume and session (exit 3).
+            run(&e, &["arch-check"]).expect(3, &[&format!("volume {VA}, session ")]);
             let fresh = e.path(&format!("fresh-{i}-{at}"));
             let o = run_sparsebak(&["arch-recover", &d, &s, &p], &fresh, &[]);
             o.expect(1, &[vdir.file_name().unwrap().to_str().unwrap()]);
