@@ -197,6 +197,10 @@ pub struct RestoreQubeArgs {
     /// Seconds qvm-shutdown --wait may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub shutdown_timeout: u64,
+    /// Restore what the destination still holds even if it lost or
+    /// changed sessions since dom0 sent them (docs/FORMAT.md §17).
+    #[arg(long)]
+    pub allow_inconsistent: bool,
 }
 
 impl RestoreQubeArgs {
@@ -211,6 +215,7 @@ impl RestoreQubeArgs {
             dry_run: self.dry_run,
             shutdown: self.shutdown,
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
+            allow_inconsistent: self.allow_inconsistent,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! validated (docs/FORMAT.md §16.3).
 
 use super::RestoreQubeOptions;
+use crate::consistency::require;
 use crate::dest::AgentConn;
 use crate::ops::context::Ctx;
 use crate::ops::resolve::one_session;
+use crate::ops::READ_HINT;
 use crate::progress::Silent;
 use crate::qubes::query::QubeInfo;
 use crate::qubes::record::{QubeRecord, MAX_RECORD};
@@ -62,7 +64,8 @@ pub fn records(ctx: &Ctx, o: &RestoreQubeOptions, existing: &[QubeInfo]) -> Resu
         false => all.clone(),
     };
     let mut conn = ctx.open(false)?.conn;
-    let (mut found, mut broken) = fetch_all(ctx, &mut conn, &first, at.as_ref());
+    let allow = o.allow_inconsistent;
+    let (mut found, mut broken) = fetch_all(ctx, &mut conn, &first, at.as_ref(), allow);
     let mut out = select(&found, &broken, o)?;
     let missing: Vec<String> = out
         .iter()
@@ -73,11 +76,10 @@ pub fn records(ctx: &Ctx, o: &RestoreQubeOptions, existing: &[QubeInfo]) -> Resu
         .collect();
     if !missing.is_empty() && first.len() < all.len() {
         let rest: Vec<String> = all.into_iter().filter(|i| !first.contains(i)).collect();
-        let (f, b) = fetch_all(ctx, &mut conn, &rest, at.as_ref());
+        let (f, b) = fetch_all(ctx, &mut conn, &rest, at.as_ref(), allow);
         found.extend(f);
         broken.extend(b);
     }
-    conn.close()?;
     for t in missing {
         if let Some(f) = found.iter().find(|f| f.record.name == t) {
             if !out.iter().any(|o| o.id == f.id) {
@@ -85,6 +87,17 @@ pub fn records(ctx: &Ctx, o: &RestoreQubeOptions, existing: &[QubeInfo]) -> Resu
             }
         }
     }
+    // The data too must be what dom0 sent (docs/FORMAT.md §17), before
+    // anything changes.
+    for f in &out {
+        for v in &f.record.volumes {
+            let vol = VolName::new(&v.archive)?;
+            ctx.config.volume(&vol)?;
+            require(&ctx.meta, &mut conn, &vol, allow, READ_HINT)
+                .with_context(|| format!("qube {}", f.record.name))?;
+        }
+    }
+    conn.close()?;
     Ok(out)
 }
 
@@ -93,10 +106,11 @@ fn fetch_all(
     conn: &mut AgentConn,
     ids: &[String],
     at: Option<&SessionName>,
+    allow: bool,
 ) -> (Vec<Found>, Vec<String>) {
     let (mut found, mut broken) = (Vec::new(), Vec::new());
     for id in ids {
-        match fetch(ctx, conn, id, at) {
+        match fetch(ctx, conn, id, at, allow) {
             Ok(Some(f)) => found.push(f),
             Ok(None) => {
                 log::warn!("qube {id} has no settings record at or before the time asked; skipped")
@@ -138,8 +152,10 @@ fn fetch(
     conn: &mut AgentConn,
     id: &str,
     at: Option<&SessionName>,
+    allow: bool,
 ) -> Result<Option<Found>> {
     let vol = VolName::new(&archive_volume(id, "settings"))?;
+    require(&ctx.meta, conn, &vol, allow, READ_HINT)?;
     let chain = ctx.meta.chain(&vol)?;
     let Some(info) = chain
         .iter()

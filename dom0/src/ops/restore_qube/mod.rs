@@ -66,6 +66,9 @@ pub struct RestoreQubeOptions {
     pub shutdown: bool,
     /// How long `qvm-shutdown --wait` may take.
     pub shutdown_timeout: Duration,
+    /// Go on (with warnings) when the destination does not hold exactly
+    /// what dom0 sent (docs/FORMAT.md §17).
+    pub allow_inconsistent: bool,
 }
 
 impl Default for RestoreQubeOptions {
@@ -80,6 +83,7 @@ impl Default for RestoreQubeOptions {
             dry_run: false,
             shutdown: false,
             shutdown_timeout: Duration::from_secs(120),
+            allow_inconsistent: false,
         }
     }
 }

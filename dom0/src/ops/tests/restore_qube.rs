@@ -481,3 +481,31 @@ fn newest_chunk(vol: &std::path::Path) -> std::path::PathBuf {
     }
     panic!("no chunk in {}", s.display())
 }
+
+#[test]
+fn a_destination_that_lost_a_session_is_refused_before_anything_changes() {
+    let w = World::thin(volume_bytes(1, 1));
+    let (q, _) = setup(&w);
+    std::fs::remove_dir_all(q.state.join("qubes/work")).unwrap();
+    let id = q.uuid("vault");
+    let vol = walk_find(
+        &w.path("archive"),
+        &crate::qubes::archive_volume(&id, "root"),
+    );
+    let mut sessions: Vec<_> = std::fs::read_dir(&vol)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("S_"))
+        .collect();
+    sessions.sort();
+    std::fs::remove_dir_all(sessions.pop().unwrap()).unwrap();
+    let before = w.lvm.survey("vg").unwrap();
+    let e = format!("{:#}", restore(&w, &q, named(&["vault"])).unwrap_err());
+    assert!(
+        e.contains("qube vault") && e.contains("Nothing was read"),
+        "{e}"
+    );
+    assert_eq!(w.lvm.survey("vg").unwrap(), before);
+    // work's volumes are intact: it can still be restored.
+    restore(&w, &q, named(&["work"])).unwrap();
+}
