@@ -30,6 +30,7 @@ mod legacy;
 mod legacy_hostile;
 mod prune;
 mod prune_crash;
+mod qubes_cli;
 mod recover;
 mod recover_hostile;
 mod reflink;
