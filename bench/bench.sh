@@ -11,8 +11,16 @@
 # prints a markdown table and rewrites the results section of
 # docs/BENCHMARKS.md.
 #
-# Sparse images (a full send must cost in proportion to the data, not the
-# image size) are measured apart, in seconds: bench/sparse.sh.
+# Then the cases where the cost must follow the data, not the volume
+# (issue 14), each a script of its own that also runs alone and prints a
+# markdown table that docs/BENCHMARKS.md quotes:
+#   sparse          bench/sparse.sh: full send of a 64 GiB sparse image
+#                   holding 8 MiB against its allocated data
+#   reflink         bench/reflink.sh: incremental send of an image on Btrfs
+#                   and XFS after 1% changed, against a full read of it
+#                   (root: loop devices)
+#   vm-provisioned  bench/vm-provisioned.sh: the first send of a thin LV in
+#                   the qemu VM of tests/vm/ against its provisioned data
 #
 #   bench/bench.sh                        4 GiB in /var/tmp
 #   BENCH_SIZE_GIB=1 bench/bench.sh       smaller (fractions allowed)
@@ -37,6 +45,9 @@
 #   BENCH_CHUNK_FACTOR, BENCH_COMPRESSION  arch-init --chunk-factor and
 #                   --compression (default: sparsebak's defaults)
 #   BENCH_ENCRYPTED 0 = skip the encrypted archive (default 1)
+#   BENCH_CASES     which of the cases above to run after the main
+#                   measurements (default "sparse reflink"; vm-provisioned
+#                   boots a VM and takes minutes; "" for none)
 #   BENCH_NICE      run every measured command with priority nice N, in a
 #                   session (autogroup) of its own (e.g. -10 on
 #                   a machine shared with other work; default 0 = not)
@@ -205,3 +216,14 @@ put repeat "$REPEAT"
 DOCS=()
 [[ ${BENCH_DOCS:-1} == 0 ]] || DOCS=(--docs "$ROOT/docs/BENCHMARKS.md")
 python3 "$BENCH/report.py" "$R" "${DOCS[@]}"
+
+# The cost-follows-data cases (see the top), on the binaries built above.
+for c in ${BENCH_CASES-sparse reflink}; do
+	case $c in
+	sparse | reflink | vm-provisioned)
+		say "case $c: bench/$c.sh"
+		BENCH_NO_BUILD=1 "$BENCH/$c.sh"
+		;;
+	*) die "BENCH_CASES: no case $c (sparse, reflink, vm-provisioned)" ;;
+	esac
+done
