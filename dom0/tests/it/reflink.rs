@@ -303,10 +303,13 @@ fn a_file_system_without_reflinks_is_refused() {
     let dir = e.path("tmpfs-pool");
     let _m = Mount::tmpfs(&dir, "64m");
     std::fs::create_dir_all(dir.join("appvms/work")).unwrap();
-    write_file(&dir.join("appvms/work/private.img"), &random_bytes(CHUNK, 1));
+    write_file(
+        &dir.join("appvms/work/private.img"),
+        &random_bytes(CHUNK, 1),
+    );
     let [d, s] = Env::dest_args(&e.dest);
     let source = format!("--source=reflink:{}", dir.display());
-    e.ok(&["arch-init", &d, &s, &source]);
+    e.ok(&["arch-init", &d, &s, &source, "--encrypt=off"]);
     e.ok(&["add", WORK]);
     e.run(&["send"]).expect(
         1,
