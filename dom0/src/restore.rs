@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 64;
 /// verify stops collecting after this many bad chunks.
 const MAX_REPORTED: usize = 1000;
+/// Most zero chunks one [`Item::Zeros`] covers.
+const MAX_ZERO_RUN: u64 = 1 << 16;
 
 #[derive(Debug, Default)]
 pub struct RestoreReport {
@@ -48,8 +50,50 @@ enum Item {
         chunk: ChunkRef,
         session: SessionName,
     },
+    /// `count` consecutive zero chunks from `addr` to `end`: one item
+    /// through the pipeline instead of one per chunk, so the long zero runs
+    /// of a large sparse volume cost little (the sink still sees each chunk).
+    Zeros {
+        addr: ByteOffset,
+        end: u64,
+        count: u64,
+    },
     /// The local metadata cannot describe this chunk.
     Broken(String),
+}
+
+/// Merge consecutive zero chunks of `it` into [`Item::Zeros`] runs of at
+/// most [`MAX_ZERO_RUN`] chunks.
+fn zero_runs(it: impl Iterator<Item = Item>) -> impl Iterator<Item = Item> {
+    let mut it = it.peekable();
+    std::iter::from_fn(move || {
+        let first = it.next()?;
+        let Item::Chunk {
+            addr,
+            len,
+            chunk: ChunkRef::Zero,
+            ..
+        } = first
+        else {
+            return Some(first);
+        };
+        let (mut end, mut count) = (addr.0 + len, 1);
+        while count < MAX_ZERO_RUN {
+            match it.peek() {
+                Some(Item::Chunk {
+                    addr: a,
+                    len: l,
+                    chunk: ChunkRef::Zero,
+                    ..
+                }) if a.0 == end => {
+                    (end, count) = (end + l, count + 1);
+                    it.next();
+                }
+                _ => break,
+            }
+        }
+        Some(Item::Zeros { addr, end, count })
+    })
 }
 
 /// Pick the session: by name, or the newest. Returns the chain up to it.
@@ -255,6 +299,9 @@ fn check_batch(
     batch
         .into_par_iter()
         .map(|(item, reply)| {
+            if let Item::Zeros { addr, end, .. } = item {
+                return (end - addr.0, 0, zeros(out, cs, addr, end));
+            }
             let Item::Chunk { addr, len, .. } = &item else {
                 unreachable!()
             };
@@ -271,6 +318,20 @@ fn check_batch(
             (*len, stored, res)
         })
         .collect()
+}
+
+/// Hand the zero chunks from `addr` to `end` to `out`, one by one.
+fn zeros(out: Option<&dyn Sink>, cs: ChunkSize, addr: ByteOffset, end: u64) -> Result<()> {
+    let Some(o) = out else {
+        return Ok(());
+    };
+    let mut a = addr.0;
+    while a < end {
+        let len = cs.bytes().min(end - a);
+        o.zero(ByteOffset(a), len)?;
+        a += len;
+    }
+    Ok(())
 }
 
 /// Read the replies for `requests` on this thread and pass them on in
@@ -293,12 +354,19 @@ fn read_batches(
         if let Item::Broken(m) = &item {
             bail!("{m}");
         }
-        if let Item::Chunk { chunk, .. } = &item {
-            report.chunks += 1;
-            match chunk {
-                ChunkRef::Zero => report.zero_chunks += 1,
-                ChunkRef::Data { .. } => report.data_chunks += 1,
+        match &item {
+            Item::Chunk { chunk, .. } => {
+                report.chunks += 1;
+                match chunk {
+                    ChunkRef::Zero => report.zero_chunks += 1,
+                    ChunkRef::Data { .. } => report.data_chunks += 1,
+                }
             }
+            Item::Zeros { count, .. } => {
+                report.chunks += count;
+                report.zero_chunks += count;
+            }
+            Item::Broken(_) => {}
         }
         batch.push((item, reply));
         if batch.len() >= BATCH {
@@ -331,7 +399,7 @@ pub fn restore(
         volsize: info.volsize,
         ..Default::default()
     };
-    let requests = items(ctx, vol, &chain, sel)?.map(|it| {
+    let requests = zero_runs(items(ctx, vol, &chain, sel)?).map(|it| {
         let path = match &it {
             Item::Chunk {
                 addr,
@@ -375,4 +443,84 @@ pub fn restore(
     progress.finish();
     report.elapsed = t0.elapsed();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(addr: u64, len: u64, zero: bool) -> Item {
+        Item::Chunk {
+            addr: ByteOffset(addr),
+            len,
+            chunk: if zero {
+                ChunkRef::Zero
+            } else {
+                ChunkRef::Data {
+                    stored: [1; 32],
+                    content: [2; 32],
+                }
+            },
+            session: SessionName::new("S_20260101-000000").unwrap(),
+        }
+    }
+
+    /// (kind, addr, end or len, count) of each item.
+    fn shape(items: Vec<Item>) -> Vec<(char, u64, u64, u64)> {
+        items
+            .into_iter()
+            .map(|i| match i {
+                Item::Chunk { addr, len, .. } => ('d', addr.0, len, 1),
+                Item::Zeros { addr, end, count } => ('z', addr.0, end, count),
+                Item::Broken(_) => ('b', 0, 0, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_zero_chunks_become_runs_and_data_stays_apart() {
+        let c = 65536;
+        let mut v = vec![chunk(0, c, true), chunk(c, c, true), chunk(2 * c, c, false)];
+        v.push(chunk(3 * c, c, true));
+        v.push(Item::Broken("gap".into()));
+        v.push(chunk(5 * c, 100, true));
+        assert_eq!(
+            shape(zero_runs(v.into_iter()).collect()),
+            vec![
+                ('z', 0, 2 * c, 2),
+                ('d', 2 * c, c, 1),
+                ('z', 3 * c, 4 * c, 1),
+                ('b', 0, 0, 0),
+                ('z', 5 * c, 5 * c + 100, 1),
+            ]
+        );
+        // A long run is cut every MAX_ZERO_RUN chunks, and each zero chunk
+        // still reaches the sink with its own length.
+        let n = MAX_ZERO_RUN + 3;
+        let runs = shape(zero_runs((0..n).map(|i| chunk(i * c, c, true))).collect());
+        assert_eq!(
+            runs,
+            vec![
+                ('z', 0, MAX_ZERO_RUN * c, MAX_ZERO_RUN),
+                ('z', MAX_ZERO_RUN * c, n * c, 3)
+            ]
+        );
+        struct Calls(std::sync::Mutex<Vec<(u64, u64)>>);
+        impl Sink for Calls {
+            fn data(&self, _: ByteOffset, _: &[u8]) -> Result<()> {
+                unreachable!()
+            }
+            fn zero(&self, a: ByteOffset, len: u64) -> Result<()> {
+                self.0.lock().unwrap().push((a.0, len));
+                Ok(())
+            }
+        }
+        let calls = Calls(Default::default());
+        let cs = ChunkSize::from_factor(1).unwrap();
+        zeros(Some(&calls), cs, ByteOffset(c), 3 * c + 7).unwrap();
+        assert_eq!(
+            calls.0.into_inner().unwrap(),
+            vec![(c, c), (2 * c, c), (3 * c, 7)]
+        );
+    }
 }
