@@ -25,6 +25,8 @@ pub struct Found {
     pub id: String,
     pub session: SessionName,
     pub record: QubeRecord,
+    /// What the report should say about it (a data session pruned since).
+    pub notes: Vec<String>,
 }
 
 /// The records the options select, and the templates they need that do
@@ -89,7 +91,8 @@ pub fn records(ctx: &Ctx, o: &RestoreQubeOptions, existing: &[QubeInfo]) -> Resu
     }
     // The data too must be what dom0 sent (docs/FORMAT.md §17), before
     // anything changes.
-    for f in &out {
+    for f in &mut out {
+        pruned_since(ctx, f)?;
         for v in &f.record.volumes {
             let vol = VolName::new(&v.archive)?;
             ctx.config.volume(&vol)?;
@@ -145,6 +148,37 @@ fn select(found: &[Found], broken: &[String], o: &RestoreQubeOptions) -> Result<
     Ok(out)
 }
 
+/// A data session the record names may have been pruned since: prune
+/// merged it into the next newer session, which is then the oldest state
+/// left to restore (with a note). None newer: refused.
+fn pruned_since(ctx: &Ctx, f: &mut Found) -> Result<()> {
+    for v in &mut f.record.volumes {
+        let vol = VolName::new(&v.archive)?;
+        let chain = ctx.meta.chain(&vol)?;
+        if chain.iter().any(|s| s.name.as_str() == v.session) {
+            continue;
+        }
+        let Some(next) = chain.iter().find(|s| s.name.as_str() > v.session.as_str()) else {
+            bail!(
+                "qube {}: session {} of {} named by its settings record is not in the archive",
+                f.record.name,
+                v.session,
+                v.archive
+            );
+        };
+        f.notes.push(format!(
+            "qube {}: {} session {} was pruned since; restoring the next newer one, {}",
+            f.record.name,
+            v.volume,
+            v.session.trim_start_matches("S_"),
+            next.name.timestamp()
+        ));
+        v.session = next.name.to_string();
+        v.size = next.volsize.0;
+    }
+    Ok(())
+}
+
 /// The record of qube `id` as of `at` (its newest session at or before),
 /// or `None` if it has none that old.
 fn fetch(
@@ -183,6 +217,7 @@ fn fetch(
         id: id.into(),
         session: info.name.clone(),
         record,
+        notes: Vec::new(),
     }))
 }
 

@@ -184,6 +184,7 @@ pub fn plan(
 
 impl Planner<'_> {
     fn qube(&mut self, f: &Found) -> Result<()> {
+        self.warnings.extend(f.notes.iter().cloned());
         let r = &f.record;
         let target = self.o.as_name.clone().unwrap_or_else(|| r.name.clone());
         check_qube_name(&target)?;

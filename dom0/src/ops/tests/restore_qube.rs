@@ -509,3 +509,43 @@ fn a_destination_that_lost_a_session_is_refused_before_anything_changes() {
     // work's volumes are intact: it can still be restored.
     restore(&w, &q, named(&["work"])).unwrap();
 }
+
+#[test]
+fn a_pruned_data_session_restores_the_next_newer_one_and_says_so() {
+    let w = World::thin(volume_bytes(1, 1));
+    let (q, sent) = setup(&w);
+    let id = q.uuid("vault");
+    let data = crate::qubes::archive_volume(&id, "root");
+    let first = {
+        let v = sparsebak_common::names::VolName::new(&data).unwrap();
+        w.meta.chain(&v).unwrap()[0].name.timestamp().to_string()
+    };
+    let o = crate::ops::prune::PruneOptions {
+        volumes: vec![data],
+        session: Some(first),
+        ..Default::default()
+    };
+    crate::ops::prune::prune(&w.ctx(), &w.ui, &o).unwrap();
+    let o = RestoreQubeOptions {
+        session: Some(sent.at_first.clone()),
+        ..named(&["vault"])
+    };
+    let r = restore(&w, &q, o).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|x| x.contains("root session") && x.contains("pruned")),
+        "{:?}",
+        r.warnings
+    );
+    assert_same(
+        &w.lvm.written("vg", "vm-vault-root"),
+        bytes_of(&sent.second, "vm-vault-root"),
+        "next newer",
+    );
+    assert_same(
+        &w.lvm.written("vg", "vm-vault-private"),
+        bytes_of(&sent.first, "vm-vault-private"),
+        "private as recorded",
+    );
+}
