@@ -12,6 +12,24 @@ scenario internal "internal:$MP"
 scenario sshalias "ssh://sbtest-host$MP"
 scenario sshport "ssh://root@127.0.0.1:$SSH_PORT$MP"
 
+say "consistency over ssh: a lost newest session is refused, arch-check --data names a damaged chunk"
+vdir=$T/arch-sshport/sparsebak/volumes/vol1
+newest=$(sessions sshport vol1 | tail -n 1)
+sb sshport arch-check --data >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-check --data over ssh on a sound archive"; }
+grep -q ": no problems.$" "$T/out" || { cat "$T/out"; fail "arch-check over ssh printed no verdict"; }
+mv "$vdir/S_$newest" "$T/aside"
+expect_fail 1 "volume vol1, session $newest: missing on the destination; it is dom0's newest session" \
+    sb sshport send -u
+mv "$T/aside" "$vdir/S_$newest"
+victim=$(find "$vdir/S_$newest" -type f -name 'x*' | sort | head -n 1)
+cp "$victim" "$T/victim.orig"
+truncate -s -1 "$victim" # cut short: its sha256 cannot match
+expect_fail 3 "problem: volume vol1, session $newest, chunk $(basename "$victim"): " \
+    sb sshport arch-check --data
+cp "$T/victim.orig" "$victim"
+sb sshport arch-check --data >/dev/null || fail "arch-check over ssh after the repair"
+echo "ok: consistency check and arch-check over ssh"
+
 say "ssh argv: options only -T -e none [-p], then --, target, the agent name"
 grep -qxF -- "-T -e none -- sbtest-host sparsebak-agent" "$T/dom0-ssh.pid.args" ||
     { cat "$T/dom0-ssh.pid.args"; fail "unexpected ssh argv for the alias"; }

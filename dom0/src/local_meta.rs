@@ -5,7 +5,9 @@
 //! ```text
 //! <meta>/archive.json                      configuration
 //! <meta>/lock                              single-instance lock
+//! <meta>/state.json                        the archive's newest state (consistency::state)
 //! <meta>/volumes/<vol>/volume.json         VolumeState
+//! <meta>/volumes/<vol>/state.json          the volume's newest state (consistency::state)
 //! <meta>/volumes/<vol>/S_…/info.json       SessionInfo
 //! <meta>/volumes/<vol>/S_…/manifest        see manifest.rs
 //! <meta>/volumes/<vol>/S_…-tmp/            a send in progress

@@ -497,6 +497,9 @@ pub fn checked(r: &CheckReport, json: bool) -> Result<Done> {
         "{} volumes, {} sessions, {} manifests{data}",
         r.volumes, r.sessions, r.manifests
     );
+    if let Some(g) = r.archive_generation {
+        println!("The archive's newest state dom0 wrote: generation {g}.");
+    }
     match r.problem_count {
         0 => println!("Checked {what}: no problems."),
         1 => eprintln!("sparsebak: arch-check of {what}: 1 problem"),

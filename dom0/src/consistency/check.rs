@@ -48,6 +48,7 @@ pub fn check_archive(
     for vol in config.volumes.keys() {
         check_volume(meta, config, keys.as_ref(), conn, vol, pb, &mut r)?;
     }
+    r.archive_generation = super::state::archive_record(meta)?.map(|a| a.generation);
     Ok(r)
 }
 
@@ -104,6 +105,9 @@ fn check_volume(
     let cheap = compare(vol, &local, &dest);
     let flagged: BTreeSet<SessionName> = cheap.iter().filter_map(|p| p.session.clone()).collect();
     let listed: BTreeSet<&SessionName> = dest.sessions.iter().map(|d| &d.name).collect();
+    if cheap.is_empty() {
+        super::state::record(meta, &config.uuid, vol)?;
+    }
     for p in cheap {
         r.add(p);
     }

@@ -16,6 +16,7 @@ pub mod check;
 mod compare;
 mod data;
 pub mod report;
+pub mod state;
 
 pub use compare::{compare, LocalVolume};
 
@@ -102,8 +103,11 @@ const LISTED: usize = 10;
 /// Check `vol` before a command uses it. Problems stop the command with
 /// an error naming each (`hint` says what the user can do), unless
 /// `allow` (`--allow-inconsistent`), which only warns.
+/// The destination passing, the local chain is recorded as the newest
+/// state, if it is not already ([`state::record`]).
 pub fn require(
     meta: &Meta,
+    archive: &str,
     conn: &mut AgentConn,
     vol: &VolName,
     allow: bool,
@@ -111,6 +115,7 @@ pub fn require(
 ) -> Result<()> {
     let problems = check_volume(meta, conn, vol)?;
     if problems.is_empty() {
+        state::record(meta, archive, vol)?;
         return Ok(());
     }
     if allow {
@@ -127,9 +132,18 @@ pub fn require(
     if problems.len() > LISTED {
         lines.push(format!("  … and {} more", problems.len() - LISTED));
     }
+    let wrote = match state::volume_record(meta, vol)? {
+        Some(r) => format!(
+            "; dom0 wrote generation {} of it ({} sessions, the newest {})",
+            r.generation,
+            r.sessions,
+            r.last.as_ref().map_or("none", |s| s.timestamp())
+        ),
+        None => String::new(),
+    };
     bail!(
         "the destination does not hold what dom0's metadata says for volume {vol} \
-         (lost, rolled back to an older copy, or altered):\n{}\n{hint}",
+         (lost, rolled back to an older copy, or altered){wrote}:\n{}\n{hint}",
         lines.join("\n")
     )
 }

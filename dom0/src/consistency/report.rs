@@ -8,6 +8,9 @@ pub const MAX_LISTED: usize = 10_000;
 
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
+    /// The archive's generation in dom0's record (FORMAT.md §17.3), after
+    /// the check recorded every consistent volume.
+    pub archive_generation: Option<u64>,
     pub volumes: u64,
     pub sessions: u64,
     pub manifests: u64,

@@ -39,5 +39,7 @@ pub fn delete(ctx: &mut Ctx, ui: &dyn Ui, o: &DeleteOptions) -> Result<VolName> 
     }
     ctx.config.volumes.remove(&vol);
     ctx.config.save(&ctx.meta.root)?;
+    // The archive moves on to its next state (FORMAT.md §17.3).
+    crate::consistency::state::forget(&ctx.meta, &ctx.config.uuid, &vol)?;
     Ok(vol)
 }

@@ -51,7 +51,14 @@ pub fn consistent(
     allow: bool,
 ) -> Result<crate::dest::AgentConn> {
     let mut conn = ctx.open(write)?.conn;
-    crate::consistency::require(&ctx.meta, &mut conn, vol, allow, READ_HINT)?;
+    crate::consistency::require(
+        &ctx.meta,
+        &ctx.config.uuid,
+        &mut conn,
+        vol,
+        allow,
+        READ_HINT,
+    )?;
     Ok(conn)
 }
 
@@ -63,6 +70,15 @@ pub const READ_HINT: &str = "Nothing was read. `sparsebak arch-check` reports ev
 pub const WRITE_HINT: &str = "Nothing was written: the next session would build on what the \
      destination no longer holds. `sparsebak arch-check` reports every problem; receive or \
      verify with `--allow-inconsistent` reads what is still there (docs/FORMAT.md §17).";
+
+/// After a change to `vol` committed on both sides (a send, a prune):
+/// record it as the newest state dom0 wrote (FORMAT.md §17.3). A failure
+/// only warns: the next check of the volume records it.
+pub fn record_state(ctx: &context::Ctx, vol: &VolName) {
+    if let Err(e) = crate::consistency::state::record(&ctx.meta, &ctx.config.uuid, vol) {
+        log::warn!("volume {vol}: cannot record its newest state: {e:#}");
+    }
+}
 
 /// What happened, as it happens, for the command's report.
 #[derive(Debug)]

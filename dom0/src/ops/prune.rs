@@ -56,6 +56,7 @@ pub fn complete_interrupted(ctx: &Ctx, names: &[String]) -> Result<()> {
         log::info!("Completing an interrupted prune of volume {v}…");
         let c = complete(&ctx.meta, &mut open.conn, v)
             .with_context(|| format!("cannot complete the interrupted prune of volume {v}"))?;
+        super::record_state(ctx, v);
         log::info!(
             "Volume {v}: sessions {} merged into {}{}.",
             timestamps(&c.head.pruned),
@@ -161,7 +162,14 @@ fn prune_volume(
     }
     let conn = &mut open.as_mut().expect("opened").conn;
     // A prune merges what dom0's metadata says; the destination must hold it.
-    if let Err(e) = crate::consistency::require(&ctx.meta, conn, vol, false, super::WRITE_HINT) {
+    if let Err(e) = crate::consistency::require(
+        &ctx.meta,
+        &ctx.config.uuid,
+        conn,
+        vol,
+        false,
+        super::WRITE_HINT,
+    ) {
         return Ok(Some(format!("{e:#}")));
     }
     if picked.len() > 1
@@ -180,6 +188,7 @@ fn prune_volume(
     let c = complete(&ctx.meta, conn, vol).with_context(|| {
         format!("prune of volume {vol} did not finish; the next sparsebak command that uses the archive retries it")
     })?;
+    super::record_state(ctx, vol);
     ui.event(Event::Pruned(VolumeOutcome::Pruned {
         vol,
         pruned: &c.head.pruned,

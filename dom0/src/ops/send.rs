@@ -117,6 +117,7 @@ impl Run<'_, '_> {
         // Never build on sessions the destination no longer holds.
         let checked = crate::consistency::require(
             &self.ctx.meta,
+            &self.ctx.config.uuid,
             &mut op.conn,
             vol,
             false,
@@ -137,6 +138,9 @@ impl Run<'_, '_> {
         }
         match res {
             Ok(r) => {
+                if r.as_ref().is_some_and(|r| r.session.is_some()) {
+                    super::record_state(self.ctx, vol);
+                }
                 if let Some(r) = &r {
                     self.ui.event(Event::Sent {
                         vol,

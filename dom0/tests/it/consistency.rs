@@ -70,6 +70,10 @@ fn arch_check_reports_each_problem_by_volume_session_and_chunk_and_exits_3() {
         "{out}"
     );
     assert!(out.contains("no problems"), "{out}");
+    assert!(
+        out.contains("newest state dom0 wrote: generation 2."),
+        "{out}"
+    );
 
     let files = e.chunk_files("v", &names[0]);
     let victim = &files[files.len() / 2];
@@ -85,6 +89,7 @@ fn arch_check_reports_each_problem_by_volume_session_and_chunk_and_exits_3() {
     assert_eq!(o.code, 3, "{o:#?}");
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["problem_count"], 1);
+    assert_eq!(v["archive_generation"], 2);
     let p = &v["problems"][0];
     assert_eq!(p["kind"], "altered");
     assert_eq!(p["volume"], "v");

@@ -89,6 +89,11 @@ fn a_lost_newest_session_stops_every_command_on_the_volume() {
         "missing on the destination; it is dom0's newest session",
     );
     assert!(format!("{e:#}").contains("Nothing was written"), "{e:#}");
+    let wrote = format!(
+        "dom0 wrote generation 3 of it (3 sessions, the newest {})",
+        s[2].timestamp()
+    );
+    assert!(format!("{e:#}").contains(&wrote), "{e:#}");
     // With changes too, and nothing is stored on either side.
     w.lvm.write(VOL, 5, b"new data");
     let e = send_all(&w).unwrap_err();
@@ -226,4 +231,31 @@ fn a_consistent_archive_passes_and_a_session_dom0_never_committed_is_tolerated()
     w.lvm.write(VOL, 9, b"more");
     send_all(&w).unwrap();
     assert_eq!(w.sessions().len(), 4);
+}
+
+#[test]
+fn every_change_is_recorded_as_the_newest_state_dom0_wrote() {
+    use crate::consistency::state::{archive_record, volume_record};
+    let w = World::thin(volume_bytes(4, 6));
+    let vol = crate::ops::resolve::vol_name(VOL).unwrap();
+    three_sessions(&w);
+    let gen = |w: &World| volume_record(&w.meta, &vol).unwrap().unwrap().generation;
+    assert_eq!(gen(&w), 3);
+    // No change, no new generation; a prune is one.
+    send_all(&w).unwrap();
+    receive(&w.ctx(), &w.ui, &receive_opts(&w, None, false)).unwrap();
+    assert_eq!(gen(&w), 3);
+    let s = w.sessions();
+    prune(&w.ctx(), &w.ui, &prune_opts(&s[0])).unwrap();
+    let r = volume_record(&w.meta, &vol).unwrap().unwrap();
+    assert_eq!(
+        (r.generation, r.sessions, r.last.as_ref()),
+        (4, 2, Some(&s[2]))
+    );
+    let a = archive_record(&w.meta).unwrap().unwrap();
+    assert_eq!((a.generation, a.volumes.get(&vol)), (4, Some(&4)));
+    let o = crate::ops::delete::DeleteOptions { volume: VOL.into() };
+    crate::ops::delete::delete(&mut w.ctx(), &w.ui, &o).unwrap();
+    let a = archive_record(&w.meta).unwrap().unwrap();
+    assert_eq!((a.generation, a.volumes.len()), (5, 0));
 }
