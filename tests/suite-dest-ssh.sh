@@ -21,10 +21,12 @@ mv "$vdir/S_$newest" "$T/aside"
 expect_fail 1 "volume vol1, session $newest: missing on the destination; it is dom0's newest session" \
     sb sshport send -u
 mv "$T/aside" "$vdir/S_$newest"
-victim=$(find "$vdir/S_$newest" -type f -name 'x*' | sort | head -n 1)
+# A chunk file of a folders session (the newest is a tar session).
+victim=$(find "$vdir" -path '*/S_*/*/x*' -type f | sort | head -n 1)
+vsession=$(basename "$(dirname "$(dirname "$victim")")")
 cp "$victim" "$T/victim.orig"
 truncate -s -1 "$victim" # cut short: its sha256 cannot match
-expect_fail 3 "problem: volume vol1, session $newest, chunk $(basename "$victim"): " \
+expect_fail 3 "problem: volume vol1, session ${vsession#S_}, chunk $(basename "$victim"): " \
     sb sshport arch-check --data
 cp "$T/victim.orig" "$victim"
 sb sshport arch-check --data >/dev/null || fail "arch-check over ssh after the repair"
