@@ -96,8 +96,15 @@ pub fn records(ctx: &Ctx, o: &RestoreQubeOptions, existing: &[QubeInfo]) -> Resu
         for v in &f.record.volumes {
             let vol = VolName::new(&v.archive)?;
             ctx.config.volume(&vol)?;
-            require(&ctx.meta, &mut conn, &vol, allow, READ_HINT)
-                .with_context(|| format!("qube {}", f.record.name))?;
+            require(
+                &ctx.meta,
+                &ctx.config.uuid,
+                &mut conn,
+                &vol,
+                allow,
+                READ_HINT,
+            )
+            .with_context(|| format!("qube {}", f.record.name))?;
         }
     }
     conn.close()?;
@@ -189,7 +196,7 @@ fn fetch(
     allow: bool,
 ) -> Result<Option<Found>> {
     let vol = VolName::new(&archive_volume(id, "settings"))?;
-    require(&ctx.meta, conn, &vol, allow, READ_HINT)?;
+    require(&ctx.meta, &ctx.config.uuid, conn, &vol, allow, READ_HINT)?;
     let chain = ctx.meta.chain(&vol)?;
     let Some(info) = chain
         .iter()
