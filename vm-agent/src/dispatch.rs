@@ -8,11 +8,11 @@
 //! cheaply; otherwise the loop goes on. A request whose names are invalid is
 //! refused before anything else is looked at, with the name's error.
 
+use crate::backend::{Backend, Input};
 use crate::error::{AgentError, Result};
 use crate::open_archive::Archive;
 use crate::prune_apply::Use;
-use crate::{dedup, delete, digests, legacy, mount, prune_apply, read, read_meta, resume, store};
-use sparsebak_common::legacy::LegacyVolName;
+use crate::{legacy, mount, store};
 use sparsebak_common::names::VolName;
 use sparsebak_common::proto::{
     recv_msg, send_msg, write_frame, ErrorKind, FrameReader, RawRequest, Request, Response,
@@ -20,6 +20,9 @@ use sparsebak_common::proto::{
     PROTOCOL_VERSION,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
+
+/// The open archive, whichever backend stores it.
+type Slot = Option<Box<dyn Backend>>;
 
 /// This agent's version, announced in `Hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -34,9 +37,10 @@ pub const TEST_HOOK_NO_FEATURES: &str = "SPARSEBAK_AGENT_NO_FEATURES";
 /// and then end the session (the stream cannot be resynchronised cheaply);
 /// other errors are answered and the loop continues.
 pub fn serve<R: Read, W: Write>(input: R, output: W) -> std::result::Result<(), String> {
-    let mut r = BufReader::with_capacity(1 << 20, input);
+    let input: Box<dyn Read + '_> = Box::new(input);
+    let mut r: Input<'_> = BufReader::with_capacity(1 << 20, input);
     let mut w = BufWriter::with_capacity(1 << 20, output);
-    let mut archive: Option<Archive> = None;
+    let mut archive: Slot = None;
     let io_err = |e: std::io::Error| format!("pipe to sparsebak failed: {e}");
     loop {
         let raw: RawRequest = match recv_msg(&mut r).map_err(io_err)? {
@@ -66,15 +70,15 @@ type Handled = std::result::Result<Option<Response>, (AgentError, bool)>;
 
 /// Answer one request. A reply that carries a frame after its message
 /// (`ReadMeta`) leaves that frame in `trailer`.
-fn answer<R: Read, W: Write>(
-    archive: &mut Option<Archive>,
+fn answer<W: Write>(
+    archive: &mut Slot,
     raw: RawRequest,
-    r: &mut BufReader<R>,
+    r: &mut Input<'_>,
     w: &mut W,
     trailer: &mut Option<Vec<u8>>,
 ) -> Handled {
     let soft = |e: AgentError| (e, false);
-    if archive.as_ref().is_some_and(|a| a.legacy) {
+    if archive.as_ref().is_some_and(|a| a.is_legacy()) {
         legacy::allowed(&raw).map_err(soft)?;
     }
     let fatal = raw.has_stream();
@@ -112,7 +116,7 @@ fn answer<R: Read, W: Write>(
 /// settle nothing here (`Prune` settles after checking its plan, `Dedup`
 /// each volume it meets). `ReadFiles`' volume is held to this version's
 /// name rules unless the archive is a 0.2 one, which has no prune state.
-fn concern(a: &Archive, req: &Request) -> Result<Option<(VolName, Use)>> {
+fn concern(a: &dyn Backend, req: &Request) -> Result<Option<(VolName, Use)>> {
     Ok(match req {
         Request::ListSessions { vol } | Request::SessionDigests { vol, .. } => {
             Some((vol.clone(), Use::List))
@@ -120,7 +124,7 @@ fn concern(a: &Archive, req: &Request) -> Result<Option<(VolName, Use)>> {
         Request::PutSession { vol, .. }
         | Request::Commit { vol, .. }
         | Request::ReadMeta { vol, .. } => Some((vol.clone(), Use::Data)),
-        Request::ReadFiles { vol } if !a.legacy => {
+        Request::ReadFiles { vol } if !a.is_legacy() => {
             let vol =
                 VolName::try_from(vol.clone()).map_err(|e| AgentError::invalid(e.to_string()))?;
             Some((vol, Use::Data))
@@ -130,20 +134,21 @@ fn concern(a: &Archive, req: &Request) -> Result<Option<(VolName, Use)>> {
 }
 
 /// A request on the open archive: settle the volume it concerns, then serve it.
-fn on_archive<R: Read, W: Write>(
-    slot: &mut Option<Archive>,
+fn on_archive<W: Write>(
+    slot: &mut Slot,
     req: Request,
-    r: &mut BufReader<R>,
+    r: &mut Input<'_>,
     w: &mut W,
     trailer: &mut Option<Vec<u8>>,
 ) -> Result<Response> {
     let a = slot
         .as_mut()
         .ok_or_else(|| AgentError::invalid("no archive is open"))?;
-    let settled = concern(a, &req)?;
+    let settled = concern(a.as_ref(), &req)?;
     if let Some((vol, why)) = &settled {
-        prune_apply::settle(a, vol, *why)?;
+        a.settle(vol, *why)?;
     }
+    let a = a.as_mut();
     let ours = settled.map(|(vol, _)| vol);
     match req {
         Request::InitArchive { header } => a.init(&header).map(|_| Response::Ok),
@@ -153,7 +158,7 @@ fn on_archive<R: Read, W: Write>(
             Ok(Response::Volumes { names, ignored })
         }
         Request::ListSessions { vol } => list_sessions(a, &vol),
-        Request::SessionDigests { vol, after } => digests::session_digests(a, &vol, after.as_ref()),
+        Request::SessionDigests { vol, after } => a.session_digests(&vol, after.as_ref()),
         Request::PutSession {
             vol,
             session,
@@ -170,14 +175,14 @@ fn on_archive<R: Read, W: Write>(
                 format,
                 resume_from: resume_from.as_ref(),
             };
-            put_session(a, &p, r)
+            put_session(&*a, &p, r)
         }
         Request::ResumeCheck {
             vol,
             session,
             after,
         } => {
-            let (count, more, data) = resume::check(a, &vol, &session, after)?;
+            let (count, more, data) = a.resume_check(&vol, &session, after)?;
             *trailer = Some(data);
             Ok(Response::ResumeHeld { count, more })
         }
@@ -185,32 +190,36 @@ fn on_archive<R: Read, W: Write>(
             vol,
             session,
             volume_info,
-        } => store::commit(a, &vol, &session, &volume_info).map(|_| Response::Ok),
-        Request::ReadFiles { vol } => read_files(a, ours.as_ref(), &vol, r, w),
-        Request::ReadMeta { vol, path, offset } => read_meta(a, &vol, &path, offset, trailer),
+        } => a.commit(&vol, &session, &volume_info).map(|_| Response::Ok),
+        Request::ReadFiles { vol } => a
+            .read_files(ours.as_ref(), &vol, r, w)
+            .map(|_| Response::Ok),
+        Request::ReadMeta { vol, path, offset } => read_meta(&*a, &vol, &path, offset, trailer),
         Request::DeleteVolume { vol } => a.delete_volume(&vol).map(|_| Response::Ok),
         Request::PrunePart {
             vol,
             file,
             offset,
             data,
-        } => prune_apply::put_part(a, &vol, &file, offset, &data).map(|_| Response::Ok),
+        } => a
+            .prune_part(&vol, &file, offset, &data)
+            .map(|_| Response::Ok),
         Request::Prune {
             vol,
             target,
             pruned,
-        } => prune_apply::prune(a, &vol, &target, &pruned).map(|p| Response::Pruned {
+        } => a.prune(&vol, &target, &pruned).map(|p| Response::Pruned {
             moved: p.moved,
             already_done: p.already_done,
         }),
         Request::DeleteArchive { uuid } => {
-            delete::delete_archive(a, &uuid)?;
+            a.delete_archive(&uuid)?;
             // The archive (and its lock file) is gone.
             *slot = None;
             Ok(Response::Ok)
         }
-        Request::CheckHardlinks => dedup::check_hardlinks(a).map(|_| Response::Ok),
-        Request::Dedup => dedup_stream(a, r),
+        Request::CheckHardlinks => a.check_hardlinks().map(|_| Response::Ok),
+        Request::Dedup => dedup_stream(&*a, r),
         Request::Hello { .. }
         | Request::Open { .. }
         | Request::OpenLegacy { .. }
@@ -254,19 +263,11 @@ fn features() -> Vec<String> {
         .collect()
 }
 
-fn open(
-    archive: &mut Option<Archive>,
-    dest_path: &str,
-    mountpoint: &str,
-    write: bool,
-) -> Result<Response> {
+fn open(archive: &mut Slot, dest_path: &str, mountpoint: &str, write: bool) -> Result<Response> {
     let (dest, free, total) = mount::check_open(dest_path, mountpoint)?;
     let a = Archive::open(&dest, write)?;
-    let header = a
-        .header
-        .as_ref()
-        .map(|h| serde_json::to_string(h).expect("header serialises"));
-    *archive = Some(a);
+    let header = a.header_json();
+    *archive = Some(Box::new(a));
     Ok(Response::Opened {
         header,
         free_bytes: free,
@@ -274,13 +275,9 @@ fn open(
     })
 }
 
-fn open_legacy(
-    archive: &mut Option<Archive>,
-    dest_path: &str,
-    mountpoint: &str,
-) -> Result<Response> {
+fn open_legacy(archive: &mut Slot, dest_path: &str, mountpoint: &str) -> Result<Response> {
     let (dest, free, total) = mount::check_open(dest_path, mountpoint)?;
-    *archive = Some(Archive::open_legacy(&dest)?);
+    *archive = Some(Box::new(Archive::open_legacy(&dest)?));
     Ok(Response::Opened {
         header: None,
         free_bytes: free,
@@ -288,7 +285,7 @@ fn open_legacy(
     })
 }
 
-fn list_sessions(a: &Archive, vol: &VolName) -> Result<Response> {
+fn list_sessions(a: &dyn Backend, vol: &VolName) -> Result<Response> {
     let (committed, in_progress) = a.list_sessions(vol)?;
     Ok(Response::Sessions {
         committed,
@@ -297,9 +294,9 @@ fn list_sessions(a: &Archive, vol: &VolName) -> Result<Response> {
 }
 
 /// Receive the session's stream; on success read it to its end.
-fn put_session<R: Read>(a: &Archive, p: &store::Put<'_>, r: &mut BufReader<R>) -> Result<Response> {
+fn put_session(a: &dyn Backend, p: &store::Put<'_>, r: &mut Input<'_>) -> Result<Response> {
     let mut stream = FrameReader::new(r);
-    let st = store::put_session(a, p, &mut stream)?;
+    let st = a.put_session(p, &mut stream)?;
     stream
         .drain()
         .map_err(|e| AgentError::io("reading the session stream", e))?;
@@ -309,38 +306,23 @@ fn put_session<R: Read>(a: &Archive, p: &store::Put<'_>, r: &mut BufReader<R>) -
     })
 }
 
-/// `ours` is the volume as [`concern`] narrowed it; `None` in a 0.2 archive.
-fn read_files<R: Read, W: Write>(
-    a: &Archive,
-    ours: Option<&VolName>,
-    vol: &LegacyVolName,
-    r: &mut BufReader<R>,
-    w: &mut W,
-) -> Result<Response> {
-    match ours {
-        Some(vol) => read::read_files(a, vol, r, w)?,
-        None => legacy::read_files(a, vol, r, w)?,
-    }
-    Ok(Response::Ok)
-}
-
 /// The piece's bytes go in `trailer`, the frame after the reply.
 fn read_meta(
-    a: &Archive,
+    a: &dyn Backend,
     vol: &VolName,
     path: &str,
     offset: u64,
     trailer: &mut Option<Vec<u8>>,
 ) -> Result<Response> {
-    let (size, data) = read_meta::read_meta(a, vol, path, offset)?;
+    let (size, data) = a.read_meta(vol, path, offset)?;
     let len = data.len() as u64;
     *trailer = Some(data);
     Ok(Response::MetaPiece { size, len })
 }
 
-fn dedup_stream<R: Read>(a: &Archive, r: &mut BufReader<R>) -> Result<Response> {
+fn dedup_stream(a: &dyn Backend, r: &mut Input<'_>) -> Result<Response> {
     let mut stream = FrameReader::new(r);
-    let d = dedup::ops::dedup(a, &mut stream)?;
+    let d = a.dedup(&mut stream)?;
     stream
         .drain()
         .map_err(|e| AgentError::io("reading the dedup stream", e))?;

@@ -4,18 +4,21 @@
 //! path against the layout, because a bug or a hand-edited config on the dom0
 //! side must never write outside the archive. It runs no shell commands.
 //!
-//! [`dispatch`] decodes requests and hands each to the module that serves
-//! it: [`store`] (and [`resume`]), [`read`], [`read_meta`], [`prune_apply`], [`dedup`],
+//! [`dispatch`] decodes requests and hands each to the open archive's
+//! [`backend::Backend`]; the file-system one ([`fs_backend`]) hands each to
+//! the module that serves it: [`store`] (and [`resume`]), [`read`], [`read_meta`], [`prune_apply`], [`dedup`],
 //! [`delete`], [`legacy`], [`digests`]. They share [`open_archive`] (the open archive and
 //! its lock) and [`dirfd`] (every no-follow,
 //! directory-relative file operation).
 
+pub mod backend;
 pub mod dedup;
 pub mod delete;
 pub mod digests;
 pub mod dirfd;
 pub mod dispatch;
 pub mod error;
+pub mod fs_backend;
 pub mod fsutil;
 pub mod legacy;
 pub mod mount;
