@@ -9,6 +9,8 @@
 # sha256-equal, and a second create of the same name is refused (412) -
 # the conditional create the object layout's lock and commit rely on. Wrong
 # keys and a missing bucket get the errors the agent's client maps.
+# Part 2: the agent's S3 client tests (`#[ignore]`d in a plain cargo test)
+# against this gateway; see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tests/check-lib.sh
@@ -50,6 +52,15 @@ ok "a wrong secret is refused (403 SignatureDoesNotMatch)"
 c=$(code "$S3_ENDPOINT/no-such-bucket/x")
 [ "$c" = 404 ] && grep -q NoSuchBucket "$work/body" || fail "a missing bucket got $c: $(cat "$work/body")"
 ok "a missing bucket is reported (404 NoSuchBucket)"
+
+# Part 2, the agent's S3 client (vm-agent/src/s3/) on the same gateway,
+# directly and through the fault proxy (vm-agent/tests/it/s3/).
+[ "$(code -X PUT "$S3_ENDPOINT/sparsebak-it")" = 200 ] || fail "cannot create bucket sparsebak-it: $(cat "$work/body")"
+export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION CEPH_CONF
+ta=$(ms)
+S3_BUCKET=sparsebak-it cargo test -q -p sparsebak-agent --test it s3:: -- --ignored 2>&1 | tee "$work/cargo.log"
+grep -qE '^test result: ok\. 9 passed' "$work/cargo.log" || fail "the S3 client tests did not all pass (9 expected)"
+ok "S3 client against the real gateway and the fault proxy: 9 tests in $(secs $(($(ms) - ta))) s"
 
 t2=$(ms)
 tests/ceph/stop.sh "$ceph"

@@ -29,6 +29,7 @@ pub mod read;
 pub mod read_meta;
 pub mod readahead;
 pub mod resume;
+pub mod s3;
 pub mod say;
 pub mod stall;
 pub mod store;

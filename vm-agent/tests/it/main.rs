@@ -20,6 +20,7 @@ mod planted;
 mod prune;
 mod read_meta;
 mod resume;
+mod s3;
 mod sessions;
 mod stall;
 mod tarsession;

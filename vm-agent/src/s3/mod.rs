@@ -1,0 +1,22 @@
+//! A small blocking S3 client for the agent's object-store backend
+//! (issue 16): path-style requests signed with SigV4 ([`sigv4`]), over
+//! ureq with rustls (no async runtime), with retries and backoff for what
+//! a store may do under load ([`retry`]), and keys only from where the
+//! agent runs ([`creds`]).
+//!
+//! It is a library only so far: no destination spelling uses it yet
+//! (docs/DESTINATIONS.md), and the release agent does not link it.
+
+mod call;
+pub mod client;
+pub mod creds;
+pub mod error;
+mod req;
+pub mod retry;
+pub mod sigv4;
+pub mod xml;
+
+pub use client::{Client, Config, ListPage, ObjectInfo, PutOutcome};
+pub use creds::Credentials;
+pub use error::{S3Error, S3Result};
+pub use retry::Retry;
