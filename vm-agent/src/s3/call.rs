@@ -130,6 +130,7 @@ impl Client {
         let status = resp.status();
         let etag = resp.header("etag").map(str::to_string);
         let length = resp.header("content-length").and_then(|v| v.parse().ok());
+        let date = resp.header("date").and_then(super::time::parse_http_date);
         let max = if (200..300).contains(&status) {
             r.max_reply
         } else {
@@ -179,6 +180,7 @@ impl Client {
             status,
             etag,
             length,
+            date,
             body,
             attempts: 0,
         })

@@ -8,7 +8,7 @@ use super::creds::Credentials;
 use super::error::{S3Error, S3Result};
 use super::req::{any_body, Req, MAX_ERROR_BODY};
 use super::retry::Retry;
-use super::xml;
+use super::{time, xml};
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,11 +51,22 @@ pub struct ObjectInfo {
     pub etag: String,
 }
 
-/// One page of a listing: (key, size) in key order, and where to go on.
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub size: u64,
+    /// Last-Modified, seconds since the epoch by the store's clock.
+    pub modified: u64,
+}
+
+/// One page of a listing in key order, where to go on, and the store's
+/// clock when it answered (its `Date`).
 #[derive(Debug, Default)]
 pub struct ListPage {
-    pub objects: Vec<(String, u64)>,
+    pub objects: Vec<Entry>,
     pub next: Option<String>,
+    pub server_time: Option<u64>,
 }
 
 /// Largest listing body read.
@@ -251,15 +262,17 @@ impl Client {
         if r.status != 200 {
             return Err(self.http_error("list", prefix, &r));
         }
-        parse_list(&r.body).map_err(|what| S3Error::Malformed {
+        let mut page = parse_list(&r.body).map_err(|what| S3Error::Malformed {
             op: "list",
             key: prefix.to_string(),
             what,
-        })
+        })?;
+        page.server_time = r.date;
+        Ok(page)
     }
 
     /// Every key under `prefix`, at most `max` of them.
-    pub fn list_all(&self, prefix: &str, max: usize) -> S3Result<Vec<(String, u64)>> {
+    pub fn list_all(&self, prefix: &str, max: usize) -> S3Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -300,7 +313,14 @@ fn parse_list(body: &[u8]) -> Result<ListPage, String> {
         let size = xml::first(c, "Size")?
             .and_then(|v| v.parse().ok())
             .ok_or("an entry without a valid <Size>")?;
-        page.objects.push((key, size));
+        let modified = xml::first(c, "LastModified")?
+            .and_then(|v| time::parse_iso8601(&v))
+            .ok_or("an entry without a valid <LastModified>")?;
+        page.objects.push(Entry {
+            key,
+            size,
+            modified,
+        });
     }
     if xml::first(s, "IsTruncated")?.as_deref() == Some("true") {
         let t = xml::first(s, "NextContinuationToken")?
@@ -337,10 +357,15 @@ mod tests {
     #[test]
     fn a_listing_cut_short_is_never_a_shorter_listing() {
         let whole = "<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated>\
-            <Contents><Key>a</Key><Size>1</Size></Contents>\
-            <Contents><Key>b</Key><Size>2</Size></Contents></ListBucketResult>\n";
+            <Contents><Key>a</Key><LastModified>1970-01-01T00:00:09.000Z</LastModified><Size>1</Size></Contents>\
+            <Contents><Key>b</Key><LastModified>1970-01-01T00:01:00Z</LastModified><Size>2</Size></Contents></ListBucketResult>\n";
         let p = parse_list(whole.as_bytes()).unwrap();
-        assert_eq!(p.objects, vec![("a".into(), 1), ("b".into(), 2)]);
+        let got: Vec<_> = p
+            .objects
+            .iter()
+            .map(|e| (e.key.as_str(), e.size, e.modified))
+            .collect();
+        assert_eq!(got, vec![("a", 1, 9), ("b", 2, 60)]);
         assert_eq!(p.next, None);
         let cut = &whole[..whole.find("<Contents><Key>b").unwrap()];
         assert!(!whole_list(cut.as_bytes()));

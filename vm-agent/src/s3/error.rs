@@ -47,6 +47,9 @@ pub enum S3Error {
         key: String,
         what: String,
     },
+    /// The writer lease (docs/FORMAT.md §21.4) is no longer this writer's.
+    #[error("lost the archive's writer lease {key}: {why}; stopping before writing more")]
+    LeaseLost { key: String, why: String },
     #[error("S3 store configuration: {0}")]
     Config(String),
 }

@@ -11,12 +11,14 @@ mod call;
 pub mod client;
 pub mod creds;
 pub mod error;
+pub mod lease;
 mod req;
 pub mod retry;
 pub mod sigv4;
+pub mod time;
 pub mod xml;
 
-pub use client::{Client, Config, ListPage, ObjectInfo, PutOutcome};
+pub use client::{Client, Config, Entry, ListPage, ObjectInfo, PutOutcome};
 pub use creds::Credentials;
 pub use error::{S3Error, S3Result};
 pub use retry::Retry;

@@ -32,6 +32,8 @@ pub struct Reply {
     pub status: u16,
     pub etag: Option<String>,
     pub length: Option<u64>,
+    /// The answer's `Date` (the store's clock), seconds since the epoch.
+    pub date: Option<u64>,
     pub body: Vec<u8>,
     /// Attempts it took (more than one: an earlier one may have landed).
     pub attempts: u32,

@@ -8,6 +8,7 @@
 //! them with `-- --ignored`; without those variables they fail, never pass.
 
 mod faults;
+mod lease;
 mod proxy;
 mod store;
 
