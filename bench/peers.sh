@@ -82,7 +82,7 @@ put repeat "$REPEAT"
 put tools "$TOOLS"
 put borg_version "$(borg --version)"
 put restic_version "$(restic version | cut -d' ' -f1-2)"
-put zstd_version "$(zstd --version | head -1 | sed "s/^\*** //")"
+put zstd_version "$(zstd --version | head -1 | sed 's/^\*\*\* //; s/,.*//')"
 
 say "generating a $SIZE_GIB GiB image and its two changed versions"
 python3 "$BENCH/imagegen.py" create "$W/img.0" "$SIZE" "$SEED" >&2

@@ -80,7 +80,7 @@ def render(r):
     w("")
     w(f"* Machine: {r['nproc']} CPUs ({r['cpu']}), {r['mem']} RAM, kernel {r['kernel']}; file system {r['fs']}.")
     w(f"* Command: `{r['command']}` (run at {r['date']}); {r['borg_version']}, {r['restic_version']}, "
-      f"{r['zstd_version'].split(',')[0]}.")
+      f"{r['zstd_version']}.")
     w("* Page cache dropped before every measurement: "
       + ("yes." if r.get("caches_dropped") == "yes" else "**NO** (not root?): figures are not comparable."))
     w(f"* Median of {p.n} rounds, each in a fresh repository (range in brackets); seconds of wall time; "
