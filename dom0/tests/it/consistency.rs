@@ -96,3 +96,53 @@ fn arch_check_reports_each_problem_by_volume_session_and_chunk_and_exits_3() {
     assert_eq!(p["session"], format!("S_{}", names[0]));
     assert_eq!(p["chunk"], chunk);
 }
+
+/// Format 1's bad input for the files the check reads: a flipped byte in
+/// volume.json or in an info.json, an archive.json that is not the one
+/// dom0 configured. Each is named; nothing is sent.
+#[test]
+fn flipped_metadata_files_are_named_and_nothing_is_sent() {
+    let e = Env::new();
+    let (_, names) = two_sessions(&e);
+    let flip = |p: &std::path::Path, at: usize| {
+        let mut b = std::fs::read(p).unwrap();
+        b[at] ^= 1;
+        std::fs::write(p, b).unwrap();
+    };
+    write_at(&e.img("v"), 9, b"more");
+    let vj = e.vol_archive_dir("v").join("volume.json");
+    flip(&vj, 12);
+    e.run(&["send", "-u"]).expect(
+        1,
+        &["volume v: volume.json on the destination differs from dom0's"],
+    );
+    flip(&vj, 12);
+    let info = e
+        .vol_archive_dir("v")
+        .join(format!("S_{}", names[0]))
+        .join("info.json");
+    flip(&info, 30);
+    let named = format!(
+        "volume v, session {}: info.json on the destination differs",
+        names[0]
+    );
+    e.run(&["send", "-u"]).expect(1, &[&named]);
+    e.run(&["arch-check"]).expect(3, &[&named]);
+    flip(&info, 30);
+    let header = e.archive_dir().join("archive.json");
+    let text = std::fs::read_to_string(&header).unwrap();
+    let uuid = e.config()["uuid"].as_str().unwrap().to_string();
+    let other = format!("{}0", &uuid[..uuid.len() - 1]);
+    let other = if other == uuid {
+        format!("{}1", &uuid[..uuid.len() - 1])
+    } else {
+        other
+    };
+    std::fs::write(&header, text.replace(&uuid, &other)).unwrap();
+    e.run(&["send", "-u"]).expect(1, &["wrong disk or path?"]);
+    e.run(&["arch-check"]).expect(1, &["wrong disk or path?"]);
+    std::fs::write(&header, text).unwrap();
+    assert_eq!(e.session_names("v"), names, "nothing was sent");
+    e.ok(&["send", "-u"]);
+    assert_eq!(e.session_names("v").len(), 3);
+}

@@ -146,3 +146,44 @@ fn many_sessions_come_in_pages() {
     assert_eq!(named.info_sha256, Some(sha(named.name.as_str().as_bytes())));
     ag.bye();
 }
+
+#[test]
+fn invalid_names_are_refused_naming_the_field_and_the_session_goes_on() {
+    let fx = Fixture::new();
+    fx.commit_session(S1, None);
+    let mut ag = fx.agent(false);
+    for (vol, after) in [
+        ("..", None),
+        ("a/b", None),
+        (VOL, Some("S_1/../x")),
+        (VOL, Some("../../etc")),
+    ] {
+        let r = ag.call(&Request::SessionDigests {
+            vol: vol.into(),
+            after: after.map(Into::into),
+        });
+        let m = expect_error(r, sparsebak_common::proto::ErrorKind::Invalid);
+        let what = match after {
+            Some(a) => format!("{a:?}"),
+            None => format!("invalid volume name {vol:?}"),
+        };
+        assert_names(&m, &what);
+    }
+    // A volume that does not exist is simply empty.
+    match ag.call(&Request::SessionDigests {
+        vol: "nothing-here".into(),
+        after: None,
+    }) {
+        Response::SessionDigests {
+            sessions,
+            volume_sha256,
+            more,
+        } => {
+            assert!(sessions.is_empty() && volume_sha256.is_none() && !more)
+        }
+        other => panic!("{other:?}"),
+    }
+    let (list, _, _) = digests(&mut ag, None);
+    assert_eq!(list.len(), 1);
+    ag.bye();
+}
