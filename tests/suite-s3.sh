@@ -56,11 +56,11 @@ ok "a missing bucket is reported (404 NoSuchBucket)"
 # Part 2, the agent's S3 client (vm-agent/src/s3/) on the same gateway,
 # directly and through the fault proxy (vm-agent/tests/it/s3/).
 [ "$(code -X PUT "$S3_ENDPOINT/sparsebak-it")" = 200 ] || fail "cannot create bucket sparsebak-it: $(cat "$work/body")"
-export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION CEPH_CONF
+export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION CEPH_CONF S3_TLS_ENDPOINT S3_CA_FILE
 ta=$(ms)
 S3_BUCKET=sparsebak-it timeout 300 cargo test -q -p sparsebak-agent --test it s3:: -- --ignored 2>&1 | tee "$work/cargo.log"
-grep -qE '^test result: ok\. 12 passed' "$work/cargo.log" || fail "the S3 client tests did not all pass (12 expected)"
-ok "S3 client against the real gateway and the fault proxy: 12 tests in $(secs $(($(ms) - ta))) s"
+grep -qE '^test result: ok\. 14 passed' "$work/cargo.log" || fail "the S3 client tests did not all pass (14 expected)"
+ok "S3 client against the real gateway and the fault proxy: 14 tests in $(secs $(($(ms) - ta))) s"
 
 t2=$(ms)
 tests/ceph/stop.sh "$ceph"

@@ -10,6 +10,9 @@
 # On success stdout has shell assignments to `eval` (or `source DIR/env`):
 #   S3_ENDPOINT=http://127.0.0.1:PORT  S3_ACCESS_KEY=…  S3_SECRET_KEY=…
 #   S3_REGION=us-east-1  CEPH_CONF=DIR/ceph.conf
+#   S3_TLS_ENDPOINT=https://127.0.0.1:PORT2  S3_CA_FILE=DIR/tls/ca.pem
+# (the gateway also speaks TLS, with a server certificate for IP 127.0.0.1
+# from a throwaway test CA made here with openssl).
 # The daemons' PIDs are in DIR/pids (one "name pid" a line); their logs in
 # DIR/log. A failed start stops what it started and prints the logs' tails.
 #
@@ -31,7 +34,7 @@ access=${S3_ACCESS_KEY:-SPARSEBAKTESTKEY0001}
 secret=${S3_SECRET_KEY:-sparsebak/test/secret/key/0000000000000001}
 region=us-east-1
 
-for tool in ceph ceph-mon ceph-osd radosgw radosgw-admin monmaptool uuidgen curl; do
+for tool in ceph ceph-mon ceph-osd radosgw radosgw-admin monmaptool uuidgen curl openssl; do
     command -v "$tool" >/dev/null ||
         { echo "ceph/start: $tool is missing (run tests/setup-host.sh as root)" >&2; exit 1; }
 done
@@ -39,20 +42,31 @@ if [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
     echo "ceph/start: $dir exists and is not empty" >&2
     exit 1
 fi
-mkdir -p "$dir"/{run,log,mon,osd,rgw}
+mkdir -p "$dir"/{run,log,mon,osd,rgw,tls}
 dir=$(cd "$dir" && pwd)
 : >"$dir/pids"
 
 # Three free loopback ports (mon v2, mon v1, rgw): bound by the kernel's
 # choice, released, then used at once.
-read -r pmon2 pmon1 prgw < <(python3 - <<'EOF'
+read -r pmon2 pmon1 prgw ptls < <(python3 - <<'EOF'
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 EOF
 )
+
+# A test CA and a server certificate for IP 127.0.0.1 signed by it (a
+# self-signed leaf would be a CA used as an end entity, which rustls refuses).
+tls=$dir/tls
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=sparsebak-test-ca -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>"$dir/log/tls.out"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj /CN=127.0.0.1 -keyout "$tls/key.pem" -out "$tls/req.pem" 2>>"$dir/log/tls.out"
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext"
+openssl x509 -req -in "$tls/req.pem" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext" -out "$tls/cert.pem" 2>>"$dir/log/tls.out"
 
 fsid=$(uuidgen)
 conf=$dir/ceph.conf
@@ -92,7 +106,7 @@ osd max object namespace len = 64
 [client.rgw.test]
 auth client required = none
 ms mon client mode = crc
-rgw frontends = beast endpoint=127.0.0.1:$prgw
+rgw frontends = beast endpoint=127.0.0.1:$prgw ssl_endpoint=127.0.0.1:$ptls ssl_certificate=$tls/cert.pem ssl_private_key=$tls/key.pem
 rgw data = $dir/rgw
 rgw gc obj min wait = 60
 rgw gc processor period = 60
@@ -173,5 +187,7 @@ wait_for 300 ready
     echo "S3_SECRET_KEY=$secret"
     echo "S3_REGION=$region"
     echo "CEPH_CONF=$conf"
+    echo "S3_TLS_ENDPOINT=https://127.0.0.1:$ptls"
+    echo "S3_CA_FILE=$tls/ca.pem"
 } | tee "$dir/env"
 started=1

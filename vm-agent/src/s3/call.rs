@@ -119,6 +119,12 @@ impl Client {
         let resp = match sent {
             Ok(resp) => resp,
             Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) if is_tls_refusal(&t) => {
+                return Err(Failed::Final(S3Error::Tls {
+                    endpoint: self.cfg.endpoint.clone(),
+                    why: t.to_string(),
+                }))
+            }
             Err(ureq::Error::Transport(t)) => return Err(Failed::Retry(t.to_string())),
         };
         self.answer(r, resp)
@@ -202,6 +208,26 @@ impl Client {
             message,
         }
     }
+}
+
+/// A certificate the TLS client refused: retrying cannot change that.
+fn is_tls_refusal(t: &ureq::Transport) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(err) = e {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return matches!(r, rustls::Error::InvalidCertificate(_));
+            }
+        }
+        e = err.source();
+    }
+    false
 }
 
 /// `<Code>` and `<Message>` of an S3 error body (bounded, best effort:

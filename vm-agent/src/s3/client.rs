@@ -10,6 +10,8 @@ use super::req::{any_body, Req, MAX_ERROR_BODY};
 use super::retry::Retry;
 use super::{time, xml};
 use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the store is and how patient to be with it.
@@ -23,6 +25,9 @@ pub struct Config {
     /// Longest silence while sending or receiving.
     pub io_timeout: Duration,
     pub retry: Retry,
+    /// Trust only the CA certificates in this PEM file (a store with its
+    /// own CA); without it, the public web PKI roots built into the agent.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -34,6 +39,7 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(60),
             retry: Retry::default(),
+            ca_file: None,
         }
     }
 }
@@ -88,12 +94,15 @@ impl Client {
         if cfg.bucket.is_empty() || cfg.bucket.contains('/') {
             return Err(S3Error::Config(format!("bad bucket name {:?}", cfg.bucket)));
         }
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(cfg.connect_timeout)
             .timeout_read(cfg.io_timeout)
             .timeout_write(cfg.io_timeout)
-            .redirects(0)
-            .build();
+            .redirects(0);
+        if let Some(ca) = &cfg.ca_file {
+            agent = agent.tls_config(Arc::new(tls_trusting(ca)?));
+        }
+        let agent = agent.build();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -328,6 +337,32 @@ fn parse_list(body: &[u8]) -> Result<ListPage, String> {
         page.next = Some(t);
     }
     Ok(page)
+}
+
+/// A TLS client configuration that trusts exactly the CA certificates in
+/// the PEM file `ca`.
+fn tls_trusting(ca: &Path) -> S3Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let bad = |e: String| S3Error::Config(format!("CA file {}: {e}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        let c = c.map_err(|e| bad(e.to_string()))?;
+        roots.add(c).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    // ring, as ureq itself configures rustls (rtls.rs): the provider it
+    // links anyway. rustls 0.23.48 deprecates it for lacking post-quantum
+    // key exchange, which needs aws-lc-rs (a large C library) instead.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `host[:port]` of an `http(s)://` endpoint with nothing after it.

@@ -50,6 +50,8 @@ pub enum S3Error {
     /// The writer lease (docs/FORMAT.md §21.4) is no longer this writer's.
     #[error("lost the archive's writer lease {key}: {why}; stopping before writing more")]
     LeaseLost { key: String, why: String },
+    #[error("the S3 store at {endpoint} presented a certificate that is not trusted ({why}); give the store's CA file if it has its own CA")]
+    Tls { endpoint: String, why: String },
     #[error("S3 store configuration: {0}")]
     Config(String),
 }

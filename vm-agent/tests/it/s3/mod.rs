@@ -11,6 +11,7 @@ mod faults;
 mod lease;
 mod proxy;
 mod store;
+mod tls;
 
 use sha2::{Digest, Sha256};
 use sparsebak_agent::s3::{Client, Config, Credentials, Retry};
@@ -25,7 +26,7 @@ pub struct Rgw {
     pub secret: String,
 }
 
-fn var(n: &str) -> String {
+pub fn var(n: &str) -> String {
     std::env::var(n).unwrap_or_else(|_| {
         panic!("{n} is not set: these tests run against the real gateway tests/suite-s3.sh starts")
     })
