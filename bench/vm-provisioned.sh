@@ -18,6 +18,7 @@ trap 'rm -rf "$share"' EXIT
 mkdir -p "$share/bin"
 cp "$BIN/sparsebak" "$BIN/sparsebak-agent" "$share/bin/"
 cp tests/vm/scenarios/lib.sh "$share/lib.sh"
+cp tests/json-lib.sh "$share/json-lib.sh"
 cp bench/vm-provisioned-guest.sh "$share/scenario.sh"
 cat >"$share/test.sh" <<EOT
 #!/bin/bash
