@@ -178,10 +178,11 @@ pub fn diff(ctx: &Ctx, ui: &dyn Ui, o: &DiffOptions) -> Result<DiffReport> {
         cs,
         differ: Mutex::new(Vec::new()),
     };
-    let mut open = ctx.open(false)?;
+    // It compares with what the destination holds: that must be dom0's.
+    let mut conn = super::consistent(ctx, false, &vol, false)?;
     let pb = ui.progress();
-    let r = restore(ctx, &mut open.conn, &vol, None, Some(&cmp), pb.as_ref())?;
-    open.conn.close()?;
+    let r = restore(ctx, &mut conn, &vol, None, Some(&cmp), pb.as_ref())?;
+    conn.close()?;
     let mut differ = cmp.differ.into_inner().unwrap();
     differ.sort_unstable();
     if let Some((m, p)) = remap_to.as_mut() {

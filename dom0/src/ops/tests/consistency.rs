@@ -120,6 +120,13 @@ fn a_lost_newest_session_stops_every_command_on_the_volume() {
     let e = prune(&w.ctx(), &w.ui, &prune_opts(&s[0])).unwrap_err();
     names(&e, &s[2], "missing");
     assert_eq!(w.sessions(), s, "prune changed nothing");
+    let d = crate::ops::diff::DiffOptions {
+        volume: VOL.into(),
+        remap: true,
+        session: None,
+    };
+    let e = crate::ops::diff::diff(&w.ctx(), &w.ui, &d).unwrap_err();
+    names(&e, &s[2], "missing");
 
     // What is still there can be read on request, and is right.
     for (i, want) in sent.iter().enumerate().take(2) {
