@@ -12,7 +12,9 @@
 #     replaced LV kept as <LV>.pre-restore-<time>, then put back by hand as the output
 #     says, and equal to the second session;
 #   * `tpl` restored --as a new name: a new template with the first session's data;
-#   * send after the restore continues `work`'s chain.
+#   * send after the restore continues `work`'s chain;
+#   * disaster recovery: dom0's metadata lost and two qubes gone: arch-recover into a new
+#     meta dir, restore-qube --all --dry-run (changes nothing), restore-qube --all.
 # Every volume is compared by sha256 with its state at the session restored.
 # vm-disks: 2
 set -- $VM_DISKS
@@ -106,3 +108,18 @@ for s in $(sessions $id | cut -d' ' -f1); do
   sz=$(sessions $id | sed -n "${n}p" | cut -d' ' -f2)
   restore_check $VG $id $s $w $sz
 done
+
+log "== disaster recovery: dom0's metadata lost, arch-recover, restore-qube --all"
+rm -rf $QVM_STANDIN_STATE/qubes/work $QVM_STANDIN_STATE/qubes/vault
+run lvremove -q -f $VG/vm-work-private $VG/vm-vault-root $VG/vm-vault-private
+META=/tmp/meta-recovered
+sb_ok arch-recover --dest=internal:/mnt/bk --subdir=q --source=$VG/$POOL
+sb_ok restore-qube --all --dry-run
+assert_contains "$SB_OUT" "create StandaloneVM vault (label green)" "dry run: vault would be created"
+assert_eq "" "$(lv_names $VG | grep -x vm-work-private || true)" "dry run changed nothing"
+sb_ok restore-qube --all
+assert_eq "$(want 1 vm-work-private)" "$(got vm-work-private)" "work = its latest session (the restored state sent again)"
+for lv in vm-vault-root vm-vault-private vm-tpl-root vm-tpl-private; do
+  assert_eq "$(want 2 $lv)" "$(got $lv)" "$lv = its latest session"
+done
+assert_eq "green" "$(awk -F '\t' '$1 == "label" {print $2}' $QVM_STANDIN_STATE/qubes/vault/prefs)" "vault recreated with its label"
