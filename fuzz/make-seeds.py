@@ -184,6 +184,19 @@ def main():
          "pool_lv": "pool00", "thin_id": "7"}]}]}))
     put("lvs", "version", "1.0.12\n")
 
+    put("s3_replies", "list",
+        '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        '<Name>b</Name><IsTruncated>true</IsTruncated>'
+        '<Contents><Key>volumes/vm-a/S_20261122-040000/commit-00000001</Key>'
+        '<LastModified>2026-12-05T08:17:48.000Z</LastModified><Size>412</Size></Contents>'
+        '<Contents><Key>data/a&amp;b&#x2F;c</Key><LastModified>2026-12-05T08:17:49Z</LastModified>'
+        '<Size>67108864</Size></Contents>'
+        '<NextContinuationToken>tok&lt;1</NextContinuationToken></ListBucketResult>\n')
+    put("s3_replies", "lease",
+        json.dumps({"owner": "00112233445566778899aabbccddeeff", "host": "sys-backup",
+                    "pid": 4242, "lease_secs": 600, "state": "held"}))
+    put("s3_replies", "date", "Sat, 05 Dec 2026 08:17:48 GMT")
+
     put("thin_delta", "delta",
         '<superblock uuid="" time="2" transaction="3" data_block_size="128" nr_data_blocks="0">\n'
         '  <diff left="2" right="3">\n    <same begin="0" length="16"/>\n'

@@ -44,6 +44,25 @@ pub mod fuzzing {
     pub fn check_read_path(p: &str) -> Result<(), String> {
         crate::read::check_path(p)
     }
+
+    /// What the S3 client reads from a store: a ListObjectsV2 reply (keys
+    /// and sizes, or the refusal), an error body's fields, a lease record,
+    /// and the store's dates.
+    pub fn s3_list(body: &[u8]) -> Result<Vec<(String, u64, u64)>, String> {
+        crate::s3::client::fuzz_parse_list(body)
+    }
+    pub fn s3_lease_record(body: &[u8]) -> Result<String, String> {
+        crate::s3::lease::fuzz_parse_record(body)
+    }
+    pub fn s3_dates(s: &str) -> (Option<u64>, Option<u64>) {
+        (
+            crate::s3::time::parse_iso8601(s),
+            crate::s3::time::parse_http_date(s),
+        )
+    }
+    pub fn s3_unescape(s: &str) -> Result<String, String> {
+        crate::s3::xml::unescape(s)
+    }
 }
 
 pub use dispatch::{serve, TEST_HOOK_NO_FEATURES, VERSION};

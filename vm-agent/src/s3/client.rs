@@ -302,6 +302,16 @@ impl Client {
     }
 }
 
+/// [`parse_list`] for the fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub fn fuzz_parse_list(body: &[u8]) -> Result<Vec<(String, u64, u64)>, String> {
+    let p = parse_list(body)?;
+    Ok(p.objects
+        .into_iter()
+        .map(|e| (e.key, e.size, e.modified))
+        .collect())
+}
+
 /// A listing ends with its root's end tag; one cut short at a `</Contents>`
 /// would otherwise parse as a shorter listing.
 fn whole_list(body: &[u8]) -> bool {

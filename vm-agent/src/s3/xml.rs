@@ -34,6 +34,9 @@ pub fn blocks<'a>(s: &'a str, tag: &str) -> Result<Vec<&'a str>, String> {
         let j = after
             .find(&close)
             .ok_or_else(|| format!("<{tag}> is not closed"))?;
+        if after[..j].contains(&open) {
+            return Err(format!("<{tag}> inside <{tag}>"));
+        }
         out.push(&after[..j]);
         rest = &after[j + close.len()..];
     }
@@ -106,5 +109,6 @@ mod tests {
         assert!(unescape("a&amp").is_err());
         assert!(unescape("&#xD800;").is_err());
         assert!(all("<Key>a<b/></Key>", "Key").is_err());
+        assert!(blocks("<C><C><K>a</K></C>", "C").is_err());
     }
 }
