@@ -59,6 +59,9 @@ pub fn receive(ctx: &Ctx, ui: &dyn Ui, o: &ReceiveOptions) -> Result<Received> {
         || super::consistent(ctx, false, &vol, o.allow_inconsistent),
         |conn, out, pb| restore(ctx, conn, &vol, Some(&info.name), Some(out), pb),
     )?;
+    if sel + 1 == chain.len() {
+        super::reflink::received_latest(ctx, &vol, target);
+    }
     Ok(Received {
         vol: vol.to_string(),
         session: info.name.clone(),

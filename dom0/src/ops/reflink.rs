@@ -58,6 +58,33 @@ pub fn refuse_copies_as_target(ctx: &Ctx, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// After the latest session was received into `vol`'s own image: the image
+/// now equals the archive, so a fresh copy with an empty change map is the
+/// baseline, and the next send stores only what changes after this (the
+/// restored image's blocks are all new, so comparing them with the old
+/// copy would flag every chunk). A failure only costs that: it is a
+/// warning.
+pub fn received_latest(ctx: &Ctx, vol: &VolName, target: &Path) {
+    let Ok(Some(pool)) = reflink_of(ctx, vol) else {
+        return;
+    };
+    let res = (|| -> Result<()> {
+        let rv = reflink_volume(ctx, pool, vol)?;
+        let same = |p: &Path| p.canonicalize().ok();
+        if same(&rv.image).is_none() || same(&rv.image) != same(target) {
+            return Ok(());
+        }
+        rv.fresh_baseline()?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        log::warn!(
+            "{vol}: cannot take a new reflink copy of the restored image ({e:#}); the next send \
+             stores every chunk of it again"
+        );
+    }
+}
+
 /// For `delete` and `arch-delete`: remove a volume's reflink copies. A
 /// failure is reported, not fatal (the archive data is already gone).
 pub fn drop_copies(ctx: &Ctx, ui: &dyn Ui, vol: &VolName, e: &VolumeEntry) {

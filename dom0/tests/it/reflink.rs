@@ -268,6 +268,23 @@ fn receive_into_pool(e: &Env, p: &Pool) {
         m.blocks() * 512,
         m.len()
     );
+    // Into the volume's own image (the qube shut down): the restored image
+    // becomes the baseline, so the next send has nothing to store, and the
+    // one after a write stores that write only.
+    let want = sha256_file(&p.work());
+    write_sync(&p.work(), 0, &random_bytes(3 * CHUNK, 99));
+    let own = format!("--save-to={}", p.work().display());
+    e.ok(&["-u", "receive", WORK, &own]);
+    assert_eq!(sha256_file(&p.work()), want);
+    let out = e.ok(&["send", WORK]);
+    assert_eq!(sent_changed(&out, WORK), 0, "{out}");
+    write_sync(&p.work(), 9 * CHUNK, b"after the restore");
+    let out = e.ok(&["send", WORK]);
+    assert_eq!(sent_changed(&out, WORK), 1, "{out}");
+    assert_eq!(
+        e.receive_sha(WORK, None, "after-own.img"),
+        sha256_file(&p.work())
+    );
     let copies = p.dir.join(".sparsebak");
     let uuid = std::fs::read_dir(&copies).unwrap().next().unwrap().unwrap();
     let bad = format!("--save-to={}", uuid.path().join("x.img").display());
