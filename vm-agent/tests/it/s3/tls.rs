@@ -5,7 +5,7 @@
 
 use super::{bytes, rgw, sha};
 use sparsebak_agent::s3::{Client, PutOutcome, S3Error};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn tls_client(ca: Option<&str>) -> Result<Client, S3Error> {
     let g = rgw();
@@ -34,15 +34,10 @@ fn objects_round_trip_over_tls_with_the_stores_ca() {
 #[ignore = "needs the real RADOS Gateway: tests/suite-s3.sh"]
 fn an_untrusted_certificate_is_refused_at_once() {
     let c = tls_client(None).unwrap();
-    let t = Instant::now();
+    // Final, not retried: a retried failure would end as GaveUp.
     let e = c.check_bucket().unwrap_err();
     assert!(matches!(e, S3Error::Tls { .. }), "{e:?}");
     assert!(e.to_string().contains("CA file"), "{e}");
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "retried: {:?}",
-        t.elapsed()
-    );
     // A CA file that holds no certificate is a configuration error.
     let empty = tempfile::NamedTempFile::new().unwrap();
     let e = tls_client(Some(empty.path().to_str().unwrap()))
