@@ -56,15 +56,27 @@ pub fn record_path(ctx: &Ctx, id: &str) -> Result<PathBuf> {
 
 pub fn add_qube(ctx: &mut Ctx, qvm: &dyn QvmTools, o: &AddQubeOptions) -> Result<AddedQube> {
     check_qube_name(&o.qube)?;
-    let archive = archive_pool(ctx)?;
+    archive_pool(ctx)?; // refused before any tool runs
     let q = find(&list_qubes(qvm)?, &o.qube)?;
     if let Some((id, e)) = ctx.config.qubes.iter().find(|(_, e)| e.uuid == q.uuid) {
-        bail!(
-            "qube {} is already in the configuration (as {}, archive volumes qube.{id}.*)",
-            q.name,
-            e.name
-        );
+        let prefix = format!("qube.{id}.");
+        // Every archive volume of it deleted: it may be added afresh.
+        if ctx
+            .config
+            .volumes
+            .keys()
+            .any(|v| v.as_str().starts_with(&prefix))
+        {
+            bail!(
+                "qube {} is already in the configuration (as {}, archive volumes qube.{id}.*)",
+                q.name,
+                e.name
+            );
+        }
+        let id = id.clone();
+        ctx.config.qubes.remove(&id);
     }
+    let archive = archive_pool(ctx)?;
     let mut added = AddedQube {
         name: q.name.clone(),
         class: q.class.clone(),

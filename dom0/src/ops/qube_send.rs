@@ -132,6 +132,24 @@ fn prepare(
     id: &str,
 ) -> Result<Option<QubeRecord>> {
     let entry = ctx.config.qubes[id].clone();
+    let deleted: Vec<String> = entry
+        .volumes
+        .iter()
+        .map(String::as_str)
+        .chain(["settings"])
+        .map(|v| archive_volume(id, v))
+        .filter(|v| !ctx.config.volumes.keys().any(|k| k.as_str() == v))
+        .collect();
+    if !deleted.is_empty() {
+        log::warn!(
+            "qube {}: {} deleted from the archive, so it is not sent (to back it up again: \
+             sparsebak delete its other volumes, then add --qube {})",
+            entry.name,
+            deleted.join(", "),
+            entry.name
+        );
+        return Ok(None);
+    }
     let Some(q) = qubes.iter().find(|q| q.uuid == entry.uuid) else {
         log::warn!(
             "qube {} (uuid {}) does not exist any more; skipped (its sessions stay in the archive)",

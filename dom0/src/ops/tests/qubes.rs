@@ -265,3 +265,39 @@ fn a_renamed_qube_keeps_its_archive_volumes_and_a_refused_one_does_not_stop_the_
     let settings = w.meta.chain(&vol(&id, "settings")).unwrap();
     assert_eq!(settings.len(), 2, "no record for the refused send");
 }
+
+#[test]
+fn a_qube_whose_volume_was_deleted_is_not_sent_until_added_again() {
+    let w = World::thin(volume_bytes(1, 1));
+    let q = three_qubes(&w);
+    add(&w, &q, "vault").unwrap();
+    send(&w, &q, &[]).unwrap();
+    let id = q.uuid("vault");
+    let del = |part: &str| {
+        let o = crate::ops::delete::DeleteOptions {
+            volume: crate::qubes::archive_volume(&id, part),
+        };
+        crate::ops::delete::delete(&mut w.ctx(), &w.ui, &o).unwrap();
+    };
+    del("root");
+    send(&w, &q, &[]).unwrap();
+    let c = Config::load(&w.meta.root).unwrap();
+    assert!(
+        !c.volumes.contains_key(&vol(&id, "root")),
+        "the deleted volume is not added back by send"
+    );
+    assert!(add(&w, &q, "vault")
+        .unwrap_err()
+        .to_string()
+        .contains("already in the configuration"));
+    del("private");
+    del("settings");
+    let a = add(&w, &q, "vault").unwrap();
+    assert_eq!(a.volumes.len(), 2);
+    send(&w, &q, &["vault"]).unwrap();
+    assert_eq!(
+        w.meta.chain(&vol(&id, "root")).unwrap().len(),
+        1,
+        "a new chain"
+    );
+}
