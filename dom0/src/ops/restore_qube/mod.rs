@@ -116,7 +116,19 @@ pub fn restore_qube(
              its qube is halted"
         );
     }
-    super::prune::complete_interrupted(ctx, &[])?;
+    // A dry run changes nothing, not even by completing a prune.
+    let pending = crate::prune::journal::pending(&ctx.meta)?;
+    match (o.dry_run, pending.is_empty()) {
+        (true, false) => {
+            bail!(
+            "an interrupted prune of {} must be completed first (any command without --dry-run \
+             completes it); nothing was changed",
+            pending.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+        )
+        }
+        (false, false) => super::prune::complete_interrupted(ctx, &[])?,
+        _ => {}
+    }
     let existing = list_qubes(qvm)?;
     let records = fetch::records(ctx, o, &existing)?;
     let sources = records
