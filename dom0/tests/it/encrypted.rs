@@ -433,3 +433,49 @@ fn swapped_truncated_oversized_and_symlinked_chunks_are_refused() {
     restore();
     e.verify_ok(VA);
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    let o = std::process::Command::new("cp")
+        .args(["-a", &from.to_string_lossy(), &to.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// The sealed info.json and volume.json seal again to the same bytes on
+/// dom0, so the consistency check (§17) catches an older copy of a
+/// session or of the whole archive in format 2 as in format 1.
+#[test]
+fn an_older_copy_of_the_archive_or_of_a_session_is_refused() {
+    let (e, _) = archive();
+    let vdir = va_dir(&e);
+    let old = e.path("old-archive");
+    copy_tree(&e.archive_dir(), &old);
+    write_at(&e.img(VA), 0, &random_bytes(CHUNK, 77));
+    ok(&e, &["send", VA]);
+    let names = e.session_names(VA);
+    // A prune rewrites the target's info.json: keep the pre-prune copy.
+    let target = vdir.join(format!("S_{}", names[2]));
+    let (old_target, new_target) = (e.path("old-target"), e.path("new-target"));
+    copy_tree(&target, &old_target);
+    ok(&e, &["-u", "prune", VA, &format!("--session={}", names[1])]);
+    std::fs::rename(&target, &new_target).unwrap();
+    copy_tree(&old_target, &target);
+    run(&e, &["send", VA]).expect(
+        1,
+        &[&format!("volume {VA}, session "), "differs from dom0's"],
+    );
+    receive_refused(&e, &["differs from dom0's"]);
+    std::fs::remove_dir_all(&target).unwrap();
+    std::fs::rename(&new_target, &target).unwrap();
+    e.verify_ok(VA);
+    // The whole archive replaced by its older copy.
+    let live = e.path("live-archive");
+    std::fs::rename(e.archive_dir(), &live).unwrap();
+    copy_tree(&old, &e.archive_dir());
+    run(&e, &["send", VA]).expect(1, &[&format!("volume {VA}, session "), "rolled back"]);
+    receive_refused(&e, &["rolled back"]);
+    std::fs::remove_dir_all(e.archive_dir()).unwrap();
+    std::fs::rename(&live, e.archive_dir()).unwrap();
+    e.verify_ok(VA);
+}
