@@ -19,7 +19,7 @@
 //! authenticated encryption without guessing. Decoding is bounded by the
 //! decoded length, and callers check the stored hash before calling it.
 
-use crate::crypto::seal::{open_chunk, seal_chunk, Binding, NONCE_LEN};
+use crate::crypto::seal::{open_chunk, seal_chunk, Binding, NONCE_LEN, TAG_LEN};
 use crate::crypto::ArchiveKeys;
 use sha2::{Digest as _, Sha256};
 use sparsebak_common::header::{Codec, Compression};
@@ -231,6 +231,28 @@ impl ChunkCodec {
         }
     }
 
+    /// The manifest's *stored* digest of a chunk file. Format 1: its
+    /// SHA-256. Format 2: the first 16 bytes of its random nonce and its
+    /// 16-byte Poly1305 tag, which identify this very file (a file of
+    /// another session or sealing has another nonce; one with this nonce
+    /// and tag but other bytes fails authentication) without a hash pass
+    /// over it on either side (docs/FORMAT.md §18.4). A file too short to
+    /// hold them gets a digest no sealed file has.
+    pub fn stored_digest(&self, file: &[u8]) -> [u8; 32] {
+        if self.sealing.is_none() {
+            return sha256(file);
+        }
+        let mut d = [0u8; 32];
+        if file.len() >= HEADER_LEN + NONCE_LEN + TAG_LEN {
+            d[..16].copy_from_slice(&file[HEADER_LEN..HEADER_LEN + 16]);
+            d[16..].copy_from_slice(&file[file.len() - TAG_LEN..]);
+        } else {
+            d = sha256(file);
+            d[0] ^= 0xff;
+        }
+        d
+    }
+
     /// The chunk file for `data` at `addr`.
     pub fn encode(&self, data: &[u8], addr: ByteOffset) -> Vec<u8> {
         let Some((keys, volume)) = &self.sealing else {
@@ -388,5 +410,19 @@ mod tests {
             ChunkError::Version { found: 2, want: 1 }
         );
         assert!(c.decode(&f[..20], ByteOffset(0), 3).is_err());
+    }
+
+    #[test]
+    fn sealed_stored_digest_is_nonce_and_tag() {
+        let c = sealed_codec("v");
+        let a = c.encode(b"same bytes", ByteOffset(0));
+        let b = c.encode(b"same bytes", ByteOffset(0));
+        let (da, db) = (c.stored_digest(&a), c.stored_digest(&b));
+        assert_ne!(da, db, "another sealing of the same chunk is another file");
+        assert_eq!(&da[..16], &a[HEADER_LEN..HEADER_LEN + 16]);
+        assert_eq!(&da[16..], &a[a.len() - TAG_LEN..]);
+        assert_ne!(c.stored_digest(&a[..20]), c.stored_digest(&a[..21]));
+        let plain = ChunkCodec::plain(Compression::default());
+        assert_eq!(plain.stored_digest(&a), sha256(&a));
     }
 }

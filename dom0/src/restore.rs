@@ -268,7 +268,13 @@ fn check_chunk(
             cs.max_stored()
         );
     }
-    check_stored_hash(&file, stored, &what)?;
+    if &codec.stored_digest(&file) != stored {
+        bail!(
+            "{}: hash mismatch: the stored file is corrupted or truncated ({} bytes)",
+            what(),
+            file.len()
+        );
+    }
     let data = codec
         .decode(&file, *addr, *len as usize)
         .map_err(|e| anyhow!("{}: {e}", what()))?;

@@ -124,7 +124,7 @@ fn process(job: Job, codec: &ChunkCodec, cs: ChunkSize) -> Outcome {
         }
     }
     let file = codec.encode(data, addr);
-    let stored = crate::chunk::sha256(&file);
+    let stored = codec.stored_digest(&file);
     Outcome::Data {
         addr,
         len,

@@ -6,7 +6,7 @@
 
 use super::report::CheckReport;
 use super::{Kind, Problem};
-use crate::chunk::{sha256, ChunkCodec};
+use crate::chunk::ChunkCodec;
 use crate::dest::client::FileReply;
 use crate::dest::AgentConn;
 use crate::local_meta::{Meta, SessionInfo};
@@ -64,7 +64,7 @@ fn check_file(
         );
         return Some((Kind::Altered, m));
     }
-    if sha256(&file) != w.stored {
+    if codec.stored_digest(&file) != w.stored {
         let m = format!(
             "the chunk file's sha256 is not the manifest's: corrupted or truncated ({} bytes)",
             file.len()

@@ -331,10 +331,20 @@ fn bit_flips_in_each_kind_of_stored_file_are_refused() {
     // A chunk: verify names it (exit 3), receive writes nothing.
     let victim = chunks_in(&s1)[0].clone();
     let good = std::fs::read(&victim).unwrap();
-    for at in [3, 20, good.len() / 2, good.len() - 1] {
+    // Header, nonce, ciphertext, tag: each caught by its own check, and
+    // the ciphertext only by authentication (it is not hashed).
+    for (at, why) in [
+        (3, "unsupported version/encryption"),
+        (4, "authentication failed"),
+        (9, "declares 66560 bytes but 65536 were expected"),
+        (20, "hash mismatch"),
+        (good.len() / 2, "authentication failed: the chunk file"),
+        (good.len() - 1, "hash mismatch"),
+    ] {
         flip(&victim, at);
-        run(&e, &["verify", VA]).expect(3, &["hash mismatch", "FAILED: 1 bad chunk(s)"]);
-        receive_refused(&e, &["hash mismatch"]);
+        let chunk = format!("chunk 0x{:x} of {VA} from S_", chunk_addr(&victim));
+        run(&e, &["verify", VA]).expect(3, &[&chunk, why, "FAILED: 1 bad chunk(s)"]);
+        receive_refused(&e, &[&chunk, why]);
         std::fs::write(&victim, &good).unwrap();
     }
     e.verify_ok(VA);
