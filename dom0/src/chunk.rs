@@ -267,6 +267,39 @@ impl ChunkCodec {
         f
     }
 
+    /// [`ChunkCodec::decode`] of the file at `buf[start..]`, consuming the
+    /// buffer: a sealed file is opened in place, without a copy.
+    pub fn decode_owned(
+        &self,
+        mut buf: Vec<u8>,
+        start: usize,
+        addr: ByteOffset,
+        expected: usize,
+    ) -> Result<Vec<u8>, ChunkError> {
+        let Some((keys, volume)) = &self.sealing else {
+            return decode(&buf[start..], expected);
+        };
+        let codec = check_header(&buf[start..], VERSION_SEALED, expected)?;
+        let b = Binding {
+            volume,
+            addr: addr.0,
+        };
+        let r = open_chunk(keys, b, &mut buf[start..], HEADER_LEN)?;
+        let (from, to) = (start + r.start, start + r.end);
+        if codec == RAW {
+            if to - from != expected {
+                return Err(ChunkError::Length {
+                    declared: to - from,
+                    expected,
+                });
+            }
+            buf.truncate(to);
+            buf.drain(..from);
+            return Ok(buf);
+        }
+        unpack(codec, &buf[from..to], expected)
+    }
+
     /// Decode the chunk file of `addr`, `expected` bytes long. A sealed
     /// file is authenticated (bound to this archive, volume and address)
     /// before anything decompresses it.
@@ -424,5 +457,33 @@ mod tests {
         assert_ne!(c.stored_digest(&a[..20]), c.stored_digest(&a[..21]));
         let plain = ChunkCodec::plain(Compression::default());
         assert_eq!(plain.stored_digest(&a), sha256(&a));
+    }
+
+    #[test]
+    fn decode_owned_equals_decode() {
+        let c = sealed_codec("v");
+        for data in [sample(65536, 3), b"text ".repeat(1000), vec![9]] {
+            let f = c.encode(&data, ByteOffset(0));
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&f);
+            assert_eq!(
+                c.decode_owned(frame.clone(), 1, ByteOffset(0), data.len())
+                    .unwrap(),
+                data
+            );
+            assert!(c
+                .decode_owned(frame.clone(), 1, ByteOffset(65536), data.len())
+                .is_err());
+            frame[1 + HEADER_LEN + NONCE_LEN] ^= 1;
+            assert!(c.decode_owned(frame, 1, ByteOffset(0), data.len()).is_err());
+        }
+        let plain = ChunkCodec::plain(Compression::default());
+        let f = encode(b"abc", Compression::default());
+        assert_eq!(
+            plain
+                .decode_owned([vec![0], f].concat(), 1, ByteOffset(0), 3)
+                .unwrap(),
+            b"abc"
+        );
     }
 }

@@ -276,7 +276,7 @@ fn check_chunk(
         );
     }
     let data = codec
-        .decode(&file, *addr, *len as usize)
+        .decode_owned(file.into_frame(), 1, *addr, *len as usize)
         .map_err(|e| anyhow!("{}: {e}", what()))?;
     if &codec.content_digest(&data) != content {
         bail!("{}: decoded content does not match its hash", what());

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 pub const KDF: &str = "argon2id";
 /// About a second of work on a current x86-64 core (docs/BENCHMARKS.md).
 pub const DEFAULT_MEMORY_KIB: u32 = 256 * 1024;
-pub const DEFAULT_ITERATIONS: u32 = 3;
+pub const DEFAULT_ITERATIONS: u32 = 5;
 pub const DEFAULT_PARALLELISM: u32 = 1;
 /// Limits on what a wrapped key from the destination may ask for.
 pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;

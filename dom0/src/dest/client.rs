@@ -127,6 +127,14 @@ pub enum FileReply {
 /// byte skipped, so a chunk is not copied once more on its way to the check.
 pub struct FileData(Vec<u8>);
 
+impl FileData {
+    /// The reply frame, status byte first: the file is `[1..]`. Lets a
+    /// reader open a sealed chunk in place instead of copying it.
+    pub fn into_frame(self) -> Vec<u8> {
+        self.0
+    }
+}
+
 impl std::ops::Deref for FileData {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
