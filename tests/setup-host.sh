@@ -22,6 +22,11 @@ command -v openssl >/dev/null || need+=(openssl)
 # dom0/tests/it/reflink.rs: reflink sources on real Btrfs and XFS.
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+# tests/suite-qubes-ops.sh: the units, the menu entry and the sudoers rule
+# are checked with the real tools.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v desktop-file-validate >/dev/null || need+=(desktop-file-utils)
+command -v visudo >/dev/null || need+=(sudo)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "setup-host: missing ${need[*]}; install them (needs root)" >&2

@@ -40,9 +40,17 @@ header() { rpm -qp --qf '%{NAME} %{VERSION} %{ARCH}' "$1" 2>/dev/null; }
 [ "$(header "$VMPKG")" = "sparsebak-agent $VERSION x86_64" ] || fail "VM package header: $(header "$VMPKG")"
 
 files "$DOM0" >"$T/dom0.files"
-cat >"$T/dom0.expected" <<'LIST'
+sort -k2 >"$T/dom0.expected" <<'LIST'
 -rw-r--r-- /etc/qubes/policy.d/50-sparsebak.policy
 -rwxr-xr-x /usr/bin/sparsebak
+drwxr-xr-x /usr/libexec/sparsebak
+-rwxr-xr-x /usr/libexec/sparsebak/sparsebak-send-now
+-rw-r--r-- /usr/lib/systemd/system-preset/80-sparsebak.preset
+-rw-r--r-- /usr/lib/systemd/system/sparsebak-monitor.service
+-rw-r--r-- /usr/lib/systemd/system/sparsebak-monitor.timer
+-rw-r--r-- /usr/lib/systemd/system/sparsebak-send.service
+-rw-r--r-- /usr/lib/systemd/system/sparsebak-send.timer
+-rw-r--r-- /usr/share/applications/sparsebak-send.desktop
 -rw-r--r-- /usr/share/bash-completion/completions/sparsebak
 drwxr-xr-x /usr/share/doc/sparsebak
 -rw-r--r-- /usr/share/doc/sparsebak/ARCHITECTURE.md
@@ -96,11 +104,39 @@ if rpm -qRp "$DOM0" 2>/dev/null | grep -E '\.so|GLIBC'; then
 fi
 ok "the dom0 package requires no shared libraries"
 
+# Qubes R4.2 dom0 is Fedora 37 (glibc 2.36), R4.3 Fedora 41 (glibc 2.40):
+# the packaged binary may not need a newer glibc than 2.36. A static binary
+# needs none at all. The probe is checked on a dynamic binary first, so an
+# empty answer means "no requirement", not "the probe is broken".
+glibc_needed() { readelf -W --version-info "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1; }
+DYN=${CARGO_TARGET_DIR:-target}/debug/sparsebak
+if [ -x "$DYN" ] && readelf -lW "$DYN" | grep -q INTERP; then
+    [ -n "$(glibc_needed "$DYN")" ] || fail "the glibc probe finds nothing in the dynamic $DYN"
+fi
+for b in "$D" "$A"; do
+    need=$(glibc_needed "$b")
+    if [ -n "$need" ] && [ "$(printf '%s\n2.36\n' "$need" | sort -V | tail -n 1)" != 2.36 ]; then
+        fail "$b needs glibc $need; Qubes R4.2 dom0 (Fedora 37) has 2.36"
+    fi
+    [ -z "$need" ] || fail "$b needs glibc $need: the package promises a static binary"
+done
+ok "the packaged binaries need no glibc version (static): they run on Qubes R4.2 and R4.3 dom0"
+
 cmp "$T/root/etc/qubes-rpc/qubes.SparsebakStore" qubes-rpc/qubes.SparsebakStore || fail "packaged service differs"
 cmp "$T/root/etc/qubes/policy.d/50-sparsebak.policy" policy/50-sparsebak.policy || fail "packaged policy differs"
 cmp "$T/root/usr/share/doc/sparsebak/r4.0/qubes.SparsebakStore" policy/r4.0/qubes.SparsebakStore ||
     fail "packaged R4.0 policy differs"
 ok "service and policies are the repository's"
+
+for f in sparsebak-monitor.service sparsebak-monitor.timer sparsebak-send.service sparsebak-send.timer; do
+    cmp "$T/root/usr/lib/systemd/system/$f" "systemd/$f" || fail "packaged $f differs"
+done
+cmp "$T/root/usr/lib/systemd/system-preset/80-sparsebak.preset" systemd/80-sparsebak.preset || fail "packaged preset differs"
+cmp "$T/root/usr/share/applications/sparsebak-send.desktop" desktop/sparsebak-send.desktop || fail "packaged desktop entry differs"
+cmp "$T/root/usr/libexec/sparsebak/sparsebak-send-now" desktop/sparsebak-send-now || fail "packaged send-now script differs"
+[ "$(grep -v '^#' systemd/80-sparsebak.preset | grep .)" = "$(printf 'disable sparsebak-monitor.timer\ndisable sparsebak-send.timer')" ] ||
+    fail "the preset does not ship both timers disabled"
+ok "units, preset (timers disabled), menu entry and its script are the repository's"
 
 # Every rule is "qubes.SparsebakStore * SOURCE TARGET deny", covering
 # VM-to-VM and VM-to-dom0 calls; nothing is allowed.

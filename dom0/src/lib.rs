@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod dedup;
 pub mod dest;
 pub mod fsutil;
+pub mod jobs;
 pub mod keyring;
 pub mod legacy;
 pub mod local_meta;

@@ -247,6 +247,50 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// A scheduled job (`sparsebak job`, `schedule`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobArg {
+    Monitor,
+    Send,
+}
+
+impl From<JobArg> for crate::jobs::Job {
+    fn from(j: JobArg) -> Self {
+        match j {
+            JobArg::Monitor => crate::jobs::Job::Monitor,
+            JobArg::Send => crate::jobs::Job::Send,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleAction {
+    /// Each job's timer: enabled or not, interval, next run (the default).
+    Show {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start running a job from its timer (systemctl enable --now).
+    Enable { job: JobArg },
+    /// Stop running a job from its timer (systemctl disable --now).
+    Disable { job: JobArg },
+    /// How often a job runs: monitor every Nmin or Nh (1min-24h); send
+    /// hourly, daily, weekly, monthly, HH:MM or DAY HH:MM; `default` undoes it.
+    #[command(name = "set-interval")]
+    SetInterval { job: JobArg, interval: String },
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Warn about volumes whose newest session is older than this.
+    #[arg(long, value_name = "HOURS", default_value_t = 48)]
+    pub max_age: u64,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new archive and its local configuration.
@@ -288,6 +332,15 @@ pub enum Command {
     /// Replace duplicate chunk files in the archive by hard links.
     #[command(name = "arch-deduplicate")]
     ArchDeduplicate,
+    /// Run a scheduled job as its timer does: logged to syslog (journalctl -t sparsebak), the user notified if it fails.
+    Job { job: JobArg },
+    /// Show the scheduled jobs, enable or disable them, or change how often they run.
+    Schedule {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+    },
+    /// Each job's last and next run, each volume's newest session and its age.
+    Status(StatusArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script (bash, zsh or fish) to stdout.

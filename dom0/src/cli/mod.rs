@@ -9,6 +9,7 @@
 
 pub mod args;
 mod passphrase;
+mod jobs;
 mod print;
 mod print_qubes;
 mod ui;
@@ -104,21 +105,27 @@ fn run(cli: Cli) -> Result<Done> {
             )?;
             print::recovered(&meta, &r)
         }
-        cmd => {
-            let legacy = cmd.legacy();
-            if ops::legacy::applies(&meta.root, legacy.is_some(), legacy == Some(true))? {
-                return run_legacy(g, meta, cmd, &term);
-            }
-            let _lock = meta.lock_wait(Duration::from_secs(g.wait))?;
-            let ctx = Ctx {
-                config: Config::load(&meta.root)?,
-                meta,
-                connector: &Transports::from_env(),
-                lvm: &LvmCli,
-            };
-            run_on_archive(ctx, cmd, &term)
-        }
+        Command::Job { job } => jobs::run(g, (*job).into()),
+        Command::Schedule { action } => jobs::schedule(action.as_ref()),
+        Command::Status(a) => jobs::status(&meta, a),
+        cmd => run_archive_command(g, meta, cmd, &term),
     }
+}
+
+/// A command that works on the configured archive, under the meta dir's lock.
+fn run_archive_command(g: &Global, meta: Meta, cmd: &Command, term: &Terminal) -> Result<Done> {
+    let legacy = cmd.legacy();
+    if ops::legacy::applies(&meta.root, legacy.is_some(), legacy == Some(true))? {
+        return run_legacy(g, meta, cmd, term);
+    }
+    let _lock = meta.lock_wait(Duration::from_secs(g.wait))?;
+    let ctx = Ctx {
+        config: Config::load(&meta.root)?,
+        meta,
+        connector: &Transports::from_env(),
+        lvm: &LvmCli,
+    };
+    run_on_archive(ctx, cmd, term)
 }
 
 /// The commands on an archive of our own, configured in the meta dir.
@@ -218,7 +225,10 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
         Command::Version
         | Command::Completions { .. }
         | Command::ArchInit(_)
-        | Command::ArchRecover(_) => unreachable!("handled by run"),
+        | Command::ArchRecover(_)
+        | Command::Job { .. }
+        | Command::Schedule { .. }
+        | Command::Status(_) => unreachable!("handled by run"),
     }
 }
 
