@@ -42,6 +42,8 @@ header() { rpm -qp --qf '%{NAME} %{VERSION} %{ARCH}' "$1" 2>/dev/null; }
 files "$DOM0" >"$T/dom0.files"
 sort -k2 >"$T/dom0.expected" <<'LIST'
 -rw-r--r-- /etc/qubes/policy.d/50-sparsebak.policy
+-rwxr-xr-x /etc/qubes-rpc/sparsebak.Restore
+-r--r----- /etc/sudoers.d/sparsebak-restore
 -rwxr-xr-x /usr/bin/sparsebak
 drwxr-xr-x /usr/libexec/sparsebak
 -rwxr-xr-x /usr/libexec/sparsebak/sparsebak-send-now
@@ -66,9 +68,9 @@ drwx------ /var/lib/sparsebak
 LIST
 diff "$T/dom0.expected" "$T/dom0.files" || fail "dom0 package: unexpected file list or modes"
 ok "dom0 package file list and modes"
-[ "$(rpm -qcp "$DOM0" 2>/dev/null)" = /etc/qubes/policy.d/50-sparsebak.policy ] ||
-    fail "the policy is not the only config file"
-ok "the policy is a config file"
+[ "$(rpm -qcp "$DOM0" 2>/dev/null | sort)" = "$(printf '%s\n' /etc/qubes/policy.d/50-sparsebak.policy /etc/sudoers.d/sparsebak-restore)" ] ||
+    fail "the config files are not exactly the policy and the sudoers rule"
+ok "the policy and the sudoers rule are config files"
 
 files "$VMPKG" >"$T/vm.files"
 cat >"$T/vm.expected" <<'LIST'
@@ -108,7 +110,7 @@ ok "the dom0 package requires no shared libraries"
 # the packaged binary may not need a newer glibc than 2.36. A static binary
 # needs none at all. The probe is checked on a dynamic binary first, so an
 # empty answer means "no requirement", not "the probe is broken".
-glibc_needed() { readelf -W --version-info "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1; }
+glibc_needed() { { readelf -W --version-info "$1" | grep -o 'GLIBC_[0-9][0-9.]*' || true; } | sed 's/^GLIBC_//' | sort -uV | tail -n 1; }
 DYN=${CARGO_TARGET_DIR:-target}/debug/sparsebak
 if [ -x "$DYN" ] && readelf -lW "$DYN" | grep -q INTERP; then
     [ -n "$(glibc_needed "$DYN")" ] || fail "the glibc probe finds nothing in the dynamic $DYN"
@@ -126,7 +128,12 @@ cmp "$T/root/etc/qubes-rpc/qubes.SparsebakStore" qubes-rpc/qubes.SparsebakStore 
 cmp "$T/root/etc/qubes/policy.d/50-sparsebak.policy" policy/50-sparsebak.policy || fail "packaged policy differs"
 cmp "$T/root/usr/share/doc/sparsebak/r4.0/qubes.SparsebakStore" policy/r4.0/qubes.SparsebakStore ||
     fail "packaged R4.0 policy differs"
-ok "service and policies are the repository's"
+cmp "$T/root/etc/qubes-rpc/sparsebak.Restore" qubes-rpc/sparsebak.Restore || fail "packaged restore service differs"
+cmp "$T/root/etc/sudoers.d/sparsebak-restore" rpm/sparsebak-restore.sudoers || fail "packaged sudoers rule differs"
+if command -v visudo >/dev/null; then
+    visudo -c -q -f "$T/root/etc/sudoers.d/sparsebak-restore" || fail "visudo -c rejects the packaged sudoers rule"
+fi
+ok "services, policies and the sudoers rule (visudo -c) are the repository's"
 
 for f in sparsebak-monitor.service sparsebak-monitor.timer sparsebak-send.service sparsebak-send.timer; do
     cmp "$T/root/usr/lib/systemd/system/$f" "systemd/$f" || fail "packaged $f differs"
@@ -138,13 +145,16 @@ cmp "$T/root/usr/libexec/sparsebak/sparsebak-send-now" desktop/sparsebak-send-no
     fail "the preset does not ship both timers disabled"
 ok "units, preset (timers disabled), menu entry and its script are the repository's"
 
-# Every rule is "qubes.SparsebakStore * SOURCE TARGET deny", covering
-# VM-to-VM and VM-to-dom0 calls; nothing is allowed.
+# Every rule is "SERVICE * SOURCE TARGET deny", covering VM-to-VM and
+# VM-to-dom0 calls of both services; nothing is allowed.
 rules=$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' policy/50-sparsebak.policy)
-[ -z "$(printf '%s\n' "$rules" | awk 'NF != 5 || $1 != "qubes.SparsebakStore" || $2 != "*" || $5 != "deny"')" ] ||
-    fail "a policy rule is not a deny for qubes.SparsebakStore"
-[ "$(printf '%s\n' "$rules" | awk '{print $3, $4}')" = "$(printf '@anyvm @anyvm\n@anyvm @adminvm')" ] ||
-    fail "the policy does not deny exactly @anyvm -> @anyvm and @anyvm -> @adminvm"
+[ -z "$(printf '%s\n' "$rules" | awk 'NF != 5 || $2 != "*" || $5 != "deny"')" ] ||
+    fail "a policy rule is not a deny"
+[ "$(printf '%s\n' "$rules" | awk '{print $1, $3, $4}' | sort)" = "$(printf '%s\n' 'qubes.SparsebakStore @anyvm @adminvm' \
+    'qubes.SparsebakStore @anyvm @anyvm' 'sparsebak.Restore @anyvm @adminvm' 'sparsebak.Restore @anyvm @anyvm')" ] ||
+    fail "the policy does not deny exactly @anyvm -> @anyvm and @anyvm -> @adminvm for both services"
+grep -q '^##   sparsebak.Restore  *\*  *sys-backup  *@adminvm  *ask default_target=@adminvm$' policy/50-sparsebak.policy ||
+    fail "the policy does not document the ask rule for the backup VM"
 rules=$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' policy/r4.0/qubes.SparsebakStore | awk '{print $1, $2, $3}')
 [ "$rules" = "$(printf '%s\n' '$anyvm $anyvm deny' '$anyvm dom0 deny')" ] || fail "R4.0 policy rules: $rules"
 ok "policy rules deny VM-to-VM and VM-to-dom0 calls"

@@ -34,6 +34,7 @@ pub mod qubes;
 pub mod recover;
 pub mod reflink;
 pub mod restore;
+pub mod restore_service;
 pub mod send;
 pub mod source;
 pub mod test_hooks;

@@ -341,6 +341,10 @@ pub enum Command {
     },
     /// Each job's last and next run, each volume's newest session and its age.
     Status(StatusArgs),
+    /// The dom0 end of the sparsebak.Restore qrexec service (run only through
+    /// its sudoers rule; reads QREXEC_REMOTE_DOMAIN and QREXEC_SERVICE_ARGUMENT).
+    #[command(name = "restore-service", hide = true)]
+    RestoreService,
     /// Print the version.
     Version,
     /// Print a shell completion script (bash, zsh or fish) to stdout.

@@ -41,6 +41,8 @@ pub enum Done {
     Damaged,
     /// diff found differences (without --remap).
     Differs,
+    /// restore-service: its own exit code (crate::restore_service).
+    Exit(u8),
 }
 
 pub fn main() -> ExitCode {
@@ -60,6 +62,7 @@ pub fn main() -> ExitCode {
         Ok(Done::Ok) => ExitCode::SUCCESS,
         Ok(Done::Damaged) => ExitCode::from(EXIT_DAMAGED),
         Ok(Done::Differs) => ExitCode::from(EXIT_DIFFERS),
+        Ok(Done::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("sparsebak: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Result<Done> {
         Command::Job { job } => jobs::run(g, (*job).into()),
         Command::Schedule { action } => jobs::schedule(action.as_ref()),
         Command::Status(a) => jobs::status(&meta, a),
+        Command::RestoreService => Ok(restore_service(meta)),
         cmd => run_archive_command(g, meta, cmd, &term),
     }
 }
@@ -126,6 +130,34 @@ fn run_archive_command(g: &Global, meta: Meta, cmd: &Command, term: &Terminal) -
         lvm: &LvmCli,
     };
     run_on_archive(ctx, cmd, term)
+}
+
+/// `restore-service`: one request of the backup VM (crate::restore_service).
+/// The answer goes to stdout, which qrexec hands to the VM; dom0 services'
+/// stderr never reaches the VM.
+fn restore_service(meta: Meta) -> Done {
+    use crate::restore_service::{backend::LocalBackend, serve};
+    let caller = std::env::var("QREXEC_REMOTE_DOMAIN").ok();
+    let arg = std::env::var("QREXEC_SERVICE_ARGUMENT").ok();
+    let log = crate::jobs::log::SysLog::connect();
+    let connector = Transports::from_env();
+    let qvm = QvmCli::default();
+    let reply = serve(
+        caller.as_deref(),
+        arg.as_deref(),
+        || {
+            Ok(Box::new(LocalBackend::open(
+                meta, &connector, &LvmCli, &qvm,
+            )?))
+        },
+        &log,
+    );
+    let mut text = reply.text;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Done::Exit(reply.exit)
 }
 
 /// The commands on an archive of our own, configured in the meta dir.
@@ -228,7 +260,8 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
         | Command::ArchRecover(_)
         | Command::Job { .. }
         | Command::Schedule { .. }
-        | Command::Status(_) => unreachable!("handled by run"),
+        | Command::Status(_)
+        | Command::RestoreService => unreachable!("handled by run"),
     }
 }
 

@@ -12,4 +12,5 @@ mod qubes;
 mod qubes_reflink;
 mod qubes_world;
 mod restore_qube;
+mod restore_service;
 mod send;
