@@ -69,7 +69,7 @@ export SPARSEBAK_META_DIR=$T/meta SPARSEBAK_AGENT=$BIN/sparsebak-agent SPARSEBAK
 mkdir -p "$STANDIN_SYSTEMD"
 MP=$(stat -c %m "$T")
 head -c 3000000 /dev/urandom >"$T/img/vol1"
-"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath -m --relative-to="$MP" "$T/arch")" --source="dir:$T/img" >/dev/null
+"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath -m --relative-to="$MP" "$T/arch")" --source="dir:$T/img" --encrypt=off >/dev/null
 "$SB" add vol1 >/dev/null
 "$SB" -u --wait=10 job send >"$T/out" 2>&1 || { cat "$T/out"; fail "job send failed"; }
 grep -c 'sparsebak\[[0-9]*\]: scheduled send succeeded in [0-9]* s' "$T/syslog" | grep -qx 1 ||
@@ -113,6 +113,7 @@ ok "schedule enable / set-interval (drop-in, bad value refused) / show"
 [ "$(jq -r '.volumes[0].stale' "$T/status.json")" = false ] || fail "status: a fresh volume is stale"
 [ "$(jq -r '.volumes[0].newest' "$T/status.json")" = "$("$SB" list vol1 --json | jq -r '.[-1].name' | sed 's/^S_//')" ] ||
     fail "status: newest session"
+sleep 1 # the session must be older than 0 h, not of this very second
 "$SB" status --max-age=0 --json | jq -e '.volumes[0].stale' >/dev/null || fail "status: threshold"
 "$SB" status --max-age=0 >"$T/out"
 grep -q 'vol1: newest session .* WARNING: out of date' "$T/out" && grep -q 'last run: FAILED' "$T/out" ||

@@ -8,8 +8,8 @@
 //! problems); 4 diff found differences.
 
 pub mod args;
-mod passphrase;
 mod jobs;
+mod passphrase;
 mod print;
 mod print_qubes;
 mod ui;
@@ -254,14 +254,9 @@ fn run_on_archive(mut ctx: Ctx, cmd: &Command, term: &Terminal) -> Result<Done> 
         Command::ArchDeduplicate => Ok(print::deduplicated(&ops::dedup::arch_deduplicate(
             &ctx, term,
         )?)),
-        Command::Version
-        | Command::Completions { .. }
-        | Command::ArchInit(_)
-        | Command::ArchRecover(_)
-        | Command::Job { .. }
-        | Command::Schedule { .. }
-        | Command::Status(_)
-        | Command::RestoreService => unreachable!("handled by run"),
+        // Version, completions, arch-init, arch-recover, job, schedule,
+        // status, restore-service.
+        other => unreachable!("handled by run: {other:?}"),
     }
 }
 
