@@ -140,7 +140,7 @@ for gib in "${SIZES[@]}"; do
 	image "$src/vol" "$gib"
 	cp --sparse=always "$src/vol" "$W/first"
 	"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath --relative-to="$MP" "$W/archive-$gib")" \
-		--source="dir:$src" >/dev/null
+		--source="dir:$src" --encrypt=off >/dev/null
 	"$SB" add vol >/dev/null
 	: >"$W/$tag.tsv"
 	run "$tag" "full send" -u send vol

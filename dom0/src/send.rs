@@ -36,7 +36,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 /// Bytes of volume data per batch handed to the workers.
-const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Default, Clone)]
 pub struct SendReport {
@@ -179,14 +179,21 @@ impl<'a> Emitter<'a> {
         Ok(self.tar.as_mut().expect("just started"))
     }
 
-    /// Resuming: keep chunk `name` if the destination holds it already.
-    fn try_keep(&mut self, name: &str, addr: ByteOffset, stored: &[u8; 32]) -> Result<bool> {
-        if !self.resume.holds(addr, stored)? {
-            return Ok(false);
-        }
-        let res = resume::append_keep(self.upload()?, name, stored);
+    /// Resuming: keep chunk `name` if the destination holds it already;
+    /// the stored hash of the file kept (its manifest entry's).
+    fn try_keep(
+        &mut self,
+        name: &str,
+        addr: ByteOffset,
+        stored: &[u8; 32],
+        content: &[u8; 32],
+    ) -> Result<Option<[u8; 32]>> {
+        let Some(kept) = self.resume.kept(addr, stored, content)? else {
+            return Ok(None);
+        };
+        let res = resume::append_keep(self.upload()?, name, &kept);
         res.map_err(|e| self.fail(e))?;
-        Ok(true)
+        Ok(Some(kept))
     }
 
     fn append(&mut self, name: &str, data: &[u8]) -> Result<()> {
@@ -251,7 +258,9 @@ impl<'a> Emitter<'a> {
             } => {
                 let name = chunk_rel_path(addr);
                 crate::test_hooks::crash_at_count("send-chunk-", self.report.stored_chunks + 1);
-                if self.try_keep(&name, addr, &stored)? {
+                let mut stored = stored;
+                if let Some(kept) = self.try_keep(&name, addr, &stored, &content)? {
+                    stored = kept;
                     self.report.resumed_chunks += 1;
                     self.report.resumed_bytes += file.len() as u64;
                 } else if self.try_link(&name, addr, &stored)? {
@@ -300,10 +309,14 @@ fn local_tmp(
 ) -> Result<(PathBuf, Option<resume::ResumeState>)> {
     std::fs::create_dir_all(vdir).with_context(|| format!("cannot create {}", vdir.display()))?;
     let found = resume::find(vdir, basis);
+    let stash = found.as_ref().and_then(|f| resume::stash_sent(f, vdir));
     remove_stale_tmp(vdir)?;
     let tmp = vdir.join(session.tmp_dir_name());
     std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    Ok((tmp, found))
+    if let Some(s) = stash {
+        resume::unstash_sent(&s, &tmp)?;
+    }
+    Ok((tmp, found.map(|f| f.state)))
 }
 
 /// The volume's state, made and saved on its first send: saved before

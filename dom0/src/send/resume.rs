@@ -18,6 +18,7 @@
 
 use crate::dest::AgentConn;
 use crate::fsutil::write_atomic;
+use crate::manifest::{ChunkRef, Entry};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sparsebak_common::linkref::{hex32, PAX_LINKPATH, PAX_SHA256};
@@ -25,9 +26,9 @@ use sparsebak_common::names::{SessionName, VolName, TMP_SUFFIX};
 use sparsebak_common::proto::RESUME_RECORD;
 use sparsebak_common::tarmember::member_header;
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkSize};
-use sparsebak_common::SessionFormat;
+use sparsebak_common::{SessionFormat, MANIFEST_FILE};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// In a local `S_…-tmp` directory: the unfinished session the destination holds.
@@ -35,6 +36,11 @@ pub const RESUME_FILE: &str = "resume.json";
 /// In the new session's local `-tmp` directory: what the destination holds,
 /// as the agent reported it ([`RESUME_RECORD`]-byte records, ascending).
 const HELD_FILE: &str = "resume-held";
+/// In a local `-tmp` directory: the manifest lines the interrupted upload
+/// had written (what dom0 sent, with the stored hash of each file).
+const SENT_FILE: &str = "resume-sent";
+/// The interrupted upload's manifest while the stale directories go.
+const STASH: &str = ".resume-sent";
 /// Largest `resume.json` read.
 const MAX_STATE: u64 = 64 * 1024;
 
@@ -71,10 +77,16 @@ impl Basis<'_> {
     }
 }
 
+/// A resume state found in a stale local `-tmp` directory `dir`.
+pub struct Found {
+    pub state: ResumeState,
+    pub dir: PathBuf,
+}
+
 /// The newest resume state left in a stale local `-tmp` directory of the
 /// volume dir `vdir`, if it fits this send (`None`, with a note, if not).
-pub fn find(vdir: &Path, b: &Basis<'_>) -> Option<ResumeState> {
-    let mut found: Option<ResumeState> = None;
+pub fn find(vdir: &Path, b: &Basis<'_>) -> Option<Found> {
+    let mut found: Option<Found> = None;
     for e in std::fs::read_dir(vdir).ok()?.flatten() {
         if !e.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
             continue;
@@ -82,13 +94,17 @@ pub fn find(vdir: &Path, b: &Basis<'_>) -> Option<ResumeState> {
         let Some(s) = read_state(&e.path().join(RESUME_FILE)) else {
             continue;
         };
-        if found.as_ref().is_none_or(|f| s.session > f.session) {
-            found = Some(s);
+        if found.as_ref().is_none_or(|f| s.session > f.state.session) {
+            found = Some(Found {
+                state: s,
+                dir: e.path(),
+            });
         }
     }
-    let s = found?;
+    let f = found?;
+    let s = &f.state;
     let want = b.state(&s.session);
-    if s != want {
+    if *s != want {
         log::warn!(
             "{}: not resuming the interrupted session {}: it was a send of another volume, chunk size \
              or basis (previous session {}, now {}); sending everything again",
@@ -99,7 +115,26 @@ pub fn find(vdir: &Path, b: &Basis<'_>) -> Option<ResumeState> {
         );
         return None;
     }
-    Some(s)
+    Some(f)
+}
+
+/// Keep the interrupted upload's manifest (`resume-sent`, or the `manifest`
+/// a killed dom0 left) aside in `vdir` while stale directories are removed.
+pub fn stash_sent(f: &Found, vdir: &Path) -> Option<PathBuf> {
+    let to = vdir.join(STASH);
+    [SENT_FILE, MANIFEST_FILE]
+        .iter()
+        .map(|n| f.dir.join(n))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::rename(p, &to).ok())
+        .map(|()| to)
+}
+
+/// Put the stashed manifest into the new session's local `-tmp`.
+pub fn unstash_sent(stash: &Path, tmp: &Path) -> Result<()> {
+    let to = tmp.join(SENT_FILE);
+    std::fs::rename(stash, &to)
+        .with_context(|| format!("cannot move {} to {}", stash.display(), to.display()))
 }
 
 fn read_state(p: &Path) -> Option<ResumeState> {
@@ -145,16 +180,21 @@ pub fn after_failure(tmp: &Path, refused: bool) {
         let _ = std::fs::remove_dir_all(tmp);
         return;
     }
+    // What this upload sent, for the next send (format 2 chunks are only
+    // recognised by it).
+    let _ = std::fs::rename(tmp.join(MANIFEST_FILE), tmp.join(SENT_FILE));
     if let Ok(rd) = std::fs::read_dir(tmp) {
-        for e in rd.flatten().filter(|e| e.file_name() != RESUME_FILE) {
-            let _ = std::fs::remove_file(e.path());
+        for e in rd.flatten() {
+            if e.file_name() != RESUME_FILE && e.file_name() != SENT_FILE {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 }
 
 /// Before the local commit: nothing of the resume belongs to the session.
 pub fn clear(tmp: &Path) -> Result<()> {
-    for f in [RESUME_FILE, HELD_FILE] {
+    for f in [RESUME_FILE, HELD_FILE, SENT_FILE] {
         match std::fs::remove_file(tmp.join(f)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {}", tmp.join(f).display()))
@@ -173,6 +213,9 @@ pub struct Resume {
     pub from: Option<SessionName>,
     held: Option<BufReader<File>>,
     next: Option<(u64, [u8; 32])>,
+    /// The interrupted upload's manifest lines, read in step.
+    sent: Option<std::io::Lines<BufReader<File>>>,
+    sent_next: Option<Entry>,
 }
 
 impl Resume {
@@ -224,34 +267,84 @@ impl Resume {
             st.session
         );
         let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let sent = File::open(tmp.join(SENT_FILE)).ok();
         Ok(Resume {
             from: Some(st.session),
             held: Some(BufReader::with_capacity(1 << 16, f)),
             next: None,
+            sent: sent.map(|f| BufReader::with_capacity(1 << 16, f).lines()),
+            sent_next: None,
         })
     }
 
-    /// Does the destination hold, at `addr`, a file whose stored hash is
-    /// `stored`? Asked in ascending address order.
-    pub fn holds(&mut self, addr: ByteOffset, stored: &[u8; 32]) -> Result<bool> {
-        let Some(r) = self.held.as_mut() else {
-            return Ok(false);
+    /// The stored hash of the file the destination holds at `addr` if it
+    /// holds this chunk: a file whose hash is `stored` (this send's file,
+    /// when encoding is deterministic), or the file the interrupted upload
+    /// sent for the same `content` (format 2 seals a chunk with a random
+    /// nonce, so only dom0's record of that upload recognises it).
+    pub fn kept(
+        &mut self,
+        addr: ByteOffset,
+        stored: &[u8; 32],
+        content: &[u8; 32],
+    ) -> Result<Option<[u8; 32]>> {
+        let Some(held) = self.held_at(addr)? else {
+            return Ok(None);
         };
+        if &held == stored {
+            return Ok(Some(held));
+        }
+        Ok(match self.sent_at(addr) {
+            Some(ChunkRef::Data {
+                stored: s,
+                content: c,
+            }) if &c == content && s == held => Some(held),
+            _ => None,
+        })
+    }
+
+    /// The interrupted upload's manifest entry at `addr`, if it has one (a
+    /// line cut short by a kill ends the list).
+    fn sent_at(&mut self, addr: ByteOffset) -> Option<ChunkRef> {
+        loop {
+            if let Some(e) = self.sent_next {
+                if e.addr > addr {
+                    return None;
+                }
+                if e.addr == addr {
+                    return Some(e.chunk);
+                }
+            }
+            let line = self.sent.as_mut()?.next().and_then(|l| l.ok());
+            self.sent_next = line.and_then(|l| Entry::parse(&l).ok());
+            if self.sent_next.is_none() {
+                self.sent = None;
+                return None;
+            }
+        }
+    }
+
+    /// The hash of the file the destination holds at `addr`, if any.
+    /// Asked in ascending address order.
+    fn held_at(&mut self, addr: ByteOffset) -> Result<Option<[u8; 32]>> {
         loop {
             if let Some((a, h)) = self.next {
                 if a > addr.0 {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 if a == addr.0 {
-                    return Ok(&h == stored);
+                    return Ok(Some(h));
                 }
             }
+            let Some(r) = self.held.as_mut() else {
+                return Ok(None);
+            };
             let mut rec = [0u8; RESUME_RECORD];
             match r.read_exact(&mut rec) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.held = None;
-                    return Ok(false);
+                    return Ok(None);
                 }
                 Err(e) => return Err(e).context("cannot read the list of resumable chunks"),
             }
