@@ -17,11 +17,12 @@
 //! regular and within the chunk-file limit, and a file is kept only if its
 //! hash is the one dom0 computed from the volume for that chunk.
 
-use crate::dedup::{check_hash, open_chunk, sha256_of};
+use crate::dedup::{open_chunk, sha256_of};
 use crate::dirfd::{self, optional};
 use crate::error::{AgentError, IoContext, Result};
 use crate::open_archive::Archive;
 use nix::errno::Errno;
+use sparsebak_common::linkref::hex32;
 use sparsebak_common::names::{
     chunk_dir_name, chunk_file_name, parse_chunk_rel_path, SessionName, VolName,
 };
@@ -129,7 +130,7 @@ pub fn check(
                 continue;
             };
             out.extend_from_slice(&addr.0.to_be_bytes());
-            out.extend_from_slice(&sha256_of(&f.file, &what)?);
+            out.extend_from_slice(&stored_digest(&f.file, &what)?);
             count += 1;
         }
     }
@@ -234,7 +235,17 @@ impl Reuse {
         let missing = || AgentError::new(ErrorKind::NotFound, format!("{what} does not exist"));
         let dfd = self.fanout(&d)?.ok_or_else(missing)?;
         let f = open_chunk(dfd, &name, self.max_chunk, &what)?.ok_or_else(missing)?;
-        check_hash(&f, want, &what)?;
+        let got = stored_digest(&f.file, &what)?;
+        if &got != want {
+            return Err(AgentError::new(
+                ErrorKind::Mismatch,
+                format!(
+                    "{what} is damaged: its stored digest is {}, expected {}",
+                    hex32(&got),
+                    hex32(want)
+                ),
+            ));
+        }
         self.kept += 1;
         Ok(())
     }
@@ -278,4 +289,38 @@ impl Reuse {
         }
         Ok(())
     }
+}
+
+/// Chunk file header: magic, then the chunk format version (FORMAT.md §5, §18.4).
+const CHUNK_MAGIC: &[u8; 3] = b"SBC";
+const VERSION_SEALED: u8 = 2;
+const HEADER_LEN: usize = 12;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// The manifest's *stored* digest of a chunk file, as dom0 computes it
+/// (dom0/src/chunk.rs `stored_digest`): for a sealed file (format 2) the
+/// first 16 bytes of its nonce and its 16-byte tag, which identify this
+/// very file; a sealed-looking file too short to hold them gets a digest no
+/// sealed file has; anything else its SHA-256.
+pub(crate) fn stored_digest(f: &std::fs::File, what: &str) -> Result<[u8; 32]> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata().ctx(format_args!("cannot stat {what}"))?.len();
+    let mut head = [0u8; HEADER_LEN + 16];
+    let n = f
+        .read_at(&mut head, 0)
+        .ctx(format_args!("cannot read {what}"))?;
+    let sealed = n >= 4 && &head[..3] == CHUNK_MAGIC && head[3] == VERSION_SEALED;
+    if !sealed || len < (HEADER_LEN + NONCE_LEN + TAG_LEN) as u64 || n < head.len() {
+        let mut d = sha256_of(f, what)?;
+        if sealed {
+            d[0] ^= 0xff;
+        }
+        return Ok(d);
+    }
+    let mut d = [0u8; 32];
+    d[..16].copy_from_slice(&head[HEADER_LEN..HEADER_LEN + 16]);
+    f.read_exact_at(&mut d[16..], len - TAG_LEN as u64)
+        .ctx(format_args!("cannot read {what}"))?;
+    Ok(d)
 }

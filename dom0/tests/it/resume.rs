@@ -309,7 +309,7 @@ fn an_encrypted_archive_resumes_from_what_dom0_sent() {
     assert_eq!(o.code, 0, "{o:#?}");
     let (sent, kept) = resumed(&o.stdout);
     let stored = e.sessions("vol1")[0]["stored_bytes"].as_u64().unwrap();
-    assert!(kept >= at - 1, "kept only {kept} of {at}");
+    assert!(kept >= at - 1, "kept only {kept} of {at}: {}", o.stdout);
     assert!(sent * 4 <= stored, "sent {sent} of {stored}");
     let out = e.path("out.img");
     let save = format!("--save-to={}", out.display());

@@ -257,7 +257,7 @@ fn a_keep_member_whose_file_changed_fails_the_session() {
     );
     assert_names(&msg, &format!("storing {S2} of {VOL}"));
     assert_names(&msg, "kept from the unfinished session");
-    assert_names(&msg, "is damaged: its sha256 is");
+    assert_names(&msg, "is damaged: its stored digest is");
     assert!(ag.finish().is_err());
     assert!(!fx.tmp_dir(VOL, S2).exists() && !fx.tmp_dir(VOL, S1).exists());
 }
