@@ -50,16 +50,7 @@ def render(r):
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        print(__doc__, file=sys.stderr)
-        return 2
-    section = render(report.load(args[0]))
-    print(section)
-    if len(args) == 3 and args[1] == "--docs":
-        report.update_docs(args[2], section, BEGIN, END, "## Scaling with CPUs")
-        print(f"(written to {args[2]})", file=sys.stderr)
-    return 0
+    return report.cli(sys.argv[1:], __doc__, render, BEGIN, END, "## Scaling with CPUs")
 
 
 if __name__ == "__main__":

@@ -223,20 +223,27 @@ def best(path, name, n):
         f.write(f"{name}.walls={' '.join(f'{w:.2f}' for w in walls)}\n")
 
 
+def cli(args, doc, render_fn, begin=BEGIN, end=END, heading="## Latest results"):
+    """The reports' command line: RESULTS [--docs FILE]. Prints the section
+    RENDER_FN makes of RESULTS and, with --docs, writes it into FILE between
+    BEGIN and END (or under HEADING at the end)."""
+    if not args:
+        print(doc, file=sys.stderr)
+        return 2
+    section = render_fn(load(args[0]))
+    print(section)
+    if len(args) == 3 and args[1] == "--docs":
+        update_docs(args[2], section, begin, end, heading)
+        print(f"(written to {args[2]})", file=sys.stderr)
+    return 0
+
+
 def main():
     args = sys.argv[1:]
     if len(args) == 4 and args[0] == "--best":
         best(args[1], args[2], int(args[3]))
         return 0
-    if not args:
-        print(__doc__, file=sys.stderr)
-        return 2
-    section = render(load(args[0]))
-    print(section)
-    if len(args) == 3 and args[1] == "--docs":
-        update_docs(args[2], section)
-        print(f"(written to {args[2]})", file=sys.stderr)
-    return 0
+    return cli(args, __doc__, render)
 
 
 if __name__ == "__main__":
