@@ -52,6 +52,7 @@ pub fn arch_delete(ctx: &Ctx, ui: &dyn Ui) -> Result<Deleted> {
         thin::drop_snapshots(ctx, ui, vol, e);
         super::reflink::drop_copies(ctx, ui, vol, e);
     }
+    super::reflink::drop_snap_dir(ctx);
     let vdir = ctx.meta.root.join("volumes");
     if vdir.exists() {
         std::fs::remove_dir_all(&vdir)

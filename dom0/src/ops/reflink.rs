@@ -85,6 +85,31 @@ pub fn received_latest(ctx: &Ctx, vol: &VolName, target: &Path) {
     }
 }
 
+/// For `arch-delete`, after every volume's copies are gone: remove the
+/// archive's directory of copies in the pool, `<pool>/.sparsebak/<uuid>`,
+/// and `<pool>/.sparsebak` when no other archive keeps copies there. Only
+/// empty directories are removed (never recursively): anything left in
+/// them stays, with a warning.
+pub fn drop_snap_dir(ctx: &Ctx) {
+    let Some(SourceSpec::Reflink { path }) = &ctx.config.source else {
+        return;
+    };
+    let dir = snap_dir(path, &ctx.config.uuid);
+    for d in [dir.as_path(), &path.join(SNAP_DIR)] {
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if d == dir => {
+                log::warn!("cannot remove {}: {e}; remove it by hand", d.display());
+                return;
+            }
+            // Another archive's copies are there: it stays.
+            Err(_) => return,
+        }
+    }
+    let _ = crate::fsutil::fsync_dir(path);
+}
+
 /// For `delete` and `arch-delete`: remove a volume's reflink copies. A
 /// failure is reported, not fatal (the archive data is already gone).
 pub fn drop_copies(ctx: &Ctx, ui: &dyn Ui, vol: &VolName, e: &VolumeEntry) {

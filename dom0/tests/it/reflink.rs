@@ -190,6 +190,12 @@ fn scenario(fs: &str, opts: &[&str]) {
     let out = e.ok(&["-u", "delete", TPL]);
     assert!(out.contains("Removed snapshot"), "{out}");
     assert_eq!(p.copies().len(), 1, "{:?}", p.copies());
+    // arch-delete leaves nothing of sparsebak's in the pool.
+    let uuid = e.config()["uuid"].as_str().unwrap().to_string();
+    let out = crate::prune_support::run_tty(&e, &["arch-delete"], &format!("{uuid}\n"));
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(!p.dir.join(".sparsebak").exists(), "{:?}", p.copies());
+    assert!(p.work().is_file(), "the images stay");
 }
 
 /// A running qube writes `-dirty.img` (a reflink copy); the committed image
