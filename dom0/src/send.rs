@@ -44,6 +44,8 @@ pub struct SendReport {
     pub full: bool,
     pub volsize: Bytes,
     pub previous_size: Option<Bytes>,
+    /// Bytes read from the source: holes, and chunks a change map rules
+    /// out, are not read.
     pub read_bytes: u64,
     pub changed_chunks: u64,
     pub zero_chunks: u64,
@@ -406,8 +408,10 @@ pub fn send_volume(
         );
         let (tx, rx) = sync_channel::<Result<Vec<Job>>>(2);
         let (otx, orx) = sync_channel::<Vec<Outcome>>(2);
+        let read = std::sync::atomic::AtomicU64::new(0);
         let mut em = std::thread::scope(|sc| -> Result<Emitter<'_>> {
-            sc.spawn(move || read_batches(src, cs, prev, prev_size, tx));
+            let read = &read;
+            sc.spawn(move || read_batches(src, cs, prev, prev_size, tx, read));
             let emitter = sc.spawn(move || -> Result<Emitter<'_>> {
                 for batch in orx.iter() {
                     for o in batch {
@@ -421,7 +425,7 @@ pub fn send_volume(
             r.map(|_| em)
         })?;
         progress.finish();
-        em.report.read_bytes = src.size().0;
+        em.report.read_bytes = read.into_inner();
         finish_session(ctx, em, &tmp, &state, last, cs, src.size())
     })();
     let report = match result {

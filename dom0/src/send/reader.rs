@@ -8,17 +8,21 @@ use crate::manifest::{ChunkRef, Merged};
 use crate::source::{HoleCursor, VolumeSource};
 use anyhow::Result;
 use sparsebak_common::units::{ByteOffset, Bytes, ChunkIndex, ChunkSize};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 
-/// Produce batches of chunks to look at, with their previous state.
+/// Produce batches of chunks to look at, with their previous state;
+/// `read` counts the bytes read from the source (holes and chunks the
+/// change map rules out are not read, and not counted).
 pub(super) fn read_batches(
     src: &dyn VolumeSource,
     cs: ChunkSize,
     prev: Option<Merged>,
     prev_size: Option<Bytes>,
     tx: SyncSender<Result<Vec<Job>>>,
+    read: &AtomicU64,
 ) {
-    if let Err(e) = walk(src, cs, prev, prev_size, &tx) {
+    if let Err(e) = walk(src, cs, prev, prev_size, &tx, read) {
         let _ = tx.send(Err(e));
     }
 }
@@ -35,6 +39,7 @@ fn walk(
     prev: Option<Merged>,
     prev_size: Option<Bytes>,
     tx: &SyncSender<Result<Vec<Job>>>,
+    read: &AtomicU64,
 ) -> Result<()> {
     let size = src.size();
     let per_batch = BATCH_BYTES.max(cs.bytes());
@@ -61,6 +66,7 @@ fn walk(
         let data = read_chunk(src, &mut holes, addr, len)?;
         if let ChunkData::Read(_) = data {
             batch_bytes += len;
+            read.fetch_add(len, Ordering::Relaxed);
         }
         let compare = map.is_none() && prev_size.is_some() && !outside_old;
         batch.push(Job {

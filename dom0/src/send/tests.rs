@@ -64,8 +64,10 @@ fn outcomes(src: &dyn VolumeSource, prev: Option<&Path>, prev_size: Option<Bytes
         Merged::new(vec![(name, p.to_path_buf())], prev_size.unwrap().0).unwrap()
     });
     let (tx, rx) = sync_channel(2);
+    let read = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|sc| {
-        sc.spawn(move || read_batches(src, cs(), prev, prev_size, tx));
+        let read = &read;
+        sc.spawn(move || read_batches(src, cs(), prev, prev_size, tx, read));
         let mut out = Vec::new();
         for batch in rx.iter() {
             for job in batch.unwrap() {

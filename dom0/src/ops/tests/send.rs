@@ -29,6 +29,11 @@ fn full_then_incremental_from_the_change_map_and_every_session_restores() {
     let r = w.last_sent();
     assert!(!r.full && r.session.is_some(), "{r:?}");
     assert_eq!(r.changed_chunks, 2, "{r:?}");
+    assert_eq!(
+        r.read_bytes,
+        2 * CHUNK as u64,
+        "only the changed chunks are read"
+    );
     let deltas_after = w.lvm.0.borrow().calls.get("thin_delta").copied();
     assert!(deltas_after > deltas, "the change map came from thin_delta");
 
@@ -79,6 +84,11 @@ fn full_and_resync_sends_read_only_the_provisioned_blocks() {
     let r = w.last_sent();
     assert!(r.full, "{r:?}");
     assert_eq!((r.changed_chunks, r.zero_chunks), (64, 61), "{r:?}");
+    assert_eq!(
+        r.read_bytes,
+        4 * CHUNK as u64,
+        "only the provisioned blocks are read"
+    );
 
     w.lvm.write(VOL, 20 * CHUNK, b"resync");
     sent.push(w.lvm.contents(VOL));
