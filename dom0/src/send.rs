@@ -337,6 +337,27 @@ fn volume_state(ctx: &Ctx, vol: &VolName) -> Result<VolumeState> {
     Ok(s)
 }
 
+/// Without a change map, each chunk is compared with its state in the
+/// chain: the merge of the chain's manifests, newest first.
+fn previous_manifests(
+    ctx: &Ctx,
+    vol: &VolName,
+    chain: &[SessionInfo],
+    src: &dyn VolumeSource,
+) -> Result<Option<Merged>> {
+    match (chain.last(), src.change_map()) {
+        (Some(l), None) => {
+            let links = chain
+                .iter()
+                .rev()
+                .map(|s| (s.name.clone(), ctx.meta.manifest_path(vol, &s.name)))
+                .collect();
+            Ok(Some(Merged::new(links, l.volsize.0)?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Send one volume as a new session, in `format` (`folders` or `tar`,
 /// docs/FORMAT.md §13), with `--dedup`'s link decisions when `dedup` is
 /// given. Returns a report; `session` is `None` when nothing changed.
@@ -370,16 +391,7 @@ pub fn send_volume(
     let result = (|| {
         let resume = resume?;
         let prev_size = last.map(|l| l.volsize);
-        let prev = match (last, src.change_map()) {
-            (Some(l), None) => {
-                let mut links = Vec::new();
-                for s in chain.iter().rev() {
-                    links.push((s.name.clone(), ctx.meta.manifest_path(vol, &s.name)));
-                }
-                Some(Merged::new(links, l.volsize.0)?)
-            }
-            _ => None,
-        };
+        let prev = previous_manifests(ctx, vol, &chain, src)?;
         let mut em = Emitter {
             conn,
             vol,
