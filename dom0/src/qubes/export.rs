@@ -3,7 +3,7 @@
 //! stored.
 
 use super::query::{self, QubeInfo};
-use super::record::{check_value, QubeRecord, FORMAT, VERSION};
+use super::record::{check_value, DeviceAssignment, QubeRecord, FORMAT, VERSION};
 use super::QvmTools;
 use anyhow::Result;
 
@@ -53,10 +53,37 @@ pub fn export(qvm: &dyn QvmTools, q: &QubeInfo, id: &str) -> Result<QubeRecord> 
         features,
         tags: query::tags(qvm, name)?,
         firewall,
-        devices: Vec::new(),
+        devices: devices(qvm, q),
         volumes: Vec::new(),
         created_utc: crate::timefmt::iso8601(crate::timefmt::now_unix()),
     })
+}
+
+/// The qube's persistent device assignments from qubes.xml; what cannot
+/// be read is left out with a warning (the rest of the record is still
+/// worth storing).
+fn devices(qvm: &dyn QvmTools, q: &QubeInfo) -> Vec<DeviceAssignment> {
+    let read = qvm
+        .qubes_xml()
+        .and_then(|xml| super::devices::assignments(&xml, &q.uuid));
+    match read {
+        Ok(a) => {
+            for why in a.left_out {
+                log::warn!(
+                    "qube {}: {why}; that assignment is not stored in its settings record",
+                    q.name
+                );
+            }
+            a.devices
+        }
+        Err(e) => {
+            log::warn!(
+                "qube {}: its device assignments are not stored in its settings record: {e:#}",
+                q.name
+            );
+            Vec::new()
+        }
+    }
 }
 
 /// Drop (with a warning) values that could not be passed back as one

@@ -4,7 +4,8 @@
 //! Every question goes to Qubes' own command-line tools through
 //! [`QvmTools`] (one wrapper, [`crate::process`], never a shell), and every
 //! answer is parsed strictly: names are validated with Qubes' own rules
-//! before they reach an argument list. Nothing here reads `qubes.xml`.
+//! before they reach an argument list. The one file read directly is
+//! dom0's `qubes.xml`, for device assignments only ([`devices`]).
 //!
 //! * [`query`]: parsing the tools' output (`qvm-ls --raw-data`,
 //!   `qvm-volume info`, `qvm-pool info`, `qvm-prefs`, `qvm-features`,
@@ -12,15 +13,17 @@
 //! * [`map`]: which of a qube's volumes are backed up, and which qubes are
 //!   refused (another pool than the archive's, snapshots disabled while
 //!   running); a `file-reflink` pool maps to its images (crate::reflink);
+//! * [`devices`]: a qube's persistent device assignments, from qubes.xml;
 //! * [`record`]: the qube settings record stored beside the data
 //!   (docs/FORMAT.md §16), validated strictly when it comes back.
 
+pub mod devices;
 pub mod export;
 pub mod map;
 pub mod query;
 pub mod record;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,6 +39,8 @@ pub trait QvmTools {
     /// Run a yes/no question (`qvm-check --running`): exit 0 is yes, 1 is
     /// no, anything else an error.
     fn ask(&self, argv: &[&str]) -> Result<bool>;
+    /// The bytes of dom0's qubes.xml (at most [`devices::MAX_QUBES_XML`]).
+    fn qubes_xml(&self) -> Result<Vec<u8>>;
 }
 
 /// The real tools, found on `PATH` (or in `dir`, with extra environment:
@@ -45,6 +50,9 @@ pub trait QvmTools {
 pub struct QvmCli {
     pub dir: Option<PathBuf>,
     pub env: Vec<(OsString, OsString)>,
+    /// qubes.xml; without it `$SPARSEBAK_QUBES_XML` (the test suites'
+    /// stand-in state), else [`devices::QUBES_XML`].
+    pub qubes_xml: Option<PathBuf>,
 }
 
 impl QvmCli {
@@ -74,6 +82,28 @@ impl QvmTools for QvmCli {
             (1, _) => Ok(false),
             (code, err) => bail!("{} failed (exit code {code}): {err}", argv.join(" ")),
         }
+    }
+    fn qubes_xml(&self) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let path = self
+            .qubes_xml
+            .clone()
+            .or_else(|| std::env::var_os("SPARSEBAK_QUBES_XML").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(devices::QUBES_XML));
+        let f = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut v = Vec::new();
+        f.take(devices::MAX_QUBES_XML + 1)
+            .read_to_end(&mut v)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if v.len() as u64 > devices::MAX_QUBES_XML {
+            bail!(
+                "{} is larger than {} bytes",
+                path.display(),
+                devices::MAX_QUBES_XML
+            );
+        }
+        Ok(v)
     }
 }
 

@@ -58,7 +58,8 @@ pub struct QubeRecord {
     pub created_utc: String,
 }
 
-/// A persistent device assignment (`qvm-device CLASS assign`).
+/// A persistent device assignment, as qubes.xml holds it
+/// ([`super::devices`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceAssignment {
@@ -66,6 +67,10 @@ pub struct DeviceAssignment {
     pub class: String,
     /// `BACKEND:PORT`, e.g. `dom0:00_14.0`.
     pub device: String,
+    /// The device's identity (R4.3; `*`: any device in the port); none
+    /// from R4.2, which assigns ports only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// `required`, `auto-attach` or `ask-to-attach`.
     pub mode: String,
     pub options: Vec<(String, String)>,
@@ -205,7 +210,14 @@ impl QubeRecord {
 }
 
 impl DeviceAssignment {
-    fn validate(&self) -> Result<()> {
+    /// The backend qube and the port.
+    pub fn backend_port(&self) -> (&str, &str) {
+        self.device.split_once(':').unwrap_or((&self.device, ""))
+    }
+
+    /// The checks of docs/FORMAT.md §16.3: every part a plain word, so a
+    /// value can neither read as an option nor carry shell syntax.
+    pub fn validate(&self) -> Result<()> {
         if !is_word(&self.class, 16, b"") {
             bail!("device class {:?}", self.class);
         }
@@ -217,6 +229,11 @@ impl DeviceAssignment {
         if !is_word(port, 64, b"_.:*-") {
             bail!("device {:?} has port {port:?}", self.device);
         }
+        if let Some(id) = &self.identity {
+            if !is_word(id, 256, b"_.:*+-") {
+                bail!("device {} has identity {id:?}", self.device);
+            }
+        }
         if !matches!(
             self.mode.as_str(),
             "required" | "auto-attach" | "ask-to-attach"
@@ -225,7 +242,13 @@ impl DeviceAssignment {
         }
         check_pairs("device option", &self.options, 32, |k| {
             is_word(k, 64, b"_-")
-        })
+        })?;
+        for (k, v) in &self.options {
+            if !is_word(v, 256, b"_.:/-") {
+                bail!("device {} has option {k}={v:?}", self.device);
+            }
+        }
+        Ok(())
     }
 }
 

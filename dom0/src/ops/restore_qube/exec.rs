@@ -75,6 +75,7 @@ fn qube_of(s: &Step) -> &str {
         | Step::SetFeature { qube, .. }
         | Step::AddTags { qube, .. }
         | Step::Firewall { qube, .. }
+        | Step::Device { qube, .. }
         | Step::Write { qube, .. }
         | Step::Bind { qube, .. } => qube,
     }
@@ -120,6 +121,15 @@ impl Exec<'_, '_> {
                 q.run(&argv)?;
             }
             Step::Firewall { qube, rules } => self.firewall(qube, rules)?,
+            Step::Device { qube, argv } => {
+                let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+                if let Err(e) = q.run(&args) {
+                    report.warnings.push(format!(
+                        "qube {qube}: {} failed: {e:#}; assign that device by hand",
+                        argv.join(" ")
+                    ));
+                }
+            }
             Step::Write {
                 qube,
                 volume,

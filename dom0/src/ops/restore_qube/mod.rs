@@ -12,9 +12,10 @@
 //!    (`qvm-shutdown --wait --timeout`);
 //! 2. a missing qube is created from the record (`qvm-create`; its
 //!    template first when that is missing too and is in the archive), and
-//!    its properties, features, tags and firewall rules applied; a property
-//!    naming a qube that does not exist is left at its default, with a
-//!    warning. An existing qube keeps its settings: only data is restored;
+//!    its properties, features, tags, firewall rules and device
+//!    assignments applied ([`devices`]); a property naming a qube that
+//!    does not exist is left at its default, a device whose backend qube
+//!    does not exist is not assigned, each with a warning. An existing qube keeps its settings: only data is restored;
 //! 3. each volume is written through the same checked restore path as
 //!    `receive`, straight into the LV. An existing qube's LV is first
 //!    renamed to `<LV>.pre-restore-<UTC time>`, never overwritten, and the
@@ -29,6 +30,7 @@
 //! is kept as a renamed LV rather than as a Qubes revision, so
 //! `qvm-volume revert` does not list it.
 
+mod devices;
 mod exec;
 mod fetch;
 mod plan;

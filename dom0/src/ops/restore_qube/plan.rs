@@ -1,6 +1,7 @@
 //! The plan of a restore: every step, decided and checked before anything
 //! changes (a plan that cannot be carried out is refused whole).
 
+use super::devices::{argv as device_argv, device_cli, DeviceCli};
 use super::fetch::Found;
 use super::RestoreQubeOptions;
 use crate::qubes::query::{is_running, QubeInfo};
@@ -41,6 +42,12 @@ pub enum Step {
     Firewall {
         qube: String,
         rules: Vec<String>,
+    },
+    /// Re-create a device assignment with this `qvm-device` command
+    /// ([`super::devices`]); a failure is a warning, not the end of the run.
+    Device {
+        qube: String,
+        argv: Vec<String>,
     },
     /// Write `session` of archive volume `archive` into the qube's
     /// `volume`; `fresh`: the qube was just created (its empty LV is
@@ -91,6 +98,9 @@ impl fmt::Display for Step {
             Step::Firewall { qube, rules } => {
                 write!(f, "set the firewall of {qube} to {} rule(s)", rules.len())
             }
+            Step::Device { qube, argv } => {
+                write!(f, "assign a device to {qube}: {}", argv.join(" "))
+            }
             Step::Write {
                 qube,
                 volume,
@@ -130,6 +140,8 @@ struct Planner<'a> {
     will_exist: BTreeSet<String>,
     steps: Vec<Step>,
     warnings: Vec<String>,
+    /// The installed qvm-device's form, once asked.
+    device_cli: Option<DeviceCli>,
 }
 
 pub fn plan(
@@ -149,6 +161,7 @@ pub fn plan(
         will_exist: existing.iter().map(|q| q.name.clone()).collect(),
         steps: Vec::new(),
         warnings: Vec::new(),
+        device_cli: None,
     };
     let mut errors = Vec::new();
     for f in dependency_order(found, &mut p.warnings) {
@@ -293,6 +306,34 @@ impl Planner<'_> {
             qube: target.into(),
             rules: r.firewall.clone(),
         });
+        self.devices(target, r)
+    }
+
+    /// A step per recorded device assignment; one whose backend qube is
+    /// missing, or that this Qubes cannot express, is left out with a
+    /// warning.
+    fn devices(&mut self, target: &str, r: &QubeRecord) -> Result<()> {
+        for d in &r.devices {
+            let what = format!("qube {target}: {} device {}", d.class, d.device);
+            let (backend, _) = d.backend_port();
+            if backend != "dom0" && !self.will_exist.contains(backend) {
+                self.warnings.push(format!(
+                    "{what}: its backend qube {backend} does not exist: not assigned"
+                ));
+                continue;
+            }
+            let cli = match self.device_cli {
+                Some(c) => c,
+                None => *self.device_cli.insert(device_cli(self.qvm)?),
+            };
+            match device_argv(cli, target, d) {
+                Ok(argv) => self.steps.push(Step::Device {
+                    qube: target.into(),
+                    argv,
+                }),
+                Err(why) => self.warnings.push(format!("{what}: {why}: not assigned")),
+            }
+        }
         Ok(())
     }
 }

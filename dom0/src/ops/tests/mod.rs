@@ -12,5 +12,6 @@ mod qubes;
 mod qubes_reflink;
 mod qubes_world;
 mod restore_qube;
+mod restore_qube_devices;
 mod restore_service;
 mod send;

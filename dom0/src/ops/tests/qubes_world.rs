@@ -25,6 +25,7 @@ impl Qubes {
             qvm: QvmCli {
                 dir: Some(standins_dir()),
                 env: vec![("QVM_STANDIN_STATE".into(), state.clone().into())],
+                qubes_xml: Some(state.join("qubes.xml")),
             },
             state,
         };
@@ -77,6 +78,16 @@ impl Qubes {
             format!("{value}\n"),
         )
         .unwrap();
+    }
+
+    /// Write qubes.xml again from the stand-in qubes (after [`Qubes::set`]
+    /// of their devices), as qubesd would after a change.
+    pub fn write_qubes_xml(&self) {
+        let st = Command::new(standins_dir().join("render-qubes-xml"))
+            .env("QVM_STANDIN_STATE", &self.state)
+            .status()
+            .unwrap();
+        assert!(st.success(), "render-qubes-xml");
     }
 
     pub fn get(&self, qube: &str, file: &str) -> String {

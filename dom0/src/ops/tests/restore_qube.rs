@@ -13,11 +13,15 @@ use crate::lvm::Lvm;
 use crate::ops::restore_qube::{restore_qube, RestoreQubeOptions, RestoreQubeReport, Step};
 use sparsebak_common::names::SessionName;
 
-fn restore(w: &World, q: &Qubes, o: RestoreQubeOptions) -> anyhow::Result<RestoreQubeReport> {
+pub(super) fn restore(
+    w: &World,
+    q: &Qubes,
+    o: RestoreQubeOptions,
+) -> anyhow::Result<RestoreQubeReport> {
     restore_qube(&mut w.ctx(), &q.qvm, &w.ui, &o)
 }
 
-fn named(names: &[&str]) -> RestoreQubeOptions {
+pub(super) fn named(names: &[&str]) -> RestoreQubeOptions {
     RestoreQubeOptions {
         qubes: names.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
@@ -38,10 +42,10 @@ fn settings_sessions(w: &World, id: &str) -> Vec<SessionName> {
 
 /// Three qubes added and sent twice, with changes between; returns the
 /// LVs' bytes at each send.
-struct Sent {
-    first: Vec<(String, Vec<u8>)>,
-    second: Vec<(String, Vec<u8>)>,
-    at_first: String,
+pub(super) struct Sent {
+    pub(super) first: Vec<(String, Vec<u8>)>,
+    pub(super) second: Vec<(String, Vec<u8>)>,
+    pub(super) at_first: String,
 }
 
 fn lvs() -> [&'static str; 5] {
@@ -54,7 +58,7 @@ fn lvs() -> [&'static str; 5] {
     ]
 }
 
-fn setup(w: &World) -> (Qubes, Sent) {
+pub(super) fn setup(w: &World) -> (Qubes, Sent) {
     let q = three_qubes(w);
     for n in ["fedora-41", "work", "vault"] {
         add(w, &q, n).unwrap();
@@ -117,11 +121,11 @@ fn setup(w: &World) -> (Qubes, Sent) {
     )
 }
 
-fn bytes_of<'a>(s: &'a [(String, Vec<u8>)], lv: &str) -> &'a [u8] {
+pub(super) fn bytes_of<'a>(s: &'a [(String, Vec<u8>)], lv: &str) -> &'a [u8] {
     &s.iter().find(|(l, _)| l == lv).unwrap().1
 }
 
-fn assert_same(got: &[u8], want: &[u8], what: &str) {
+pub(super) fn assert_same(got: &[u8], want: &[u8], what: &str) {
     assert_eq!(sha256(got), sha256(want), "{what}");
 }
 
@@ -362,7 +366,7 @@ fn all_restores_every_qube_templates_and_netvms_first() {
 /// Store `bytes` as the next session of `qube`'s settings record, as a
 /// destination (or a dom0 bug) could hand back: consistent hashes, hostile
 /// content.
-fn store_record(w: &World, id: &str, bytes: &[u8]) {
+pub(super) fn store_record(w: &World, id: &str, bytes: &[u8]) {
     let c = w.ctx();
     std::fs::write(crate::ops::qube_add::record_path(&c, id).unwrap(), bytes).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -373,7 +377,7 @@ fn store_record(w: &World, id: &str, bytes: &[u8]) {
     crate::ops::send::send(&c, &w.ui, &o).unwrap();
 }
 
-fn record_of(w: &World, id: &str) -> crate::qubes::record::QubeRecord {
+pub(super) fn record_of(w: &World, id: &str) -> crate::qubes::record::QubeRecord {
     let c = w.ctx();
     let p = crate::ops::qube_add::record_path(&c, id).unwrap();
     crate::qubes::record::QubeRecord::parse(&std::fs::read(p).unwrap()).unwrap()

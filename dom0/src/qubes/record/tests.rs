@@ -25,6 +25,7 @@ pub fn sample() -> QubeRecord {
         devices: vec![DeviceAssignment {
             class: "pci".into(),
             device: "dom0:00_14.0".into(),
+            identity: None,
             mode: "required".into(),
             options: vec![("no-strict-reset".into(), "True".into())],
         }],
