@@ -132,3 +132,41 @@ fn a_closed_pipe_in_a_read_is_a_lost_link() {
         "connection to the agent at test was lost (the agent closed the pipe in the middle of a read): the pipe closed"
     );
 }
+
+/// dom0 never runs more than READ_WINDOW requests ahead of the agent's
+/// replies (an agent whose reader went away must not be left with a queue
+/// of requests: qrexec keeps its stdout open while its stdin holds unread
+/// data, tests/suite-qrexec-findings.sh). An agent that answers nothing:
+/// the request writer pulls at most READ_WINDOW + 2 items (the window,
+/// the one being awaited, the one waiting for room), then waits.
+#[test]
+fn at_most_read_window_requests_are_in_flight() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (r, w) = std::io::pipe().unwrap();
+    let mut c = AgentConn::from_pipes(Box::new(r), Box::new(std::io::sink()), "test".into());
+    let pulled = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        let items = (0..10 * READ_WINDOW).map(|i| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+            (Some(format!("S_x/000000000/x{i}")), ())
+        });
+        let reader = sc.spawn(move || c.read_files(vol().into(), items, |_, _| Ok(())));
+        // Until the writer has filled the window and then stood still
+        // for 300 ms (a loaded machine may take a while to get there).
+        let mut n = 0;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = pulled.load(Ordering::SeqCst);
+            if now == n && n >= READ_WINDOW {
+                break;
+            }
+            n = now;
+        }
+        assert!(
+            (READ_WINDOW..=READ_WINDOW + 2).contains(&n),
+            "{n} requests written ahead of the replies"
+        );
+        drop(w); // the agent goes away
+        assert!(reader.join().unwrap().is_err());
+    });
+}
