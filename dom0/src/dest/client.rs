@@ -535,22 +535,7 @@ impl AgentConn {
                 self.what
             );
         }
-        let frame = match read_frame(&mut self.r, META_PIECE) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                return Err(self.lost(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the agent closed the pipe",
-                )))
-            }
-            Err(e) => {
-                self.kill();
-                bail!(
-                    "the agent at {} sent an invalid piece of {path} of volume {vol}: {e}",
-                    self.what
-                );
-            }
-        };
+        let frame = self.piece_frame(META_PIECE, || format!("{path} of volume {vol}"))?;
         if frame.len() as u64 != len {
             self.kill();
             bail!(
@@ -711,6 +696,27 @@ impl AgentConn {
         match self.expect_reply()? {
             Response::Ok => Ok(()),
             r => bail!("unexpected answer to ReadFiles: {r:?}"),
+        }
+    }
+
+    /// The data frame of a piece the agent announced (at most `max`
+    /// bytes); the link is dropped when it is not one (`what` names the
+    /// piece's file in the error).
+    pub(super) fn piece_frame(&mut self, max: usize, what: impl Fn() -> String) -> Result<Vec<u8>> {
+        match read_frame(&mut self.r, max) {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(self.lost(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the agent closed the pipe",
+            ))),
+            Err(e) => {
+                self.kill();
+                bail!(
+                    "the agent at {} sent an invalid piece of {}: {e}",
+                    self.what,
+                    what()
+                );
+            }
         }
     }
 

@@ -7,9 +7,7 @@
 use super::{AgentConn, Answer};
 use anyhow::{bail, Result};
 use sparsebak_common::names::{SessionName, VolName};
-use sparsebak_common::proto::{
-    read_frame, Request, Response, FEATURE_RESUME, RESUME_PIECE, RESUME_RECORD,
-};
+use sparsebak_common::proto::{Request, Response, FEATURE_RESUME, RESUME_PIECE, RESUME_RECORD};
 
 /// One `ResumeHeld` answer: records of [`RESUME_RECORD`] bytes, and
 /// whether more follow.
@@ -63,22 +61,9 @@ impl AgentConn {
                 self.what
             );
         }
-        let frame = match read_frame(&mut self.r, max) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                return Err(self.lost(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the agent closed the pipe",
-                )))
-            }
-            Err(e) => {
-                self.kill();
-                bail!(
-                    "the agent at {} sent an invalid piece of what unfinished session {session} of volume {vol} holds: {e}",
-                    self.what
-                );
-            }
-        };
+        let frame = self.piece_frame(max, || {
+            format!("what unfinished session {session} of volume {vol} holds")
+        })?;
         if frame.len() as u64 != count * RESUME_RECORD as u64 {
             self.kill();
             bail!(
