@@ -194,6 +194,10 @@ pub struct RestoreQubeArgs {
     /// Shut a running qube down (qvm-shutdown --wait) instead of refusing.
     #[arg(long)]
     pub shutdown: bool,
+    /// A qube that exists keeps its settings (properties, features, tags,
+    /// firewall, devices): only its data is restored.
+    #[arg(long)]
+    pub data_only: bool,
     /// Seconds qvm-shutdown --wait may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub shutdown_timeout: u64,
@@ -214,6 +218,7 @@ impl RestoreQubeArgs {
             pool: self.pool.clone(),
             dry_run: self.dry_run,
             shutdown: self.shutdown,
+            data_only: self.data_only,
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
             allow_inconsistent: self.allow_inconsistent,
         }

@@ -10,7 +10,7 @@ use anyhow::Result;
 /// Identity properties: Qubes assigns them to every new qube, so they are
 /// never part of what recreates one. `label` and `template` have their own
 /// fields.
-const NOT_EXPORTED: &[&str] = &[
+pub const NOT_EXPORTED: &[&str] = &[
     "name",
     "uuid",
     "qid",

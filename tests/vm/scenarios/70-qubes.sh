@@ -8,9 +8,10 @@
 #   * a running qube is refused (and nothing changes);
 #   * `work` removed (qube and LV) and restored as of the first session: created from its
 #     record (template, label, properties, features, tags, firewall) with its data;
-#   * `vault` (halted, existing) restored as of the first session: data only, each
-#     replaced LV kept as <LV>.pre-restore-<time>, then put back by hand as the output
-#     says, and equal to the second session;
+#   * `vault` (halted, existing, its label changed since) restored as of the first
+#     session: the record's label set again (shown as a step), each replaced LV kept as
+#     <LV>.pre-restore-<time>, then put back by hand as the output says, and equal to
+#     the second session;
 #   * `tpl` restored --as a new name: a new template with the first session's data;
 #   * send after the restore continues `work`'s chain;
 #   * disaster recovery: dom0's metadata lost and two qubes gone: arch-recover into a new
@@ -24,6 +25,7 @@ archive_disk "$2"
 
 mkdir -p /tmp/standins && cp /share/standins/* /tmp/standins/
 export PATH=/tmp/standins:$PATH QVM_STANDIN_STATE=/tmp/qstate QVM_STANDIN_LVM=1 QVM_STANDIN_SIZE=$((16 * MiB))
+export SPARSEBAK_QUBES_XML=$QVM_STANDIN_STATE/qubes.xml # kept by the stand-ins
 mkdir -p $QVM_STANDIN_STATE
 make-qube --pool vm-pool lvm_thin $VG $POOL
 qstate() { cat "$QVM_STANDIN_STATE/qubes/$1/$2"; }
@@ -80,7 +82,10 @@ assert_contains "$(qstate work tags)" project-x "tags restored"
 assert_contains "$(qstate work features)" service.cups "features restored"
 
 log "== vault (halted, existing) restored as of session 1, then put back"
+run qvm-prefs vault label orange # changed since: its record's label comes back
 sb_ok restore-qube vault --session=${S1#S_}
+assert_eq "green" "$(awk -F '\t' '$1 == "label" {print $2}' $QVM_STANDIN_STATE/qubes/vault/prefs)" "vault's label is its record's again"
+assert_contains "$SB_OUT" 'set vault property label = "green"' "the settings change is shown"
 for lv in vm-vault-root vm-vault-private; do
   assert_eq "$(want 1 $lv)" "$(got $lv)" "$lv = session 1"
   kept=$(lv_names $VG | grep "^$lv\.pre-restore-")

@@ -74,6 +74,9 @@ fn qube_of(s: &Step) -> &str {
         | Step::SetProperty { qube, .. }
         | Step::SetFeature { qube, .. }
         | Step::AddTags { qube, .. }
+        | Step::ResetProperty { qube, .. }
+        | Step::UnsetFeature { qube, .. }
+        | Step::RemoveTags { qube, .. }
         | Step::Firewall { qube, .. }
         | Step::Device { qube, .. }
         | Step::Write { qube, .. }
@@ -117,6 +120,17 @@ impl Exec<'_, '_> {
             }
             Step::AddTags { qube, tags } => {
                 let mut argv = vec!["qvm-tags", qube.as_str(), "add"];
+                argv.extend(tags.iter().map(String::as_str));
+                q.run(&argv)?;
+            }
+            Step::ResetProperty { qube, name } => {
+                drop(q.run(&["qvm-prefs", "--default", qube, name])?)
+            }
+            Step::UnsetFeature { qube, name } => {
+                drop(q.run(&["qvm-features", "--default", qube, name])?)
+            }
+            Step::RemoveTags { qube, tags } => {
+                let mut argv = vec!["qvm-tags", qube.as_str(), "del"];
                 argv.extend(tags.iter().map(String::as_str));
                 q.run(&argv)?;
             }

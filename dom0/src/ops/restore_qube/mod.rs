@@ -34,6 +34,7 @@ mod devices;
 mod exec;
 mod fetch;
 mod plan;
+mod settle;
 
 use super::context::Ctx;
 use super::Ui;
@@ -66,6 +67,8 @@ pub struct RestoreQubeOptions {
     pub dry_run: bool,
     /// Shut a running target down instead of refusing.
     pub shutdown: bool,
+    /// An existing qube keeps its settings: only its data is restored.
+    pub data_only: bool,
     /// How long `qvm-shutdown --wait` may take.
     pub shutdown_timeout: Duration,
     /// Go on (with warnings) when the destination does not hold exactly
@@ -84,6 +87,7 @@ impl Default for RestoreQubeOptions {
             pool: None,
             dry_run: false,
             shutdown: false,
+            data_only: false,
             shutdown_timeout: Duration::from_secs(120),
             allow_inconsistent: false,
         }

@@ -5,7 +5,7 @@ use super::devices::{argv as device_argv, device_cli, DeviceCli};
 use super::fetch::Found;
 use super::RestoreQubeOptions;
 use crate::qubes::query::{is_running, QubeInfo};
-use crate::qubes::record::{QubeRecord, QUBE_PROPERTIES};
+use crate::qubes::record::{DeviceAssignment, QubeRecord, QUBE_PROPERTIES};
 use crate::qubes::{check_qube_name, QvmTools};
 use anyhow::{bail, Result};
 use sparsebak_common::names::{SessionName, VolName};
@@ -35,6 +35,24 @@ pub enum Step {
         value: String,
     },
     AddTags {
+        qube: String,
+        tags: Vec<String>,
+    },
+    /// Back to its default (`qvm-prefs --default`): an existing qube's
+    /// property the record does not set.
+    ResetProperty {
+        qube: String,
+        name: String,
+    },
+    /// `qvm-features --default`: an existing qube's feature the record
+    /// does not have.
+    UnsetFeature {
+        qube: String,
+        name: String,
+    },
+    /// `qvm-tags QUBE del`: an existing qube's tags the record does not
+    /// have.
+    RemoveTags {
         qube: String,
         tags: Vec<String>,
     },
@@ -95,6 +113,13 @@ impl fmt::Display for Step {
                 write!(f, "set {qube} feature {name} = {value:?}")
             }
             Step::AddTags { qube, tags } => write!(f, "tag {qube}: {}", tags.join(" ")),
+            Step::ResetProperty { qube, name } => {
+                write!(f, "reset {qube} property {name} to its default")
+            }
+            Step::UnsetFeature { qube, name } => write!(f, "unset {qube} feature {name}"),
+            Step::RemoveTags { qube, tags } => {
+                write!(f, "remove tags from {qube}: {}", tags.join(" "))
+            }
             Step::Firewall { qube, rules } => {
                 write!(f, "set the firewall of {qube} to {} rule(s)", rules.len())
             }
@@ -132,14 +157,14 @@ pub struct Planned {
 }
 
 /// What the plan has decided so far.
-struct Planner<'a> {
-    qvm: &'a dyn QvmTools,
+pub(super) struct Planner<'a> {
+    pub(super) qvm: &'a dyn QvmTools,
     o: &'a RestoreQubeOptions,
     existing: BTreeMap<String, QubeInfo>,
     /// Qubes that exist, or will once the steps so far are done.
-    will_exist: BTreeSet<String>,
-    steps: Vec<Step>,
-    warnings: Vec<String>,
+    pub(super) will_exist: BTreeSet<String>,
+    pub(super) steps: Vec<Step>,
+    pub(super) warnings: Vec<String>,
     /// The installed qvm-device's form, once asked.
     device_cli: Option<DeviceCli>,
 }
@@ -249,11 +274,30 @@ impl Planner<'_> {
                 qube: q.name.clone(),
             });
         }
-        self.warnings.push(format!(
-            "qube {} exists: only its data is restored, its settings are left as they are",
-            q.name
-        ));
-        Ok(())
+        if self.o.data_only {
+            self.warnings.push(format!(
+                "qube {} exists: only its data is restored (--data-only), its settings are left \
+                 as they are",
+                q.name
+            ));
+            return Ok(());
+        }
+        self.settle(q, r)
+    }
+
+    /// Whether property `k = v` names a qube that will not exist (it is
+    /// then left out, with a warning).
+    pub(super) fn names_missing_qube(&mut self, target: &str, k: &str, v: &str) -> bool {
+        let missing = QUBE_PROPERTIES.contains(&k)
+            && !matches!(v, "" | "None" | "none")
+            && !self.will_exist.contains(v)
+            && v != target;
+        if missing {
+            self.warnings.push(format!(
+                "qube {target}: property {k} names qube {v}, which does not exist: left at its default"
+            ));
+        }
+        missing
     }
 
     fn create(&mut self, target: &str, r: &QubeRecord) -> Result<()> {
@@ -273,14 +317,7 @@ impl Planner<'_> {
             pool: self.o.pool.clone(),
         });
         for (k, v) in &r.properties {
-            if QUBE_PROPERTIES.contains(&k.as_str())
-                && !matches!(v.as_str(), "" | "None" | "none")
-                && !self.will_exist.contains(v)
-                && v != target
-            {
-                self.warnings.push(format!(
-                    "qube {target}: property {k} names qube {v}, which does not exist: left at its default"
-                ));
+            if self.names_missing_qube(target, k, v) {
                 continue;
             }
             self.steps.push(Step::SetProperty {
@@ -306,33 +343,34 @@ impl Planner<'_> {
             qube: target.into(),
             rules: r.firewall.clone(),
         });
-        self.devices(target, r)
+        for d in &r.devices {
+            self.device(target, d)?;
+        }
+        Ok(())
     }
 
-    /// A step per recorded device assignment; one whose backend qube is
+    /// A step re-creating device assignment `d`; one whose backend qube is
     /// missing, or that this Qubes cannot express, is left out with a
     /// warning.
-    fn devices(&mut self, target: &str, r: &QubeRecord) -> Result<()> {
-        for d in &r.devices {
-            let what = format!("qube {target}: {} device {}", d.class, d.device);
-            let (backend, _) = d.backend_port();
-            if backend != "dom0" && !self.will_exist.contains(backend) {
-                self.warnings.push(format!(
-                    "{what}: its backend qube {backend} does not exist: not assigned"
-                ));
-                continue;
-            }
-            let cli = match self.device_cli {
-                Some(c) => c,
-                None => *self.device_cli.insert(device_cli(self.qvm)?),
-            };
-            match device_argv(cli, target, d) {
-                Ok(argv) => self.steps.push(Step::Device {
-                    qube: target.into(),
-                    argv,
-                }),
-                Err(why) => self.warnings.push(format!("{what}: {why}: not assigned")),
-            }
+    pub(super) fn device(&mut self, target: &str, d: &DeviceAssignment) -> Result<()> {
+        let what = format!("qube {target}: {} device {}", d.class, d.device);
+        let (backend, _) = d.backend_port();
+        if backend != "dom0" && !self.will_exist.contains(backend) {
+            self.warnings.push(format!(
+                "{what}: its backend qube {backend} does not exist: not assigned"
+            ));
+            return Ok(());
+        }
+        let cli = match self.device_cli {
+            Some(c) => c,
+            None => *self.device_cli.insert(device_cli(self.qvm)?),
+        };
+        match device_argv(cli, target, d) {
+            Ok(argv) => self.steps.push(Step::Device {
+                qube: target.into(),
+                argv,
+            }),
+            Err(why) => self.warnings.push(format!("{what}: {why}: not assigned")),
         }
         Ok(())
     }

@@ -13,5 +13,6 @@ mod qubes_reflink;
 mod qubes_world;
 mod restore_qube;
 mod restore_qube_devices;
+mod restore_qube_settle;
 mod restore_service;
 mod send;
