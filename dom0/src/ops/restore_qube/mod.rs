@@ -15,7 +15,10 @@
 //!    its properties, features, tags, firewall rules and device
 //!    assignments applied ([`devices`]); a property naming a qube that
 //!    does not exist is left at its default, a device whose backend qube
-//!    does not exist is not assigned, each with a warning. An existing qube keeps its settings: only data is restored;
+//!    does not exist is not assigned, each with a warning. An existing
+//!    (halted) qube's settings are made the record's, every difference a
+//!    step ([`settle`]), unless `data_only`; its name and class never
+//!    change;
 //! 3. each volume is written through the same checked restore path as
 //!    `receive`, straight into the LV. An existing qube's LV is first
 //!    renamed to `<LV>.pre-restore-<UTC time>`, never overwritten, and the
