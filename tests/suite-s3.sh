@@ -11,6 +11,8 @@
 # keys and a missing bucket get the errors the agent's client maps.
 # Part 2: the agent's S3 client tests (`#[ignore]`d in a plain cargo test)
 # against this gateway; see below.
+# Part 3: sparsebak archives in a bucket of this gateway, end to end
+# (tests/s3-archives.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tests/check-lib.sh
@@ -61,6 +63,13 @@ ta=$(ms)
 S3_BUCKET=sparsebak-it timeout 300 cargo test -q -p sparsebak-agent --test it s3:: -- --ignored 2>&1 | tee "$work/cargo.log"
 grep -qE '^test result: ok\. 14 passed' "$work/cargo.log" || fail "the S3 client tests did not all pass (14 expected)"
 ok "S3 client against the real gateway and the fault proxy: 14 tests in $(secs $(($(ms) - ta))) s"
+
+# Part 3: whole archives in a bucket (send, receive, verify, arch-check,
+# arch-recover over internal:, qubes:// and ssh://; the refusals).
+[ "$(code -X PUT "$S3_ENDPOINT/sparsebak-archives")" = 200 ] || fail "cannot create bucket sparsebak-archives: $(cat "$work/body")"
+tb=$(ms)
+S3_BUCKET=sparsebak-archives tests/s3-archives.sh
+ok "archives in a bucket: $(secs $(($(ms) - tb))) s"
 
 t2=$(ms)
 tests/ceph/stop.sh "$ceph"

@@ -264,6 +264,17 @@ fn features() -> Vec<String> {
 }
 
 fn open(archive: &mut Slot, dest_path: &str, mountpoint: &str, write: bool) -> Result<Response> {
+    if let Some(store) = mountpoint.strip_prefix(crate::s3store::conf::STORE_PREFIX) {
+        let a = crate::s3store::S3Archive::open(store, dest_path, write)?;
+        let header = a.header_json();
+        *archive = Some(Box::new(a));
+        // A bucket has no free space to report.
+        return Ok(Response::Opened {
+            header,
+            free_bytes: 0,
+            total_bytes: 0,
+        });
+    }
     let (dest, free, total) = mount::check_open(dest_path, mountpoint)?;
     let a = Archive::open(&dest, write)?;
     let header = a.header_json();
@@ -276,6 +287,11 @@ fn open(archive: &mut Slot, dest_path: &str, mountpoint: &str, write: bool) -> R
 }
 
 fn open_legacy(archive: &mut Slot, dest_path: &str, mountpoint: &str) -> Result<Response> {
+    if mountpoint.starts_with(crate::s3store::conf::STORE_PREFIX) {
+        return Err(AgentError::invalid(
+            "a sparsebak 0.2 archive cannot be in an object store (s3:)",
+        ));
+    }
     let (dest, free, total) = mount::check_open(dest_path, mountpoint)?;
     *archive = Some(Box::new(Archive::open_legacy(&dest)?));
     Ok(Response::Opened {

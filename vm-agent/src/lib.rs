@@ -30,6 +30,7 @@ pub mod read_meta;
 pub mod readahead;
 pub mod resume;
 pub mod s3;
+pub mod s3store;
 pub mod say;
 pub mod stall;
 pub mod store;

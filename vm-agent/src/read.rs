@@ -213,7 +213,7 @@ pub(crate) fn serve_paths<R: Read, W: Write>(
 }
 
 /// `buf` starts with a complete frame, so reading it cannot block.
-fn frame_buffered(buf: &[u8]) -> bool {
+pub(crate) fn frame_buffered(buf: &[u8]) -> bool {
     buf.get(..4).is_some_and(|head| {
         let len = u32::from_be_bytes(head.try_into().expect("4 bytes")) as usize;
         buf.len() - 4 >= len

@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 
 /// [`META_PIECE`], or less for the recovery tests
 /// (crate::test_hooks::META_PIECE).
-fn piece_size() -> usize {
+pub(crate) fn piece_size() -> usize {
     crate::test_hooks::meta_piece().map_or(META_PIECE, |n| n.clamp(1, META_PIECE))
 }
 

@@ -36,7 +36,7 @@ pub struct StoreStats {
 }
 
 #[derive(PartialEq, PartialOrd)]
-enum Phase {
+pub(crate) enum Phase {
     Chunks,
     Manifest,
     Info,
@@ -367,7 +367,11 @@ impl Sink<'_> {
 /// The member's size, within `limit`. The entry's size, not the header
 /// field: a PAX `size` record overrides the field, and that is how many
 /// bytes the copy reads.
-fn checked_size<R: Read>(entry: &tar::Entry<'_, R>, name: &str, limit: u64) -> Result<u64> {
+pub(crate) fn checked_size<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    name: &str,
+    limit: u64,
+) -> Result<u64> {
     let size = entry.size();
     if size > limit {
         return Err(AgentError::invalid(format!(
@@ -377,14 +381,14 @@ fn checked_size<R: Read>(entry: &tar::Entry<'_, R>, name: &str, limit: u64) -> R
     Ok(size)
 }
 
-fn truncated(name: &str, n: u64, size: u64) -> AgentError {
+pub(crate) fn truncated(name: &str, n: u64, size: u64) -> AgentError {
     AgentError::invalid(format!(
         "tar member {name:?} is truncated: the stream ended after {n} of its {size} bytes"
     ))
 }
 
 /// A member's name, which must be UTF-8.
-fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+pub(crate) fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
         AgentError::invalid(format!(
             "tar member name {:?} is not UTF-8",
@@ -395,7 +399,7 @@ fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
 
 /// The phase a member named `name` belongs to and its size limit; chunk
 /// members must come in ascending address order (`last_addr`).
-fn classify(
+pub(crate) fn classify(
     name: &str,
     max_chunk: u64,
     last_addr: &mut Option<ByteOffset>,

@@ -87,6 +87,10 @@ pub struct AgentConn {
     /// Format 2: the archive's keys; volume names in requests are hidden
     /// with them ([`super::hidden`]).
     hide: Option<std::sync::Arc<crate::crypto::ArchiveKeys>>,
+    /// How long a dropped connection waits for the agent to end by itself
+    /// after closing its input (an object store's agent then releases its
+    /// lease, docs/FORMAT.md §21.4), before killing it.
+    linger: std::time::Duration,
 }
 
 /// A volume as the destination presents it (`SessionDigests`).
@@ -239,7 +243,14 @@ impl AgentConn {
             agent_version: String::new(),
             features: Vec::new(),
             hide: None,
+            linger: std::time::Duration::ZERO,
         }
+    }
+
+    /// On drop, close the agent's input and wait up to `d` for it to end
+    /// (it releases an object store's lease on the way) before killing it.
+    pub fn linger_on_drop(&mut self, d: std::time::Duration) {
+        self.linger = d;
     }
 
     /// From now on, name volumes by their hidden names (format 2).
@@ -723,7 +734,7 @@ impl AgentConn {
     fn kill(&mut self) {
         drop(self.w.take());
         if let Some((link, _)) = self.link.as_mut() {
-            link.kill();
+            link.end(self.linger);
         }
     }
 

@@ -34,17 +34,52 @@ pub enum DestKind {
 pub struct DestSpec {
     #[serde(flatten)]
     pub kind: DestKind,
-    /// The mounted file system the archive must live on.
+    /// The mounted file system the archive must live on, or `s3:NAME`: the
+    /// object store the agent's store configuration NAME describes
+    /// (docs/FORMAT.md §21; [`STORE_PREFIX`]).
     pub mountpoint: String,
     /// Relative directory under the mountpoint ("" for the mountpoint itself).
     pub subdir: String,
 }
 
+/// In place of a mountpoint, `s3:NAME` names an object store the agent
+/// knows by its store configuration NAME (where the agent runs; nothing
+/// about the store but its name is in dom0).
+pub const STORE_PREFIX: &str = "s3:";
+
 fn bad(dest: &str, why: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "malformed --dest {dest:?}: {why}; expected internal:/MOUNTPOINT, ssh://[user@]host[:port]/MOUNTPOINT, \
-         qubes://VM/MOUNTPOINT or qubes-ssh://VM|[user@]host[:port]/MOUNTPOINT"
+         qubes://VM/MOUNTPOINT or qubes-ssh://VM|[user@]host[:port]/MOUNTPOINT, \
+         with s3:STORE in place of /MOUNTPOINT for an object store"
     )
+}
+
+/// `s3:NAME`, if `p` is one: NAME is 1-64 of `A-Za-z0-9_-`, starting with
+/// a letter or digit (the agent reads `NAME.conf`).
+fn store_spelling(p: &str, dest: &str) -> Option<Result<String>> {
+    let name = p.strip_prefix(STORE_PREFIX)?;
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    Some(if ok {
+        Ok(p.to_string())
+    } else {
+        Err(bad(
+            dest,
+            &format!("{name:?} is not a valid store name (1-64 of A-Za-z0-9_-)"),
+        ))
+    })
+}
+
+/// The place after the destination's system: a store or a mountpoint.
+fn place(p: &str, dest: &str) -> Result<String> {
+    match store_spelling(p.strip_prefix('/').unwrap_or(p), dest) {
+        Some(store) => store,
+        None => clean_path(p, "the mountpoint", dest),
+    }
 }
 
 fn valid_vm(vm: &str) -> bool {
@@ -122,7 +157,10 @@ impl DestSpec {
     pub fn parse(dest: &str, subdir: &str) -> Result<DestSpec> {
         let subdir = clean_subdir(subdir)?;
         if let Some(rest) = dest.strip_prefix("internal:") {
-            let mountpoint = clean_path(rest, "the mountpoint", dest)?;
+            let mountpoint = match store_spelling(rest, dest) {
+                Some(store) => store?,
+                None => clean_path(rest, "the mountpoint", dest)?,
+            };
             return Ok(DestSpec {
                 kind: DestKind::Internal,
                 mountpoint,
@@ -136,7 +174,7 @@ impl DestSpec {
             .find('/')
             .ok_or_else(|| bad(dest, "no mountpoint path"))?;
         let (sys, path) = rest.split_at(slash);
-        let mountpoint = clean_path(path, "the mountpoint", dest)?;
+        let mountpoint = place(path, dest)?;
         let kind = match scheme {
             "ssh" => {
                 let (target, port) = parse_target(dest, sys)?;
@@ -171,9 +209,17 @@ impl DestSpec {
         })
     }
 
-    /// Absolute path of the directory that holds `sparsebak/`.
+    /// An object store (`s3:NAME`), not a mounted file system.
+    pub fn is_store(&self) -> bool {
+        self.mountpoint.starts_with(STORE_PREFIX)
+    }
+
+    /// Absolute path of the directory that holds `sparsebak/`; for a store,
+    /// `s3:NAME` or `s3:NAME/SUBDIR` (the subdir extends the store's prefix).
     pub fn dest_path(&self) -> String {
-        if self.subdir.is_empty() {
+        if self.is_store() && !self.subdir.is_empty() {
+            format!("{}/{}", self.mountpoint, self.subdir)
+        } else if self.subdir.is_empty() {
             self.mountpoint.clone()
         } else {
             Path::new(&self.mountpoint)
@@ -198,7 +244,12 @@ impl DestSpec {
                 )
             }
         };
-        format!("{sys}{}", self.dest_path())
+        let sep = if self.is_store() && self.kind != DestKind::Internal {
+            "/"
+        } else {
+            ""
+        };
+        format!("{sys}{sep}{}", self.dest_path())
     }
 }
 
@@ -301,14 +352,19 @@ pub fn connect(spec: &DestSpec, opts: &TransportOptions) -> Result<AgentConn> {
         link.id(),
         spec.describe()
     );
-    AgentConn::over_link(
+    let mut conn = AgentConn::over_link(
         link,
         plan.via,
         stdin,
         stdout,
         plan.preamble.as_deref(),
         spec.describe(),
-    )
+    )?;
+    if spec.is_store() {
+        // A killed agent would hold the store's lease until it runs out.
+        conn.linger_on_drop(std::time::Duration::from_secs(10));
+    }
+    Ok(conn)
 }
 
 #[cfg(test)]
@@ -347,6 +403,39 @@ mod tests {
             }
         );
         assert_eq!(d.describe(), "qubes-ssh://sys-net|me@host/mnt");
+    }
+
+    #[test]
+    fn parses_object_stores() {
+        let d = DestSpec::parse("internal:s3:nas-1", "").unwrap();
+        assert!(d.is_store());
+        assert_eq!(
+            (d.kind.clone(), d.dest_path(), d.describe()),
+            (
+                DestKind::Internal,
+                "s3:nas-1".into(),
+                "internal:s3:nas-1".into()
+            )
+        );
+        let d = DestSpec::parse("qubes://sys-backup/s3:cloud", "laptop/a").unwrap();
+        assert_eq!(d.mountpoint, "s3:cloud");
+        assert_eq!(d.dest_path(), "s3:cloud/laptop/a");
+        assert_eq!(d.describe(), "qubes://sys-backup/s3:cloud/laptop/a");
+        let d = DestSpec::parse("ssh://me@nas:2222/s3:x", "").unwrap();
+        assert_eq!(d.describe(), "ssh://me@nas:2222/s3:x");
+        assert!(!DestSpec::parse("internal:/mnt/s3:x", "")
+            .unwrap()
+            .is_store());
+        for bad in [
+            "internal:s3:",
+            "internal:s3:a/b",
+            "internal:s3:-x",
+            "internal:s3:a b",
+            "qubes://vm/s3:../x",
+            "ssh://h/s3:x.y",
+        ] {
+            assert!(DestSpec::parse(bad, "").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! listing), so a crashed writer holds the archive at most one lease and a
 //! VM with a wrong clock can neither steal nor keep one.
 //!
-//! Not used by any backend yet: the object layout of §21 is a design.
+//! Used by the object-store backend (crate::s3store) from open to close.
 
 use super::client::{Client, Entry, PutOutcome};
 use super::error::{S3Error, S3Result};

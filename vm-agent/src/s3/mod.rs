@@ -4,8 +4,7 @@
 //! a store may do under load ([`retry`]), and keys only from where the
 //! agent runs ([`creds`]).
 //!
-//! It is a library only so far: no destination spelling uses it yet
-//! (docs/DESTINATIONS.md), and the release agent does not link it.
+//! The object-store backend (crate::s3store, `--dest=…/s3:NAME`) uses it.
 
 mod call;
 pub mod client;
