@@ -81,16 +81,31 @@ impl Output {
         }
     }
 
+    /// A qube's image in a file-reflink pool: a regular file as
+    /// [`Output::create`] makes one, but readable by its owner only, as
+    /// Qubes creates images (qubes/storage/reflink.py, mode 0600).
+    pub fn private_file(path: &Path, size: Bytes) -> Result<Output> {
+        Self::regular_mode(path, size, 0o600)
+    }
+
     fn regular(path: &Path, size: Bytes) -> Result<Output> {
+        Self::regular_mode(path, size, 0o666)
+    }
+
+    fn regular_mode(path: &Path, size: Bytes, mode: u32) -> Result<Output> {
+        use std::os::unix::fs::OpenOptionsExt;
         let name = path
             .file_name()
             .with_context(|| format!("--save-to {} has no file name", path.display()))?;
         let tmp = path.with_file_name(format!(".{}.sparsebak-part", name.to_string_lossy()));
+        // A leftover of a killed run may have another mode: start afresh.
+        let _ = std::fs::remove_file(&tmp);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(mode)
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         file.set_len(size.0)

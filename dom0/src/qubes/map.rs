@@ -144,7 +144,7 @@ pub fn check_volume(
 /// (qubes/storage/reflink.py `init_volume`), whose committed image is
 /// `VID.img`. A running qube writes a `-dirty.img` copy, so the image is
 /// always consistent: no snapshot setting to check.
-fn reflink_image(
+pub fn reflink_image(
     what: &str,
     volume: &str,
     info: &VolumeInfo,

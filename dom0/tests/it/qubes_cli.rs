@@ -54,7 +54,8 @@ fn an_archive_of_image_files_holds_no_qubes() {
     e.init(&[]);
     run_qubes(&e, &["add", "--qube=work"]).expect(1, &["LVM thin pool", "--source"]);
     run_qubes(&e, &["restore-qube", "work"])
-        .expect(1, &["restore-qube writes qubes' LVM thin volumes"]);
-    run_qubes(&e, &["restore-qube", "--all", "--dry-run"]).expect(1, &["not an LVM"]);
+        .expect(1, &["restore-qube writes qubes' volumes in the pool"]);
+    run_qubes(&e, &["restore-qube", "--all", "--dry-run"])
+        .expect(1, &["neither an LVM thin pool nor a file-reflink pool"]);
     run_qubes(&e, &["add", "--qube=-x"]).expect(1, &["not a valid qube name"]);
 }

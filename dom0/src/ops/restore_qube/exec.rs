@@ -4,6 +4,7 @@
 
 use super::plan::Step;
 use super::RestoreQubeReport;
+use crate::config::SourceSpec;
 use crate::ops::context::Ctx;
 use crate::ops::qube_add::{archive_pool, bind_qube, record_path};
 use crate::ops::Ui;
@@ -17,12 +18,12 @@ use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::units::Bytes;
 use std::collections::BTreeSet;
 
-struct Exec<'a, 'c> {
-    ctx: &'a mut Ctx<'c>,
-    qvm: &'a dyn QvmTools,
+pub(super) struct Exec<'a, 'c> {
+    pub(super) ctx: &'a mut Ctx<'c>,
+    pub(super) qvm: &'a dyn QvmTools,
     ui: &'a dyn Ui,
-    /// `YYYYMMDD-HHMMSS` of this run, in the names of kept LVs.
-    stamp: String,
+    /// `YYYYMMDD-HHMMSS` of this run, in the names of kept LVs and images.
+    pub(super) stamp: String,
     timeout: u64,
 }
 
@@ -195,6 +196,18 @@ impl Exec<'_, '_> {
         let q = self.qvm;
         let info = query::volume_info(q, qube, volume)?;
         let pool = query::pool_info(q, &info.pool)?;
+        if pool.driver == "file-reflink"
+            || !matches!(self.ctx.config.source, Some(SourceSpec::Lvm { .. }))
+        {
+            let to = super::Target {
+                qube,
+                volume,
+                info: &info,
+                pool: &pool,
+                fresh,
+            };
+            return self.write_image(&to, archive, session, size, report);
+        }
         let (Some(vg), Some(thin), "lvm_thin") =
             (&pool.volume_group, &pool.thin_pool, pool.driver.as_str())
         else {
@@ -260,11 +273,25 @@ impl Exec<'_, '_> {
         device: &std::path::Path,
         size: u64,
     ) -> Result<()> {
+        self.restore_into(archive, session, || {
+            Output::create(device, Bytes(size), true)
+        })
+    }
+
+    /// The checked restore path of `receive`: `session` of `archive` into
+    /// the output `open` makes (after the consistency check), committed
+    /// only when every chunk was written.
+    pub(super) fn restore_into(
+        &self,
+        archive: &VolName,
+        session: &SessionName,
+        open: impl FnOnce() -> Result<Output>,
+    ) -> Result<()> {
         let ctx = &*self.ctx;
         ctx.config.volume(archive)?;
         // As receive: never from a destination that lost or rolled back data.
         let mut conn = crate::ops::consistent(ctx, false, archive, false)?;
-        let out = Output::create(device, Bytes(size), true)?;
+        let out = open()?;
         let pb = self.ui.progress();
         match restore(
             ctx,

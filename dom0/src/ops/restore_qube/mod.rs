@@ -31,11 +31,14 @@
 //! non-zero chunks, each verified against the manifest just before it is
 //! written (the code `receive` uses). The price is that the replaced volume
 //! is kept as a renamed LV rather than as a Qubes revision, so
-//! `qvm-volume revert` does not list it.
+//! `qvm-volume revert` does not list it. In an archive of a file-reflink
+//! pool the qube's image is written instead, its old one kept as a reflink
+//! copy ([`image`]).
 
 mod devices;
 mod exec;
 mod fetch;
+mod image;
 mod plan;
 mod settle;
 
@@ -43,7 +46,7 @@ use super::context::Ctx;
 use super::Ui;
 use crate::config::SourceSpec;
 use crate::dest::DestKind;
-use crate::qubes::query::list_qubes;
+use crate::qubes::query::{list_qubes, PoolInfo, VolumeInfo};
 use crate::qubes::QvmTools;
 use anyhow::{bail, Result};
 use sparsebak_common::names::SessionName;
@@ -97,6 +100,16 @@ impl Default for RestoreQubeOptions {
     }
 }
 
+/// The volume a step writes, as Qubes' tools describe it.
+struct Target<'a> {
+    qube: &'a str,
+    volume: &'a str,
+    info: &'a VolumeInfo,
+    pool: &'a PoolInfo,
+    /// Created by this run: nothing to keep.
+    fresh: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct RestoreQubeReport {
     /// Each qube restored, with the session of its settings record used.
@@ -118,11 +131,14 @@ pub fn restore_qube(
     ui: &dyn Ui,
     o: &RestoreQubeOptions,
 ) -> Result<RestoreQubeReport> {
-    if !matches!(ctx.config.source, Some(SourceSpec::Lvm { .. })) {
+    if !matches!(
+        ctx.config.source,
+        Some(SourceSpec::Lvm { .. } | SourceSpec::Reflink { .. })
+    ) {
         bail!(
-            "restore-qube writes qubes' LVM thin volumes, and this archive's source is not an LVM \
-             thin pool: restore a volume with `sparsebak receive VOLUME --save-to=IMAGE` while \
-             its qube is halted"
+            "restore-qube writes qubes' volumes in the pool the archive backs up, and this \
+             archive's source is neither an LVM thin pool nor a file-reflink pool: restore a \
+             volume with `sparsebak receive VOLUME --save-to=IMAGE` while its qube is halted"
         );
     }
     // A dry run changes nothing, not even by completing a prune.
@@ -148,7 +164,8 @@ pub fn restore_qube(
         DestKind::Qubes { vm } | DestKind::QubesSsh { vm, .. } => Some(vm.clone()),
         _ => None,
     };
-    let planned = plan::plan(qvm, o, &existing, records, dest_vm)?;
+    let source = ctx.config.source.clone();
+    let planned = plan::plan(qvm, o, &existing, records, dest_vm, source.as_ref())?;
     let mut report = RestoreQubeReport {
         records: sources,
         dry_run: o.dry_run,

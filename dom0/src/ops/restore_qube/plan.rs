@@ -4,10 +4,11 @@
 use super::devices::{argv as device_argv, device_cli, DeviceCli};
 use super::fetch::Found;
 use super::RestoreQubeOptions;
-use crate::qubes::query::{is_running, QubeInfo};
+use crate::config::SourceSpec;
+use crate::qubes::query::{is_running, pool_info, volume_info, QubeInfo};
 use crate::qubes::record::{DeviceAssignment, QubeRecord, QUBE_PROPERTIES};
 use crate::qubes::{check_qube_name, QvmTools};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sparsebak_common::names::{SessionName, VolName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -167,6 +168,8 @@ pub(super) struct Planner<'a> {
     pub(super) warnings: Vec<String>,
     /// The installed qvm-device's form, once asked.
     device_cli: Option<DeviceCli>,
+    /// What the archive backs up: the pool every target must be in.
+    source: Option<&'a SourceSpec>,
 }
 
 pub fn plan(
@@ -175,6 +178,7 @@ pub fn plan(
     existing: &[QubeInfo],
     found: Vec<Found>,
     dest_vm: Option<String>,
+    source: Option<&SourceSpec>,
 ) -> Result<Planned> {
     let mut p = Planner {
         qvm,
@@ -187,8 +191,14 @@ pub fn plan(
         steps: Vec::new(),
         warnings: Vec::new(),
         device_cli: None,
+        source,
     };
     let mut errors = Vec::new();
+    if let Some(pool) = &o.pool {
+        if let Err(e) = pool_fits(qvm, source, pool) {
+            errors.push(format!("--pool={pool}: {e:#}"));
+        }
+    }
     for f in dependency_order(found, &mut p.warnings) {
         let name = &f.record.name;
         if o.all && o.exclude.contains(name) {
@@ -273,6 +283,11 @@ impl Planner<'_> {
             self.steps.push(Step::Shutdown {
                 qube: q.name.clone(),
             });
+        }
+        for v in &r.volumes {
+            let info = volume_info(self.qvm, &q.name, &v.volume)?;
+            pool_fits(self.qvm, self.source, &info.pool)
+                .with_context(|| format!("{}:{}", q.name, v.volume))?;
         }
         if self.o.data_only {
             self.warnings.push(format!(
@@ -374,6 +389,43 @@ impl Planner<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether Qubes pool `name` is the pool the archive backs up: restore-qube
+/// writes a qube only there (docs/FORMAT.md §16.4).
+fn pool_fits(qvm: &dyn QvmTools, source: Option<&SourceSpec>, name: &str) -> Result<()> {
+    let p = pool_info(qvm, name)?;
+    let fits = match (source, p.driver.as_str()) {
+        (Some(SourceSpec::Lvm { vg, pool }), "lvm_thin") => {
+            p.volume_group.as_ref() == Some(vg) && p.thin_pool.as_ref() == Some(pool)
+        }
+        (Some(SourceSpec::Reflink { path }), "file-reflink") => p
+            .dir_path
+            .as_deref()
+            .is_some_and(|d| std::path::Path::new(d).components().eq(path.components())),
+        _ => false,
+    };
+    if !fits {
+        let archive = match source {
+            Some(SourceSpec::Lvm { vg, pool }) => format!("the LVM thin pool {vg}/{pool}"),
+            Some(SourceSpec::Reflink { path }) => {
+                format!("the file-reflink pool at {}", path.display())
+            }
+            _ => "no Qubes pool".to_string(),
+        };
+        let at = match (&p.volume_group, &p.thin_pool, &p.dir_path) {
+            (Some(vg), Some(tp), _) => format!("{vg}/{tp}"),
+            (_, _, Some(d)) => d.clone(),
+            _ => "?".into(),
+        };
+        bail!(
+            "pool {name} (driver {}, {at}) is not the pool this archive backs up ({archive}): \
+             restore-qube writes qubes only there; create the qube there (--pool) or restore it \
+             --as a new name",
+            p.driver
+        );
+    }
+    Ok(())
 }
 
 /// Templates and the qubes others name (netvms, disposable templates)

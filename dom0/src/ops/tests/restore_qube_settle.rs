@@ -4,6 +4,7 @@
 
 use super::harness::{volume_bytes, World};
 use super::restore_qube::{assert_same, bytes_of, named, restore, setup};
+use crate::lvm::Lvm;
 use crate::ops::restore_qube::RestoreQubeOptions;
 
 /// Everything but the read-only questions the plan asks.
@@ -155,4 +156,34 @@ fn data_only_keeps_the_settings_and_another_class_is_refused() {
         "{e}"
     );
     assert_eq!(changes(&q), Vec::<String>::new());
+}
+
+#[test]
+fn a_pool_other_than_the_archives_is_refused_before_anything_changes() {
+    let w = World::thin(volume_bytes(1, 1));
+    let (q, _) = setup(&w);
+    q.fixture_pool_lvm("other", "vg2", "pool2");
+    let before = w.lvm.survey("vg").unwrap();
+    std::fs::remove_dir_all(q.state.join("qubes/work")).unwrap();
+    let o = RestoreQubeOptions {
+        pool: Some("other".into()),
+        ..named(&["work"])
+    };
+    let e = format!("{:#}", restore(&w, &q, o).unwrap_err());
+    assert!(
+        e.contains(
+            "--pool=other: pool other (driver lvm_thin, vg2/pool2) is not the pool this \
+                    archive backs up (the LVM thin pool vg/pool)"
+        ) && e.contains("nothing was changed"),
+        "{e}"
+    );
+    // An existing qube whose volume lives in another pool.
+    q.set("vault", "volumes/root/pool", "other");
+    let e = format!("{:#}", restore(&w, &q, named(&["vault"])).unwrap_err());
+    assert!(
+        e.contains("vault:root") && e.contains("is not the pool this archive backs up"),
+        "{e}"
+    );
+    assert_eq!(changes(&q), Vec::<String>::new());
+    assert_eq!(w.lvm.survey("vg").unwrap(), before);
 }
