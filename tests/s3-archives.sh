@@ -14,7 +14,8 @@
 # verifies, with --encrypt=off and with format 2; arch-check --data passes;
 # arch-recover rebuilds dom0's metadata from the bucket; the bucket holds no
 # volume name in format 2; every command the backend does not serve yet is
-# refused before anything changes, and a send still works afterwards.
+# refused before anything changes, and a send still works afterwards;
+# delete (also killed midway) and arch-delete leave nothing behind.
 source "$(dirname "$0")/dest-lib.sh"
 : "${S3_ENDPOINT:?}" "${S3_BUCKET:?}"
 start_sshd
@@ -120,7 +121,7 @@ check_all vm qubes://sbvm/s3:rgw 2
 
 # What the backend does not serve yet is refused, naming it, and changes nothing.
 say "commands not supported on object-store archives yet"
-for cmd in "prune --keep-last=1" "delete vol2" "arch-delete" "arch-deduplicate" "send --dedup" "arch-passwd --passphrase-file=$T/pass"; do
+for cmd in "prune --keep-last=1" "arch-deduplicate" "send --dedup" "arch-passwd --passphrase-file=$T/pass"; do
     # shellcheck disable=SC2086
     expect_fail 1 "is not supported yet on an object-store archive" sb int -u $cmd
 done
@@ -130,6 +131,36 @@ sb int send -u --tarfile vol1 >/dev/null || fail "send --tarfile after the refus
 SUMS[int/vol1/$(sessions int vol1 | tail -n 1)]=$(sha "$T/img-int/vol1")
 check_all int internal:s3:rgw 4 vol1
 ok "refusals left nothing behind: the next send (--tarfile, stored as packs too) commits and restores"
+
+# delete: after its marker is made (what a delete killed right after that
+# step leaves; the marker is made here with curl, since a killed agent would
+# hold the lease for lease_secs), the volume is gone for readers and the
+# next delete finishes; its packs are collected (SPARSEBAK_AGENT_GC_MIN_AGE:
+# a test hook, so the test need not wait out the lease), vol1's are not.
+say "delete and arch-delete in a bucket"
+keys_of() { listing "$1" | grep -o '<Key>[^<]*' | sed 's/<Key>//'; }
+packs_before=$(keys_of plain | grep -c '/data/')
+curl -sS -o /dev/null --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT --data-binary '' \
+    "$S3_ENDPOINT/$S3_BUCKET/suite/plain/sparsebak/volumes/vol2/gone"
+keys_of plain | grep -q '/volumes/vol2/gone$' || fail "the deletion marker was not made"
+expect_fail 1 "volume vol2 is being deleted" sb int receive vol2 --save-to="$T/restored"
+SPARSEBAK_AGENT_GC_MIN_AGE=0 sb int -u delete vol2 >"$T/out" 2>&1 || { cat "$T/out"; fail "delete vol2 after the killed one"; }
+! keys_of plain | grep -q '/volumes/vol2/' || fail "objects of vol2 remain after delete"
+packs_after=$(keys_of plain | grep -c '/data/')
+[ "$packs_after" -lt "$packs_before" ] || fail "delete collected no pack ($packs_before before, $packs_after after)"
+check_all int internal:s3:rgw 4 vol1
+sb int list | grep -q vol2 && fail "vol2 still listed"
+ok "delete: its marker makes vol2 unreadable, the next delete finishes it; packs $packs_before -> $packs_after; vol1 whole"
+uuid=$(jq -r .uuid "$T/meta-int/archive.json")
+echo "$uuid" | SPARSEBAK_META_DIR=$T/meta-int script -qec "$BIN/sparsebak arch-delete" /dev/null >"$T/out" 2>&1 ||
+    { cat "$T/out"; fail "arch-delete"; }
+grep -q "Archive $uuid deleted" "$T/out" || { cat "$T/out"; fail "arch-delete said nothing"; }
+left=$(keys_of plain | grep -vc '/lock/' || true)
+[ "$left" = 0 ] || { keys_of plain; fail "arch-delete left $left objects"; }
+sb int arch-init --dest=internal:s3:rgw --subdir=plain --source="dir:$T/img-int" --encrypt=off >/dev/null ||
+    fail "arch-init where an archive was deleted"
+ok "arch-delete removes every object but the lease's last record; arch-init works there again"
 
 # Bad configuration: each named.
 expect_fail 1 "no configuration for store s3:nosuch" sb int2 arch-init --dest=internal:s3:nosuch --source="dir:$T" --encrypt=off

@@ -15,7 +15,9 @@ pub const CRASH_AFTER_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
 /// Abort the agent at a named step of a prune: `plan` (plan committed,
 /// nothing moved), `target` (all moved, target's manifest and info
 /// replaced), `removed` (pruned dirs removed, plan not yet); `chunk-N`
-/// (a session's Nth chunk member stored, [`crash_at_count`]).
+/// (a session's Nth chunk member stored, [`crash_at_count`]); in an
+/// object-store archive (crate::s3store::delete) `s3-delete-marked`,
+/// `s3-delete-emptied`, `s3-arch-delete-emptied`.
 #[cfg(feature = "test-hooks")]
 pub const CRASH_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
 /// For the recovery tests: serve `ReadMeta` pieces of at most this many
@@ -100,5 +102,21 @@ pub fn meta_piece() -> Option<usize> {
 }
 #[cfg(not(feature = "test-hooks"))]
 pub fn meta_piece() -> Option<usize> {
+    None
+}
+
+/// For the object-store suite: collect unreferenced packs younger than the
+/// lease too, when at least this many seconds old (crate::s3store::delete),
+/// so a test need not wait out a lease.
+#[cfg(feature = "test-hooks")]
+pub const GC_MIN_AGE: &str = "SPARSEBAK_AGENT_GC_MIN_AGE";
+
+/// The pack age [`GC_MIN_AGE`] asks for.
+#[cfg(feature = "test-hooks")]
+pub fn gc_min_age() -> Option<u64> {
+    std::env::var(GC_MIN_AGE).ok().and_then(|v| v.parse().ok())
+}
+#[cfg(not(feature = "test-hooks"))]
+pub fn gc_min_age() -> Option<u64> {
     None
 }

@@ -26,7 +26,6 @@ pub struct Deleted {
 }
 
 pub fn arch_delete(ctx: &Ctx, ui: &dyn Ui) -> Result<Deleted> {
-    super::refuse_on_store(&ctx.config.dest, "arch-delete")?;
     let uuid = ctx.config.uuid.clone();
     let d = &ctx.config.dest;
     let vols: Vec<&str> = ctx.config.volumes.keys().map(|v| v.as_str()).collect();

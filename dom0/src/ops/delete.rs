@@ -15,7 +15,6 @@ pub struct DeleteOptions {
 
 /// Returns the volume deleted; `ctx.config` is saved without it.
 pub fn delete(ctx: &mut Ctx, ui: &dyn Ui, o: &DeleteOptions) -> Result<VolName> {
-    super::refuse_on_store(&ctx.config.dest, "delete")?;
     let vol = vol_name(&o.volume)?;
     if !ctx.config.volumes.contains_key(&vol) {
         bail!("volume {vol} is not configured");

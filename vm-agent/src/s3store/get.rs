@@ -47,9 +47,13 @@ pub fn list_volumes(a: &S3Archive) -> Result<(Vec<VolName>, Vec<String>)> {
         .client()
         .list_all(&dir, MAX_LISTED)
         .map_err(|e| a.err(e))?;
-    let (mut names, mut ignored) = (BTreeSet::new(), BTreeSet::new());
+    let (mut names, mut ignored, mut gone) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
     for e in listed {
-        let first = e.key[dir.len()..].split('/').next().unwrap_or("");
+        let rel = &e.key[dir.len()..];
+        let first = rel.split('/').next().unwrap_or("");
+        if rel.strip_prefix(first) == Some("/gone") {
+            gone.push(first.to_string()); // being deleted (crate::s3store::delete)
+        }
         match VolName::new(first) {
             Ok(v) => {
                 names.insert(v);
@@ -60,6 +64,7 @@ pub fn list_volumes(a: &S3Archive) -> Result<(Vec<VolName>, Vec<String>)> {
             Err(_) => {}
         }
     }
+    names.retain(|v: &VolName| !gone.iter().any(|g| g == v.as_str()));
     Ok((names.into_iter().collect(), ignored.into_iter().collect()))
 }
 

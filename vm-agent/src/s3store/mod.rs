@@ -10,6 +10,7 @@
 //! naming the operation ([`unsupported`]); nothing is half done.
 
 pub mod conf;
+pub mod delete;
 pub mod get;
 pub mod layout;
 pub mod put;
@@ -41,6 +42,7 @@ pub struct S3Archive {
     client: &'static Client,
     conf: StoreConf,
     creds: Credentials,
+    cfg: Config,
     /// `<prefix>[<subdir>/]sparsebak/`
     root: String,
     header: Option<ArchiveHeader>,
@@ -68,8 +70,8 @@ pub fn unsupported(what: &str) -> AgentError {
     ))
 }
 
-/// `s3:NAME` or `s3:NAME/SUB/DIR` (dom0's dest path): the store's name and
-/// the subdir that extends its prefix.
+/// `s3:NAME` or `s3:NAME/SUB/DIR` (dom0's dest path): the subdir that
+/// extends the store's prefix (`""` or `SUB/DIR/`).
 fn split_dest(dest_path: &str, name: &str) -> Result<String> {
     let rest = dest_path
         .strip_prefix("s3:")
@@ -96,8 +98,20 @@ impl S3Archive {
         let creds =
             crate::s3::creds::find(conf.credentials.as_deref(), &crate::s3::creds::ProcessEnv)
                 .map_err(|e| AgentError::invalid(format!("store s3:{name}: {e}")))?;
-        let client =
-            Client::new(client_config(&conf), creds.clone()).map_err(|e| s3_err(&conf, e))?;
+        let cfg = client_config(&conf);
+        S3Archive::open_with(conf, creds, cfg, &sub, write)
+    }
+
+    /// Open the archive under `<prefix><sub>` of the store `conf` names,
+    /// with these keys and client settings (the tests' short timeouts).
+    pub fn open_with(
+        conf: StoreConf,
+        creds: Credentials,
+        cfg: Config,
+        sub: &str,
+        write: bool,
+    ) -> Result<S3Archive> {
+        let client = Client::new(cfg.clone(), creds.clone()).map_err(|e| s3_err(&conf, e))?;
         let client: &'static Client = Box::leak(Box::new(client));
         client.check_bucket().map_err(|e| s3_err(&conf, e))?;
         let root = format!("{}{sub}{}/", conf.prefix, sparsebak_common::ARCHIVE_DIR);
@@ -105,6 +119,7 @@ impl S3Archive {
             client,
             conf,
             creds,
+            cfg,
             root,
             header: None,
             writable: write,
@@ -132,7 +147,7 @@ impl S3Archive {
 
     /// A second client for another thread (the pack uploader).
     pub fn new_client(&self) -> Result<Client> {
-        Client::new(client_config(&self.conf), self.creds.clone()).map_err(|e| self.err(e))
+        Client::new(self.cfg.clone(), self.creds.clone()).map_err(|e| self.err(e))
     }
 
     pub fn err(&self, e: S3Error) -> AgentError {
@@ -202,6 +217,29 @@ impl S3Archive {
         }
     }
 
+    /// Volumes or packs without a header: left by an interrupted
+    /// arch-delete, or someone else's objects. Never mixed into a new archive.
+    fn refuse_leftovers(&self) -> Result<()> {
+        for dir in [self.keys().volumes(), self.keys().data_dir()] {
+            let page = self
+                .client
+                .list_page(&dir, None, 1)
+                .map_err(|e| self.err(e))?;
+            if let Some(e) = page.objects.first() {
+                return Err(AgentError::new(
+                    ErrorKind::Exists,
+                    format!(
+                        "{} holds objects but no archive header (such as {}): an interrupted arch-delete, \
+                         or not sparsebak's; remove them or use another prefix or --subdir",
+                        self.describe(),
+                        e.key
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn read_header(&self) -> Result<Option<ArchiveHeader>> {
         let key = self.keys().header();
         let Some(b) = self.client.get(&key, MAX_HEADER).map_err(|e| self.err(e))? else {
@@ -227,6 +265,7 @@ impl S3Archive {
             return Err(exists());
         }
         let header = ArchiveHeader::parse(header_json.as_bytes()).map_err(AgentError::invalid)?;
+        self.refuse_leftovers()?;
         self.take_lease()?;
         let key = self.keys().header();
         match self
@@ -271,9 +310,10 @@ impl Backend for S3Archive {
     fn is_legacy(&self) -> bool {
         false
     }
-    fn settle(&self, _vol: &VolName, _why: Use) -> Result<()> {
-        // No prune is ever left half done here: this backend does not prune.
-        Ok(())
+    fn settle(&self, vol: &VolName, _why: Use) -> Result<()> {
+        // No prune is ever left half done here (this backend does not prune
+        // yet); an interrupted volume deletion is finished.
+        delete::settle(self, vol)
     }
     fn init(&mut self, header_json: &str) -> Result<()> {
         S3Archive::init(self, header_json)
@@ -319,8 +359,8 @@ impl Backend for S3Archive {
     fn read_meta(&self, vol: &VolName, path: &str, offset: u64) -> Result<(u64, Vec<u8>)> {
         get::read_meta(self, vol, path, offset)
     }
-    fn delete_volume(&self, _vol: &VolName) -> Result<()> {
-        Err(unsupported("deleting a volume (delete)"))
+    fn delete_volume(&self, vol: &VolName) -> Result<()> {
+        delete::delete_volume(self, vol)
     }
     fn prune_part(&self, _vol: &VolName, _f: &str, _o: u64, _d: &str) -> Result<()> {
         Err(unsupported("pruning (prune)"))
@@ -328,8 +368,8 @@ impl Backend for S3Archive {
     fn prune(&self, _vol: &VolName, _t: &SessionName, _p: &[SessionName]) -> Result<Pruned> {
         Err(unsupported("pruning (prune)"))
     }
-    fn delete_archive(&self, _uuid: &str) -> Result<()> {
-        Err(unsupported("deleting the archive (arch-delete)"))
+    fn delete_archive(&self, uuid: &str) -> Result<()> {
+        delete::delete_archive(self, uuid)
     }
     fn check_hardlinks(&self) -> Result<()> {
         Err(unsupported(
