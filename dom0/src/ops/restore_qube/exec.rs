@@ -124,16 +124,19 @@ impl Exec<'_, '_> {
                 argv.extend(tags.iter().map(String::as_str));
                 q.run(&argv)?;
             }
+            // Undoing what was set since the record: Qubes may refuse one
+            // (a tag or feature it manages itself); that is a warning, not
+            // the end of the restore.
             Step::ResetProperty { qube, name } => {
-                drop(q.run(&["qvm-prefs", "--default", qube, name])?)
+                self.undo_since(&["qvm-prefs", "--default", qube, name], report)
             }
             Step::UnsetFeature { qube, name } => {
-                drop(q.run(&["qvm-features", "--default", qube, name])?)
+                self.undo_since(&["qvm-features", "--default", qube, name], report)
             }
             Step::RemoveTags { qube, tags } => {
                 let mut argv = vec!["qvm-tags", qube.as_str(), "del"];
                 argv.extend(tags.iter().map(String::as_str));
-                q.run(&argv)?;
+                self.undo_since(&argv, report)
             }
             Step::Firewall { qube, rules } => self.firewall(qube, rules)?,
             Step::Device { qube, argv } => {
@@ -156,6 +159,14 @@ impl Exec<'_, '_> {
             Step::Bind { qube, id } => self.bind(qube, id, report)?,
         }
         Ok(())
+    }
+
+    fn undo_since(&self, argv: &[&str], report: &mut RestoreQubeReport) {
+        if let Err(e) = self.qvm.run(argv) {
+            report
+                .warnings
+                .push(format!("{} failed ({e:#}): left as it is", argv.join(" ")));
+        }
     }
 
     /// Replace the qube's rules with `rules`: add them after the current

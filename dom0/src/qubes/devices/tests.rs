@@ -10,6 +10,9 @@ fn sample() -> String {
         r#"<?xml version='1.0' encoding='UTF-8'?>
 <qubes version="3.0">
   <labels><label id="label-1" color="0xcc0000">red</label></labels>
+  <pools>
+    <pool name="varlibqubes" dir_path="/var/lib/qubes" driver="file-reflink" revisions_to_keep="1"/>
+  </pools>
   <properties><property name="default_netvm" ref="domain-1"/></properties>
   <domains>
     <domain id="domain-0" class="AdminVM">
@@ -38,7 +41,10 @@ fn sample() -> String {
           <option name="read-only">yes</option><option name="frontend-dev">xvdj</option>
         </device>
       </devices>
-      <tags><tag name="created-by-dom0"/></tags>
+      <tags><tag name="created-by-dom0"/><tag name="audiovm-dom0"/></tags>
+      <volume-config>
+        <volume name="private" pool="varlibqubes" vid="appvms/work/private" revisions_to_keep="1" rw="True" save_on_stop="True" size="2147483648"/>
+      </volume-config>
     </domain>
   </domains>
 </qubes>
