@@ -15,7 +15,8 @@
 # arch-recover rebuilds dom0's metadata from the bucket; the bucket holds no
 # volume name in format 2; every command the backend does not serve yet is
 # refused before anything changes, and a send still works afterwards;
-# delete (also killed midway) and arch-delete leave nothing behind.
+# prune (also killed at two steps) keeps every remaining session whole;
+# delete and arch-delete leave nothing behind.
 source "$(dirname "$0")/dest-lib.sh"
 : "${S3_ENDPOINT:?}" "${S3_BUCKET:?}"
 start_sshd
@@ -121,7 +122,7 @@ check_all vm qubes://sbvm/s3:rgw 2
 
 # What the backend does not serve yet is refused, naming it, and changes nothing.
 say "commands not supported on object-store archives yet"
-for cmd in "prune --keep-last=1" "arch-deduplicate" "send --dedup" "arch-passwd --passphrase-file=$T/pass"; do
+for cmd in "arch-deduplicate" "send --dedup" "arch-passwd --passphrase-file=$T/pass"; do
     # shellcheck disable=SC2086
     expect_fail 1 "is not supported yet on an object-store archive" sb int -u $cmd
 done
@@ -132,13 +133,34 @@ SUMS[int/vol1/$(sessions int vol1 | tail -n 1)]=$(sha "$T/img-int/vol1")
 check_all int internal:s3:rgw 4 vol1
 ok "refusals left nothing behind: the next send (--tarfile, stored as packs too) commits and restores"
 
+# prune: nothing moves; killed after the target's new generation is
+# committed, and again after the absorbed sessions' commits are deleted,
+# the next command that uses the archive completes it (dom0's journal, the
+# agent's pruning marker); every remaining session restores equal.
+say "prune in a bucket"
+keys_of() { listing "$1" | grep -o '<Key>[^<]*' | sed 's/<Key>//'; }
+s1=$(sessions int vol1 | sed -n 1p)
+SPARSEBAK_AGENT_CRASH_AT=s3-prune-committed expect_fail 1 "did not finish" sb int -u prune vol1 --session="$s1"
+keys_of plain | grep -q '/volumes/vol1/S_.*/pruning-' || fail "no pruning marker after the killed prune"
+keys_of plain | grep -q "/volumes/vol1/S_$s1/commit-" || fail "the killed prune deleted before its commit was known"
+sb int verify vol1 >"$T/out" 2>&1 || { cat "$T/out"; fail "the command after the killed prune"; }
+! keys_of plain | grep -q "/volumes/vol1/S_$s1/\|/pruning-" || fail "the killed prune of vol1 was not completed"
+check_all int internal:s3:rgw 3 vol1
+s2=$(sessions int vol2 | sed -n 1p)
+SPARSEBAK_AGENT_CRASH_AT=s3-prune-uncommitted expect_fail 1 "did not finish" sb int -u prune vol2 --session="$s2"
+sb int verify vol2 >"$T/out" 2>&1 || { cat "$T/out"; fail "the command after the second killed prune"; }
+! keys_of plain | grep -q "/volumes/vol2/S_$s2/\|/pruning-" || fail "the killed prune of vol2 was not completed"
+check_all int internal:s3:rgw 2 vol2
+sb int -u prune vol1 --keep-last=2 >"$T/out" 2>&1 || { cat "$T/out"; fail "prune --keep-last=2"; }
+check_all int internal:s3:rgw 2 vol1
+ok "prune: killed after its commit and midway through its deletions, completed by the next command; every session left restores"
+
 # delete: after its marker is made (what a delete killed right after that
 # step leaves; the marker is made here with curl, since a killed agent would
 # hold the lease for lease_secs), the volume is gone for readers and the
 # next delete finishes; its packs are collected (SPARSEBAK_AGENT_GC_MIN_AGE:
 # a test hook, so the test need not wait out the lease), vol1's are not.
 say "delete and arch-delete in a bucket"
-keys_of() { listing "$1" | grep -o '<Key>[^<]*' | sed 's/<Key>//'; }
 packs_before=$(keys_of plain | grep -c '/data/')
 curl -sS -o /dev/null --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
     -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT --data-binary '' \
@@ -149,7 +171,7 @@ SPARSEBAK_AGENT_GC_MIN_AGE=0 sb int -u delete vol2 >"$T/out" 2>&1 || { cat "$T/o
 ! keys_of plain | grep -q '/volumes/vol2/' || fail "objects of vol2 remain after delete"
 packs_after=$(keys_of plain | grep -c '/data/')
 [ "$packs_after" -lt "$packs_before" ] || fail "delete collected no pack ($packs_before before, $packs_after after)"
-check_all int internal:s3:rgw 4 vol1
+check_all int internal:s3:rgw 2 vol1
 sb int list | grep -q vol2 && fail "vol2 still listed"
 ok "delete: its marker makes vol2 unreadable, the next delete finishes it; packs $packs_before -> $packs_after; vol1 whole"
 uuid=$(jq -r .uuid "$T/meta-int/archive.json")

@@ -17,7 +17,10 @@ pub const CRASH_AFTER_RENAMES: &str = "SPARSEBAK_AGENT_CRASH_AFTER_RENAMES";
 /// replaced), `removed` (pruned dirs removed, plan not yet); `chunk-N`
 /// (a session's Nth chunk member stored, [`crash_at_count`]); in an
 /// object-store archive (crate::s3store::delete) `s3-delete-marked`,
-/// `s3-delete-emptied`, `s3-arch-delete-emptied`.
+/// `s3-delete-emptied`, `s3-arch-delete-emptied`, `s3-prune-committed`
+/// (the target's new generation committed, nothing deleted),
+/// `s3-prune-uncommitted` (the absorbed sessions' and old generations'
+/// commits deleted, their other objects not).
 #[cfg(feature = "test-hooks")]
 pub const CRASH_AT: &str = "SPARSEBAK_AGENT_CRASH_AT";
 /// For the recovery tests: serve `ReadMeta` pieces of at most this many
@@ -119,4 +122,15 @@ pub fn gc_min_age() -> Option<u64> {
 #[cfg(not(feature = "test-hooks"))]
 pub fn gc_min_age() -> Option<u64> {
     None
+}
+
+/// Does [`CRASH_AT`] name `point`? (The object-store backend releases its
+/// lease before [`crash_at`] aborts, crate::s3store::S3Archive::crash_at.)
+#[cfg(feature = "test-hooks")]
+pub fn crash_wanted(point: &str) -> bool {
+    std::env::var(CRASH_AT).is_ok_and(|v| v == point)
+}
+#[cfg(not(feature = "test-hooks"))]
+pub fn crash_wanted(_point: &str) -> bool {
+    false
 }

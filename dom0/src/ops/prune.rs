@@ -108,7 +108,6 @@ fn rule(o: &PruneOptions) -> Result<Rule> {
 }
 
 pub fn prune(ctx: &Ctx, ui: &dyn Ui, o: &PruneOptions) -> Result<()> {
-    super::refuse_on_store(&ctx.config.dest, "prune")?;
     complete_interrupted(ctx, &o.volumes)?;
     let vols = super::resolve::select_volumes(ctx, &o.volumes)?;
     let rule = rule(o)?;

@@ -53,7 +53,7 @@ pub fn delete_volume(a: &S3Archive, vol: &VolName) -> Result<()> {
     if a.client().put_new(&marker, b"").map_err(|e| a.err(e))? == PutOutcome::Exists {
         crate::say::say(format_args!("finishing the interrupted deletion of {vol}"));
     }
-    crate::test_hooks::crash_at("s3-delete-marked");
+    a.crash_at("s3-delete-marked");
     finish(a, vol)?;
     collect_garbage(a)
 }
@@ -79,7 +79,7 @@ fn finish(a: &S3Archive, vol: &VolName) -> Result<()> {
     for e in commits.iter().chain(&rest) {
         a.client().delete(&e.key).map_err(|e| a.err(e))?;
     }
-    crate::test_hooks::crash_at("s3-delete-emptied");
+    a.crash_at("s3-delete-emptied");
     a.client().delete(&marker).map_err(|e| a.err(e))
 }
 
@@ -169,6 +169,6 @@ pub fn delete_archive(a: &S3Archive, uuid: &str) -> Result<()> {
     for e in commits.iter().chain(&rest) {
         a.client().delete(&e.key).map_err(|e| a.err(e))?;
     }
-    crate::test_hooks::crash_at("s3-arch-delete-emptied");
+    a.crash_at("s3-arch-delete-emptied");
     a.client().delete(&header).map_err(|e| a.err(e))
 }

@@ -35,13 +35,21 @@ impl Keys<'_> {
     }
 }
 
-/// `S_…/commit-<gen>` relative to a volume dir: the session and generation.
-pub fn parse_commit_key(rel: &str) -> Option<(SessionName, u32)> {
+/// `S_…/<kind>-<gen>` relative to a volume dir: session, kind, generation.
+pub fn parse_object_key(rel: &str) -> Option<(SessionName, &str, u32)> {
     let (s, rest) = rel.split_once('/')?;
-    let g = rest.strip_prefix("commit-")?;
+    let (kind, g) = rest.rsplit_once('-')?;
     let ok = g.len() == 8 && g.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let gen = u32::from_str_radix(g, 16).ok().filter(|g| ok && *g > 0)?;
-    Some((SessionName::new(s).ok()?, gen))
+    Some((SessionName::new(s).ok()?, kind, gen))
+}
+
+/// `S_…/commit-<gen>` relative to a volume dir: the session and generation.
+pub fn parse_commit_key(rel: &str) -> Option<(SessionName, u32)> {
+    match parse_object_key(rel)? {
+        (s, "commit", g) => Some((s, g)),
+        _ => None,
+    }
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
@@ -155,6 +163,11 @@ pub struct Commit {
     pub index: Obj,
     /// `volume.json` as dom0 sent it with the commit.
     pub volume: String,
+    /// Sessions a prune merged into this one (docs/FORMAT.md §21.3): they
+    /// are deleted after this commit, and before anything else uses the
+    /// volume if that was interrupted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absorbed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

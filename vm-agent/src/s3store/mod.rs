@@ -13,6 +13,7 @@ pub mod conf;
 pub mod delete;
 pub mod get;
 pub mod layout;
+pub mod prune;
 pub mod put;
 
 use crate::backend::{Backend, Input};
@@ -50,6 +51,8 @@ pub struct S3Archive {
     lease: RefCell<Option<(Lease<'static>, Instant)>>,
     /// What `PutSession` stored for the `Commit` that follows it.
     pending: RefCell<Option<put::Pending>>,
+    /// A prune plan being uploaded (`PrunePart`).
+    plan: RefCell<prune::Upload>,
 }
 
 /// An S3 failure as the agent reports it, naming the store.
@@ -125,6 +128,7 @@ impl S3Archive {
             writable: write,
             lease: RefCell::new(None),
             pending: RefCell::new(None),
+            plan: RefCell::new(prune::Upload::default()),
         };
         a.header = a.read_header()?;
         if write && a.header.is_some() {
@@ -192,6 +196,19 @@ impl S3Archive {
         match self.lease.borrow().as_ref() {
             Some((l, _)) => l.check().map_err(|e| self.err(e)),
             None => Err(AgentError::invalid("archive was opened read-only")),
+        }
+    }
+
+    /// TEST HOOK (`SPARSEBAK_AGENT_CRASH_AT`, test builds only): abort at
+    /// `point` as a killed agent stops, except that the lease is released
+    /// first, so a suite need not wait out `lease_secs` after each crash (a
+    /// crashed holder's lease running out is tested in it/s3/lease.rs).
+    pub fn crash_at(&self, point: &str) {
+        if crate::test_hooks::crash_wanted(point) {
+            if let Some((l, _)) = self.lease.borrow_mut().take() {
+                let _ = l.release();
+            }
+            crate::test_hooks::crash_at(point);
         }
     }
 
@@ -311,9 +328,10 @@ impl Backend for S3Archive {
         false
     }
     fn settle(&self, vol: &VolName, _why: Use) -> Result<()> {
-        // No prune is ever left half done here (this backend does not prune
-        // yet); an interrupted volume deletion is finished.
-        delete::settle(self, vol)
+        // An interrupted volume deletion or prune is finished (when the
+        // archive is open for writing; readers read what exists, whole).
+        delete::settle(self, vol)?;
+        prune::settle(self, vol)
     }
     fn init(&mut self, header_json: &str) -> Result<()> {
         S3Archive::init(self, header_json)
@@ -362,11 +380,11 @@ impl Backend for S3Archive {
     fn delete_volume(&self, vol: &VolName) -> Result<()> {
         delete::delete_volume(self, vol)
     }
-    fn prune_part(&self, _vol: &VolName, _f: &str, _o: u64, _d: &str) -> Result<()> {
-        Err(unsupported("pruning (prune)"))
+    fn prune_part(&self, vol: &VolName, file: &str, offset: u64, data: &str) -> Result<()> {
+        prune::put_part(self, vol, file, offset, data)
     }
-    fn prune(&self, _vol: &VolName, _t: &SessionName, _p: &[SessionName]) -> Result<Pruned> {
-        Err(unsupported("pruning (prune)"))
+    fn prune(&self, vol: &VolName, target: &SessionName, pruned: &[SessionName]) -> Result<Pruned> {
+        prune::prune(self, vol, target, pruned)
     }
     fn delete_archive(&self, uuid: &str) -> Result<()> {
         delete::delete_archive(self, uuid)

@@ -304,6 +304,7 @@ pub fn commit(
         info: p.info,
         index: p.index,
         volume: volume_info.to_string(),
+        absorbed: Vec::new(),
     };
     let body = serde_json::to_vec(&c).expect("a commit serialises");
     let key = a.keys().object(vol, session, "commit", 1);
