@@ -57,5 +57,7 @@ fn an_archive_of_image_files_holds_no_qubes() {
         .expect(1, &["restore-qube writes qubes' volumes in the pool"]);
     run_qubes(&e, &["restore-qube", "--all", "--dry-run"])
         .expect(1, &["neither an LVM thin pool nor a file-reflink pool"]);
+    run_qubes(&e, &["restore-qube", "work", "--data-only"])
+        .expect(1, &["neither an LVM thin pool nor a file-reflink pool"]);
     run_qubes(&e, &["add", "--qube=-x"]).expect(1, &["not a valid qube name"]);
 }
