@@ -23,7 +23,7 @@ use sparsebak_common::units::ByteOffset;
 use sparsebak_common::SessionFormat;
 use sparsebak_common::{MANIFEST_FILE, SESSION_INFO_FILE, VOLUME_FILE};
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Largest session info file accepted.
@@ -206,6 +206,8 @@ pub fn put_session<R: Read>(a: &Archive, p: &Put<'_>, stream: R) -> Result<Store
                 None => None,
             },
             stats: StoreStats::default(),
+            buf: Vec::new(),
+            made_dir: None,
         };
         unpack(&mut stream, &mut sink)
     })()
@@ -245,6 +247,12 @@ struct Sink<'a> {
     /// A resumed session: the earlier attempt's files (FORMAT.md §19).
     reuse: Option<crate::resume::Reuse>,
     stats: StoreStats,
+    /// A chunk member's bytes, read whole (one `write` per chunk file);
+    /// reused from member to member.
+    buf: Vec<u8>,
+    /// The fan-out directory last made (chunks come in address order, so
+    /// a new one is needed once per 4096 chunks, not per chunk).
+    made_dir: Option<PathBuf>,
 }
 
 fn unpack<R: Read>(stream: R, sink: &mut Sink<'_>) -> Result<StoreStats> {
@@ -339,7 +347,7 @@ impl Sink<'_> {
         let size = checked_size(entry, name, limit)?;
         let n = match self.tarw.as_mut() {
             Some(w) => w.append(addr, entry, size)?,
-            None => write_member(self.tmp, name, entry, size)?,
+            None => self.write_chunk(name, entry, size)?,
         };
         if n != size {
             return Err(truncated(name, n, size));
@@ -347,6 +355,37 @@ impl Sink<'_> {
         self.stats.files += 1;
         self.stats.bytes += n;
         Ok(())
+    }
+
+    /// Write chunk member `name` as a file of its own: read whole, written
+    /// with one `write`, and its writeback started at once, so the pages
+    /// drain to the disk while the send goes on and the commit's `syncfs`
+    /// finds little left to do. The bytes written, which must be all `size`.
+    fn write_chunk<R: Read>(&mut self, name: &str, entry: &mut R, size: u64) -> Result<u64> {
+        let path = self.tmp.join(name);
+        if let Some(dir) = path.parent() {
+            if self.made_dir.as_deref() != Some(dir) {
+                make_dir(dir)?;
+                self.made_dir = Some(dir.to_path_buf());
+            }
+        }
+        self.buf.clear();
+        let n = entry
+            .take(size)
+            .read_to_end(&mut self.buf)
+            .ctx("cannot read the session's tar stream")? as u64;
+        if n != size {
+            return Err(truncated(name, n, size));
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ctx(format_args!("cannot create {}", path.display()))?;
+        f.write_all(&self.buf)
+            .ctx(format_args!("cannot write {}", path.display()))?;
+        start_writeback(&f);
+        Ok(n)
     }
 
     /// Store `manifest` or `info.json` as a file.
@@ -421,20 +460,33 @@ pub(crate) fn classify(
     })
 }
 
+/// Create directory `dir` unless it exists.
+fn make_dir(dir: &Path) -> Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(AgentError::io(
+            format_args!("cannot create {}", dir.display()),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Start writeback of a file just written, without waiting for it:
+/// `POSIX_FADV_DONTNEED` makes Linux start writing the file's dirty pages
+/// (as `sync_file_range(SYNC_FILE_RANGE_WRITE)` would, which has no safe
+/// wrapper) and drop those already clean. Advice only: it proves nothing
+/// (the commit's `syncfs` does), and a failure costs only the overlap.
+fn start_writeback(f: &fs::File) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let _ = posix_fadvise(f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+}
+
 /// Write member `name` as a file of its own under `tmp` (its fan-out dir
 /// created if needed); the bytes written, which must be all `size`.
 fn write_member<R: Read>(tmp: &Path, name: &str, entry: &mut R, size: u64) -> Result<u64> {
     let path = tmp.join(name);
     if let Some(dir) = path.parent() {
-        match fs::create_dir(dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(AgentError::io(
-                    format_args!("cannot create {}", dir.display()),
-                    e,
-                ))
-            }
-            _ => {}
-        }
+        make_dir(dir)?;
     }
     let mut f = OpenOptions::new()
         .write(true)
