@@ -253,6 +253,18 @@ impl ChunkCodec {
         d
     }
 
+    /// Does a file whose stored digest has just matched its manifest entry
+    /// already prove the entry's content digest? Yes for a format 1 file
+    /// stored raw: its decoded bytes are its own bytes 12.., which the
+    /// SHA-256 of the whole file has authenticated, and the manifest line
+    /// pairs that SHA-256 with the content digest dom0 computed over the
+    /// very bytes it put in that file (docs/FORMAT.md §22.1), so hashing
+    /// them again proves nothing more. Compressed and sealed files are
+    /// decoded and their content digest checked.
+    pub fn stored_proves_content(&self, file: &[u8]) -> bool {
+        self.sealing.is_none() && file.len() >= HEADER_LEN && file[4] == RAW
+    }
+
     /// The chunk file for `data` at `addr`.
     pub fn encode(&self, data: &[u8], addr: ByteOffset) -> Vec<u8> {
         let Some((keys, volume)) = &self.sealing else {
