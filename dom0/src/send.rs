@@ -74,10 +74,15 @@ struct Job {
     compare: bool,
 }
 
-/// A chunk's bytes, or the source's word that it lies wholly in a hole
-/// (zeros, not read): it becomes a zero chunk exactly as read zeros would.
+/// A chunk's bytes (`len` bytes at `at` in its batch's buffer), or the
+/// source's word that it lies wholly in a hole (zeros, not read): it
+/// becomes a zero chunk exactly as read zeros would.
 enum ChunkData {
-    Read(Vec<u8>),
+    Read {
+        span: std::sync::Arc<reader::Span>,
+        at: usize,
+        len: usize,
+    },
     Hole(u64),
 }
 
@@ -113,9 +118,11 @@ fn process(job: Job, codec: &ChunkCodec, cs: ChunkSize) -> Outcome {
     };
     let data = match job.data {
         ChunkData::Hole(len) => return zero(len),
-        ChunkData::Read(ref d) if is_zero(d) => return zero(d.len() as u64),
-        ChunkData::Read(ref d) => d,
+        ChunkData::Read { ref span, at, len } => span.get(at, len),
     };
+    if is_zero(data) {
+        return zero(data.len() as u64);
+    }
     let len = data.len() as u64;
     let content = codec.content_digest(data);
     if job.compare {
@@ -419,13 +426,14 @@ pub fn send_volume(
             src.size().0,
         );
         let (tx, rx) = sync_channel::<Result<Vec<Job>>>(2);
-        let (otx, orx) = sync_channel::<Vec<Outcome>>(2);
+        let (otx, orx) = sync_channel::<Receiver<Vec<Outcome>>>(2);
         let read = std::sync::atomic::AtomicU64::new(0);
         let mut em = std::thread::scope(|sc| -> Result<Emitter<'_>> {
             let read = &read;
             sc.spawn(move || read_batches(src, cs, prev, prev_size, tx, read));
             let emitter = sc.spawn(move || -> Result<Emitter<'_>> {
                 for batch in orx.iter() {
+                    let batch = batch.recv().context("a send worker failed")?;
                     for o in batch {
                         em.emit(o, progress)?;
                     }
@@ -455,18 +463,29 @@ pub fn send_volume(
     })
 }
 
+/// Hand each batch to the workers as soon as it is read, without waiting
+/// for the one before (no barrier between batches: a worker done with its
+/// share of one batch starts on the next); the emitter gets each batch's
+/// outcomes in order, through the receivers queued on `otx`.
 fn compute(
     rx: Receiver<Result<Vec<Job>>>,
-    otx: SyncSender<Vec<Outcome>>,
+    otx: SyncSender<Receiver<Vec<Outcome>>>,
     codec: &ChunkCodec,
     cs: ChunkSize,
 ) -> Result<()> {
+    let codec = std::sync::Arc::new(codec.clone());
     for batch in rx.iter() {
-        let out: Vec<Outcome> = batch?
-            .into_par_iter()
-            .map(|j| process(j, codec, cs))
-            .collect();
-        if otx.send(out).is_err() {
+        let batch = batch?;
+        let (done, outcomes) = sync_channel(1);
+        let codec = codec.clone();
+        rayon::spawn(move || {
+            let out: Vec<Outcome> = batch
+                .into_par_iter()
+                .map(|j| process(j, &codec, cs))
+                .collect();
+            let _ = done.send(out);
+        });
+        if otx.send(outcomes).is_err() {
             break; // the emitter failed; its error is reported
         }
     }

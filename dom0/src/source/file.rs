@@ -3,20 +3,37 @@
 //! An image file's holes are found with `SEEK_DATA`/`SEEK_HOLE` and are
 //! not read (holes.rs); a block device, or a file system that does not
 //! support them, is read in full.
+//!
+//! Reads whose buffer, offset and length are 4 KiB-aligned (send's batch
+//! reads, send/reader.rs) go through a second descriptor opened with
+//! `O_DIRECT`: the device writes straight into the buffer, with no copy out
+//! of the page cache (a tenth of a full send's CPU) and without filling
+//! dom0's small page cache with a volume it reads once. Any other read, and
+//! every read once `O_DIRECT` failed (a file system without it, an odd
+//! block size, a short file), uses the ordinary descriptor, with the same
+//! result and errors.
 
 use super::{Region, VolumeSource};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
 use sparsebak_common::units::{ByteOffset, Bytes};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Alignment of buffer, offset and length for an `O_DIRECT` read.
+const DIRECT_ALIGN: u64 = 4096;
 
 pub struct FileSource {
     path: PathBuf,
     file: File,
+    /// The same file opened with `O_DIRECT`, if the file system allows it.
+    direct: Option<File>,
+    /// Cleared when an `O_DIRECT` read fails: from then on every read is buffered.
+    direct_ok: AtomicBool,
     size: Bytes,
     /// A regular file: ask the file system for its holes.
     sparse: bool,
@@ -41,9 +58,16 @@ impl FileSource {
                 path.display()
             );
         };
+        let direct = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(path)
+            .ok();
         Ok(FileSource {
             path: path.into(),
             file,
+            direct_ok: AtomicBool::new(direct.is_some()),
+            direct,
             size: Bytes(size),
             sparse: ft.is_file(),
         })
@@ -111,6 +135,15 @@ impl VolumeSource for FileSource {
         self.size
     }
     fn read_at(&self, buf: &mut [u8], off: ByteOffset) -> io::Result<()> {
+        if let Some(d) = self.direct.as_ref() {
+            let aligned = (buf.as_ptr() as u64 | buf.len() as u64 | off.0) % DIRECT_ALIGN == 0;
+            if aligned && self.direct_ok.load(Ordering::Relaxed) {
+                if d.read_exact_at(buf, off.0).is_ok() {
+                    return Ok(());
+                }
+                self.direct_ok.store(false, Ordering::Relaxed);
+            }
+        }
         self.file.read_exact_at(buf, off.0)
     }
     fn region_at(&self, off: ByteOffset) -> io::Result<Region> {
