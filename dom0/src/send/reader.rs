@@ -103,10 +103,9 @@ fn walk(
         }
         let compare = map.is_none() && prev_size.is_some() && !outside_old;
         batch.push(idx, addr, len, hole, prev_ref, compare);
-        if batch.bytes >= per_batch || batch.pending.len() >= BATCH_MAX_JOBS {
-            if tx.send(Ok(batch.read(src)?)).is_err() {
-                return Ok(());
-            }
+        let full = batch.bytes >= per_batch || batch.pending.len() >= BATCH_MAX_JOBS;
+        if full && tx.send(Ok(batch.read(src)?)).is_err() {
+            return Ok(());
         }
     }
     if !batch.pending.is_empty() {

@@ -136,7 +136,8 @@ impl VolumeSource for FileSource {
     }
     fn read_at(&self, buf: &mut [u8], off: ByteOffset) -> io::Result<()> {
         if let Some(d) = self.direct.as_ref() {
-            let aligned = (buf.as_ptr() as u64 | buf.len() as u64 | off.0) % DIRECT_ALIGN == 0;
+            let aligned =
+                (buf.as_ptr() as u64 | buf.len() as u64 | off.0).is_multiple_of(DIRECT_ALIGN);
             if aligned && self.direct_ok.load(Ordering::Relaxed) {
                 if d.read_exact_at(buf, off.0).is_ok() {
                     return Ok(());
