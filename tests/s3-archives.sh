@@ -119,10 +119,21 @@ sb vm arch-recover --dest=qubes://sbvm/s3:rgw --subdir=enc --source="dir:$T/img-
     --passphrase-file="$T/pass" -u >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-recover"; }
 grep -qF "2 volume(s), 4 session(s)" "$T/out" || { cat "$T/out"; fail "arch-recover: unexpected summary"; }
 check_all vm qubes://sbvm/s3:rgw 2
+# arch-passwd: the header is rewritten with the key wrapped anew; the new
+# passphrase recovers the archive, the old one no longer does.
+echo "another passphrase" >"$T/pass2"
+sb vm arch-passwd --passphrase-file="$T/pass2" >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-passwd"; }
+rm -rf "$T/meta-vm2"
+expect_fail 1 "passphrase" sb vm2 arch-recover --dest=qubes://sbvm/s3:rgw --subdir=enc \
+    --source="dir:$T/img-vm" --passphrase-file="$T/pass" -u
+rm -rf "$T/meta-vm2"
+sb vm2 arch-recover --dest=qubes://sbvm/s3:rgw --subdir=enc --source="dir:$T/img-vm" \
+    --passphrase-file="$T/pass2" -u >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-recover with the new passphrase"; }
+ok "arch-passwd in a bucket: the new passphrase opens the archive, the old one does not"
 
 # What the backend does not serve yet is refused, naming it, and changes nothing.
 say "commands not supported on object-store archives yet"
-for cmd in "arch-deduplicate" "send --dedup" "arch-passwd --passphrase-file=$T/pass"; do
+for cmd in "arch-deduplicate" "send --dedup"; do
     # shellcheck disable=SC2086
     expect_fail 1 "is not supported yet on an object-store archive" sb int -u $cmd
 done

@@ -39,7 +39,8 @@ pub struct Global {
 /// Where the archive is (arch-init, arch-recover).
 #[derive(Args, Debug)]
 pub struct LocationArgs {
-    /// internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT.
+    /// internal:/MNT, ssh://[user@]host[:port]/MNT, qubes://VM/MNT, qubes-ssh://VM|[user@]host/MNT;
+    /// s3:STORE in place of /MNT for an S3 bucket the agent's STORE.conf names.
     #[arg(long)]
     pub dest: Option<String>,
     /// Directory under the destination mountpoint.

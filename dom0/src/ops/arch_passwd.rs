@@ -19,7 +19,6 @@ pub struct PasswdOptions {
 }
 
 pub fn arch_passwd(ctx: &Ctx, o: &PasswdOptions) -> Result<()> {
-    super::refuse_on_store(&ctx.config.dest, "arch-passwd")?;
     let mut open = ctx.open(true)?;
     let d = ctx.config.dest.describe();
     if !open.header.encrypted() {

@@ -234,6 +234,33 @@ impl S3Archive {
         }
     }
 
+    /// `RewrapKey` (arch-passwd): replace the header by one that differs
+    /// only in its wrapped key and MAC. The one object ever overwritten
+    /// (docs/FORMAT.md §21.1): under the lease, by one PUT, which a reader
+    /// sees whole, old or new.
+    fn rewrap_key(&mut self, header_json: &str) -> Result<()> {
+        self.check_lease()?;
+        let new = ArchiveHeader::parse(header_json.as_bytes()).map_err(AgentError::invalid)?;
+        let old = self.header()?;
+        let same_but_key = ArchiveHeader {
+            key: old.key.clone(),
+            mac: old.mac.clone(),
+            ..new.clone()
+        };
+        if !old.encrypted() || same_but_key != *old {
+            return Err(AgentError::invalid(
+                "the new header differs from the archive's in more than its wrapped key, \
+                 or the archive is not encrypted",
+            ));
+        }
+        let key = self.keys().header();
+        self.client
+            .put(&key, header_json.as_bytes())
+            .map_err(|e| self.err(e))?;
+        self.header = Some(new);
+        Ok(())
+    }
+
     /// Volumes or packs without a header: left by an interrupted
     /// arch-delete, or someone else's objects. Never mixed into a new archive.
     fn refuse_leftovers(&self) -> Result<()> {
@@ -336,8 +363,8 @@ impl Backend for S3Archive {
     fn init(&mut self, header_json: &str) -> Result<()> {
         S3Archive::init(self, header_json)
     }
-    fn rewrap_key(&mut self, _header_json: &str) -> Result<()> {
-        Err(unsupported("changing the passphrase (arch-passwd)"))
+    fn rewrap_key(&mut self, header_json: &str) -> Result<()> {
+        S3Archive::rewrap_key(self, header_json)
     }
     fn list_volumes(&self) -> Result<(Vec<VolName>, Vec<String>)> {
         get::list_volumes(self)

@@ -1,6 +1,6 @@
 //! The object-store backend (`sparsebak_agent::s3store`) storing and
 //! serving whole sessions through the fault proxy in front of the real
-//! gateway: throttling and 5xx during a send are retried and the session
+//! gateway: throttling, 5xx and a stalled store during a send are retried and the session
 //! commits and reads back equal; uploads cut past the retry budget fail
 //! the send, which then does not exist (no commit), while the sessions
 //! committed before still read back whole; the same session sent again
@@ -144,16 +144,19 @@ fn sends_survive_throttling_and_cut_uploads_never_commit() {
     let p = Proxy::start(&g.authority());
     let prefix = format!("it/archive/{}/", std::process::id());
     let a = open(&p.endpoint(), &prefix, true);
-    // 1. Throttled and failing requests along the whole send: retried.
+    // 1. Throttled, failing and stalled requests along the whole send:
+    // retried (a stall past the client's 2 s timeout too).
     let (t1, c1) = session(12, 1);
-    p.script(&[
+    for f in [
         Fault::Status(503, "SlowDown"),
-        Fault::Pass,
         Fault::Status(500, "InternalError"),
+        Fault::Stall(std::time::Duration::from_secs(3)),
         Fault::CutMidUpload,
         Fault::Status(503, "SlowDown"),
         Fault::CutAfterForward,
-    ]);
+    ] {
+        p.script(&[f, Fault::Pass]);
+    }
     send(&a, &ses(1), None, &t1).unwrap();
     assert_eq!(sums(&read_back(&a, &ses(1), 12)), sums(&c1));
     // 2. Every upload cut, past the retry budget: the send fails and its
