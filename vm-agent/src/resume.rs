@@ -84,7 +84,7 @@ fn unfinished_dir(a: &Archive, vol: &VolName, session: &SessionName) -> Result<P
 
 /// Most records per `ResumeHeld` reply ([`RESUME_PIECE`], or the test
 /// hook's smaller figure so tests cross several pieces).
-fn piece_len() -> usize {
+pub(crate) fn piece_len() -> usize {
     crate::test_hooks::resume_piece()
         .map(|n| n.clamp(1, RESUME_PIECE))
         .unwrap_or(RESUME_PIECE)
@@ -323,4 +323,22 @@ pub(crate) fn stored_digest(f: &std::fs::File, what: &str) -> Result<[u8; 32]> {
     f.read_exact_at(&mut d[16..], len - TAG_LEN as u64)
         .ctx(format_args!("cannot read {what}"))?;
     Ok(d)
+}
+
+/// [`stored_digest`] of a chunk file's bytes in memory (an object store's
+/// held chunk, crate::s3store::resume).
+pub(crate) fn stored_digest_of(b: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let sealed = b.len() >= 4 && &b[..3] == CHUNK_MAGIC && b[3] == VERSION_SEALED;
+    if !sealed || b.len() < HEADER_LEN + NONCE_LEN + TAG_LEN {
+        let mut d: [u8; 32] = Sha256::digest(b).into();
+        if sealed {
+            d[0] ^= 0xff;
+        }
+        return d;
+    }
+    let mut d = [0u8; 32];
+    d[..16].copy_from_slice(&b[HEADER_LEN..HEADER_LEN + 16]);
+    d[16..].copy_from_slice(&b[b.len() - TAG_LEN..]);
+    d
 }

@@ -10,7 +10,8 @@
 //!   every other object but the header, then the header: an interrupted
 //!   run leaves an archive that a second run deletes.
 //! * garbage collection: under the lease, read every existing session's
-//!   newest index and delete each pack none of them names that is older
+//!   newest index (and every held index of an interrupted send, for the
+//!   send that resumes it) and delete each pack none of them names that is older
 //!   than the lease by the store's clock (a crashed writer's uncommitted
 //!   packs are garbage too, but never one a live writer may still commit).
 
@@ -106,6 +107,23 @@ pub fn collect_garbage(a: &S3Archive) -> Result<()> {
     let mut used = HashSet::new();
     let (vols, _) = get::list_volumes(a)?;
     for vol in &vols {
+        // An interrupted send's held index (crate::s3store::resume) keeps
+        // its packs for the send that resumes it.
+        let dir = a.keys().vol_dir(vol);
+        for e in a
+            .client()
+            .list_all(&dir, MAX_LISTED)
+            .map_err(|e| a.err(e))?
+        {
+            let Some(s) = e.key[dir.len()..].strip_suffix("/held") else {
+                continue;
+            };
+            if let Ok(s) = sparsebak_common::names::SessionName::new(s) {
+                if let Some(ix) = super::resume::load(a, vol, &s)? {
+                    used.extend(ix.packs);
+                }
+            }
+        }
         for (s, g) in get::sessions(a, vol)? {
             let c = get::read_commit(a, vol, &s, g)?;
             let b = get::load(a, vol, &c, "index", &c.index)?;

@@ -203,6 +203,27 @@ impl Reader<'_> {
     }
 }
 
+/// Chunk file `i` of `ix`, from the coalesced read in `win` or a new one.
+pub(crate) fn chunk_bytes<'w>(
+    a: &S3Archive,
+    ix: &Index,
+    i: usize,
+    win: &'w mut Option<(u32, u64, Vec<u8>)>,
+) -> std::result::Result<&'w [u8], String> {
+    let l = ix.locs[i];
+    let hit = win.as_ref().is_some_and(|(p, start, data)| {
+        *p == l.pack
+            && *start <= l.offset
+            && l.offset + u64::from(l.len) <= start + data.len() as u64
+    });
+    if !hit {
+        *win = Some(fetch(a, ix, i)?);
+    }
+    let (_, start, data) = win.as_ref().expect("filled above");
+    let from = (l.offset - start) as usize;
+    Ok(&data[from..from + l.len as usize])
+}
+
 /// One ranged read from chunk `i` on through its neighbours stored right
 /// after it in the same pack, up to [`WINDOW`] bytes.
 fn fetch(a: &S3Archive, ix: &Index, i: usize) -> std::result::Result<(u32, u64, Vec<u8>), String> {

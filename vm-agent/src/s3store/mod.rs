@@ -15,6 +15,7 @@ pub mod get;
 pub mod layout;
 pub mod prune;
 pub mod put;
+pub mod resume;
 
 use crate::backend::{Backend, Input};
 use crate::dedup::ops::Deduped;
@@ -381,12 +382,11 @@ impl Backend for S3Archive {
     }
     fn resume_check(
         &self,
-        _vol: &VolName,
-        _session: &SessionName,
-        _after: Option<u64>,
+        vol: &VolName,
+        session: &SessionName,
+        after: Option<u64>,
     ) -> Result<(u64, bool, Vec<u8>)> {
-        // Nothing of an unfinished send is kept in a bucket: none is held.
-        Ok((0, false, Vec::new()))
+        resume::check(self, vol, session, after)
     }
     fn commit(&self, vol: &VolName, session: &SessionName, volume_info: &str) -> Result<()> {
         put::commit(self, vol, session, volume_info)

@@ -6,12 +6,14 @@
 //! does not exist.
 
 use super::layout::{random_id, Commit, Index, Loc, Obj};
+use super::resume::Held;
 use super::{get, s3_err, S3Archive};
 use crate::error::{AgentError, IoContext, Result};
 use crate::s3::PutOutcome;
 use crate::store::{checked_size, classify, member_name, truncated, Phase, Put, StoreStats};
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
+use sparsebak_common::SessionFormat;
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, SyncSender};
 
@@ -24,6 +26,8 @@ const MAX_INFO: u64 = 1024 * 1024;
 pub struct Pending {
     vol: VolName,
     session: SessionName,
+    /// The unfinished session this one resumed (its held index goes after the commit).
+    resumed: Option<SessionName>,
     manifest: Obj,
     info: Obj,
     index: Obj,
@@ -36,8 +40,12 @@ pub fn put_session(a: &S3Archive, p: &Put<'_>, stream: &mut dyn Read) -> Result<
     prepare(a, p)?;
     let max_chunk = a.header()?.chunk_size.max_stored();
     let what = format!("storing {} of {} in {}", p.session, p.vol, a.describe());
+    let held = match p.resume_from {
+        Some(from) => super::resume::load(a, p.vol, from)?.map(|ix| Held::new(from.clone(), ix)),
+        None => None,
+    };
     let (stats, index, manifest, info) =
-        receive(a, stream, max_chunk).map_err(|e| e.prefixed(&what))?;
+        receive(a, p, stream, max_chunk, held).map_err(|e| e.prefixed(&what))?;
     let k = a.keys();
     let put = |name: &str, body: &[u8]| {
         a.client()
@@ -51,6 +59,7 @@ pub fn put_session(a: &S3Archive, p: &Put<'_>, stream: &mut dyn Read) -> Result<
     *a.pending.borrow_mut() = Some(Pending {
         vol: p.vol.clone(),
         session: p.session.clone(),
+        resumed: p.resume_from.cloned(),
         manifest: Obj::of(&manifest),
         info: Obj::of(&info),
         index: Obj::of(&index),
@@ -96,6 +105,7 @@ fn prepare(a: &S3Archive, p: &Put<'_>) -> Result<()> {
             a.client().delete(&key).map_err(|e| a.err(e))?;
         }
     }
+    drop_stale_held(a, p)?;
     if committed
         .keys()
         .any(|s| s >= p.session && Some(s) <= p.expect_last)
@@ -104,6 +114,26 @@ fn prepare(a: &S3Archive, p: &Put<'_>) -> Result<()> {
             "session {} of {} is not newer than the archive's last session",
             p.session, p.vol
         )));
+    }
+    Ok(())
+}
+
+/// Held indexes of interrupted sends this one does not resume go (their
+/// packs become garbage), as the file-system backend drops stale `-tmp` dirs.
+fn drop_stale_held(a: &S3Archive, p: &Put<'_>) -> Result<()> {
+    let dir = a.keys().vol_dir(p.vol);
+    let listed = a
+        .client()
+        .list_all(&dir, 10_000_000)
+        .map_err(|e| a.err(e))?;
+    for e in listed {
+        let Some(s) = e.key[dir.len()..].strip_suffix("/held") else {
+            continue;
+        };
+        if p.resume_from.is_some_and(|r| r.as_str() == s) {
+            continue;
+        }
+        a.client().delete(&e.key).map_err(|e| a.err(e))?;
     }
     Ok(())
 }
@@ -127,12 +157,41 @@ fn same_volume(
 
 type Received = (StoreStats, Index, Vec<u8>, Vec<u8>);
 
+/// The session stream, noting whether reading it failed (a broken link
+/// rather than a refused member), as crate::store does.
+struct Watch<'s> {
+    inner: &'s mut dyn Read,
+    broke: bool,
+}
+
+impl Read for Watch<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Err(e) = &r {
+            self.broke |=
+                e.kind() == std::io::ErrorKind::UnexpectedEof || e.raw_os_error().is_some();
+        }
+        r
+    }
+}
+
 /// Read the tar stream; chunk files go to packs, uploaded by a second
-/// thread (one pack in flight while the next fills).
-fn receive(a: &S3Archive, stream: &mut dyn Read, max_chunk: u64) -> Result<Received> {
+/// thread (one pack in flight while the next fills). If the stream broke
+/// off, what was uploaded is recorded as held (crate::s3store::resume).
+fn receive(
+    a: &S3Archive,
+    p: &Put<'_>,
+    stream: &mut dyn Read,
+    max_chunk: u64,
+    held: Option<Held>,
+) -> Result<Received> {
     let client = a.new_client()?;
     let conf = a.conf().clone();
     let (tx, rx) = sync_channel::<(String, Vec<u8>)>(0);
+    let mut stream = Watch {
+        inner: stream,
+        broke: false,
+    };
     std::thread::scope(|sc| {
         let up = sc.spawn(move || -> Result<()> {
             for (key, body) in rx {
@@ -146,13 +205,20 @@ fn receive(a: &S3Archive, stream: &mut dyn Read, max_chunk: u64) -> Result<Recei
             buf: Vec::new(),
             cur: None,
             index: Index::default(),
+            held,
         };
-        let res = unpack(stream, &mut packer, max_chunk).and_then(|r| {
-            packer.flush()?;
-            Ok(r)
-        });
+        let res = unpack(&mut stream, &mut packer, max_chunk);
+        let keep = res.is_err() && stream.broke && p.format == SessionFormat::Folders;
+        let res = res.and_then(|r| packer.flush().map(|_| r));
+        let flushed = if keep { packer.flush() } else { Ok(()) };
         drop(packer.tx);
         let uploaded = up.join().expect("the pack uploader does not panic");
+        if keep && flushed.is_ok() && uploaded.is_ok() && !packer.index.locs.is_empty() {
+            let key = super::resume::held_key(a, p.vol, p.session);
+            a.client()
+                .put(&key, &packer.index.encode())
+                .map_err(|e| a.err(e))?;
+        }
         let (stats, manifest, info) = match (res, uploaded) {
             (_, Err(e)) | (Err(e), Ok(())) => return Err(e),
             (Ok(r), Ok(())) => r,
@@ -169,6 +235,8 @@ struct Packer<'a> {
     /// The filling pack's number in the index.
     cur: Option<u32>,
     index: Index,
+    /// A resumed session: the chunk files the earlier attempt uploaded.
+    held: Option<Held>,
 }
 
 impl Packer<'_> {
@@ -204,6 +272,26 @@ impl Packer<'_> {
         Ok(())
     }
 
+    /// A keep member: a reference to the held chunk file at `addr`, whose
+    /// stored digest must be `want`.
+    fn keep(&mut self, addr: u64, want: &[u8; 32], name: &str) -> Result<()> {
+        let Some(h) = self.held.as_mut() else {
+            return Err(AgentError::invalid(format!(
+                "tar member {name:?} keeps a file, but this session resumes none that the archive holds"
+            )));
+        };
+        let (id, l) = h.keep(self.a, addr, want)?;
+        let n = match self.index.packs.iter().position(|p| *p == id) {
+            Some(n) => n as u32,
+            None => {
+                self.index.packs.push(id);
+                self.index.packs.len() as u32 - 1
+            }
+        };
+        self.index.locs.push(Loc { addr, pack: n, ..l });
+        Ok(())
+    }
+
     /// Hand the filled pack to the uploader; the lease is renewed if due.
     fn flush(&mut self) -> Result<()> {
         let Some(p) = self.cur.take() else {
@@ -232,10 +320,28 @@ fn unpack(
         let mut entry = entry.ctx("malformed tar stream")?;
         let name = member_name(&entry)?;
         let kind = entry.header().entry_type();
-        if kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok() {
+        let link = kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok();
+        let keep = link
+            && entry
+                .link_name_bytes()
+                .is_some_and(|l| *l == *name.as_bytes());
+        if link && !keep {
             return Err(super::unsupported(
-                "deduplication or resume (a tar member linking a chunk already stored)",
+                "deduplication (a tar member linking a chunk already stored)",
             ));
+        }
+        if keep {
+            let (next, _) = classify(&name, max_chunk, &mut last_addr)?;
+            if next != Phase::Chunks || phase != Phase::Chunks {
+                return Err(AgentError::invalid(format!(
+                    "tar member {name:?} is out of order"
+                )));
+            }
+            let want = crate::dedup::member::expected_hash(&mut entry, &name)?;
+            let addr = last_addr.expect("a chunk member has an address").0;
+            packer.keep(addr, &want, &name)?;
+            stats.files += 1;
+            continue;
         }
         if !kind.is_file() {
             return Err(AgentError::invalid(format!(
@@ -309,10 +415,20 @@ pub fn commit(
     let body = serde_json::to_vec(&c).expect("a commit serialises");
     let key = a.keys().object(vol, session, "commit", 1);
     match a.client().put_new(&key, &body).map_err(|e| a.err(e))? {
-        PutOutcome::Created => Ok(()),
-        PutOutcome::Exists => Err(AgentError::new(
-            ErrorKind::Mismatch,
-            format!("cannot commit {session} of {vol}: another writer committed it first ({key})"),
-        )),
+        PutOutcome::Created => {}
+        PutOutcome::Exists => {
+            return Err(AgentError::new(
+                ErrorKind::Mismatch,
+                format!(
+                    "cannot commit {session} of {vol}: another writer committed it first ({key})"
+                ),
+            ))
+        }
     }
+    // What it resumed is its own now (its index names those packs).
+    for s in p.resumed.iter().chain([session]) {
+        let held = super::resume::held_key(a, vol, s);
+        a.client().delete(&held).map_err(|e| a.err(e))?;
+    }
+    Ok(())
 }
