@@ -13,10 +13,10 @@
 # Every session of every volume is received sha256-equal to its source and
 # verifies, with --encrypt=off and with format 2; arch-check --data passes;
 # arch-recover rebuilds dom0's metadata from the bucket; the bucket holds no
-# volume name in format 2; every command the backend does not serve yet is
-# refused before anything changes, and a send still works afterwards;
+# volume name in format 2; a --tarfile session is stored like any other;
 # prune (also killed at two steps) keeps every remaining session whole;
-# a send killed midway is resumed from what the bucket holds;
+# a send killed midway is resumed from what the bucket holds; send --dedup
+# and arch-deduplicate refer to chunk files already there;
 # delete and arch-delete leave nothing behind.
 source "$(dirname "$0")/dest-lib.sh"
 : "${S3_ENDPOINT:?}" "${S3_BUCKET:?}"
@@ -104,6 +104,7 @@ s3_scenario ssh ssh://sbtest-host/s3:rgw viassh off 2
 
 # The bucket sees ciphertext and keyed names: no volume name in any key of
 # the format 2 archive; the plain one names its volumes.
+keys_of() { listing "$1" | grep -o '<Key>[^<]*' | sed 's/<Key>//'; }
 listing() {
     curl -sS --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
         -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$S3_ENDPOINT/$S3_BUCKET?list-type=2&prefix=suite%2F$1%2F"
@@ -123,10 +124,13 @@ mkdir -p "$T/img-res"
 head -c $((24 << 20)) /dev/urandom >"$T/img-res/vol1"
 sb res arch-init --dest=internal:s3:small --subdir=resume --source="dir:$T/img-res" --encrypt=off >/dev/null
 sb res add vol1 >/dev/null
-printf '#!/usr/bin/env bash
+cat >"$T/slow-agent" <<EOF
+#!/usr/bin/env bash
+# Test wrapper (tests/s3-archives.sh): record the pid, slow the input down.
+echo \$\$ >"$T/slow-agent.pid"
 exec < <(exec pv -q -L 4m)
-exec %s "$@"
-' "$AGENT" >"$T/slow-agent"
+exec "$AGENT" "\$@"
+EOF
 chmod 755 "$T/slow-agent"
 resume_keys() { listing resume | grep -o '<Key>[^<]*' | sed 's/<Key>//'; }
 SPARSEBAK_AGENT=$T/slow-agent SPARSEBAK_META_DIR=$T/meta-res "$BIN/sparsebak" send -u >"$T/out" 2>&1 &
@@ -138,7 +142,8 @@ for _ in $(seq 300); do
 done
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
-for _ in $(seq 150); do resume_keys | grep -q '/held$' && break; sleep 0.1; done
+# The agent, orphaned, records what it holds and releases its lease, then ends.
+for _ in $(seq 150); do kill -0 "$(cat "$T/slow-agent.pid")" 2>/dev/null || break; sleep 0.1; done
 resume_keys | grep -q '/held$' || fail "the agent recorded nothing held after dom0 was killed"
 sb res send -u >"$T/out" 2>&1 || { cat "$T/out"; fail "the send after the killed one"; }
 sent=$(sed -n 's/^  resumed .*; \([0-9]*\) bytes sent$/\1/p' "$T/out")
@@ -170,25 +175,48 @@ sb vm2 arch-recover --dest=qubes://sbvm/s3:rgw --subdir=enc --source="dir:$T/img
     --passphrase-file="$T/pass2" -u >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-recover with the new passphrase"; }
 ok "arch-passwd in a bucket: the new passphrase opens the archive, the old one does not"
 
-# What the backend does not serve yet is refused, naming it, and changes nothing.
-say "commands not supported on object-store archives yet"
-for cmd in "arch-deduplicate" "send --dedup"; do
-    # shellcheck disable=SC2086
-    expect_fail 1 "is not supported yet on an object-store archive" sb int -u $cmd
-done
+# A --tarfile session (stored as packs too).
+say "a --tarfile session, send --dedup, arch-deduplicate"
 sleep 1
 change_image "$T/img-int/vol1"
 sb int send -u --tarfile vol1 >/dev/null || fail "send --tarfile after the refusals"
 SUMS[int/vol1/$(sessions int vol1 | tail -n 1)]=$(sha "$T/img-int/vol1")
 check_all int internal:s3:rgw 4 vol1
-ok "refusals left nothing behind: the next send (--tarfile, stored as packs too) commits and restores"
+ok "a --tarfile session is stored as packs too, and restores"
+
+# send --dedup: a copy of vol1 refers to vol1's chunk files (read back and
+# checked by the agent) instead of storing them again; it survives the
+# prune of vol1 and the garbage collections below.
+cp "$T/img-int/vol1" "$T/img-int/vol3"
+sb int add vol3 >/dev/null
+sb int send -u --dedup vol3 >"$T/out" 2>&1 || { cat "$T/out"; fail "send --dedup"; }
+linked=$(sed -n 's/^  deduplicated: \([0-9]*\) chunks linked.*/\1/p' "$T/out")
+[ "${linked:-0}" -gt 0 ] || { cat "$T/out"; fail "send --dedup linked nothing"; }
+SUMS[int/vol3/$(sessions int vol3 | tail -n 1)]=$(sha "$T/img-int/vol3")
+check_all int internal:s3:rgw 1 vol3
+ok "send --dedup into a bucket: $linked chunk files referenced, not stored again"
+# arch-deduplicate: a copy sent without --dedup gets a generation whose
+# index refers to the kept copies; its own packs are collected
+# (SPARSEBAK_AGENT_GC_MIN_AGE=0, as below).
+cp "$T/img-int/vol1" "$T/img-int/vol4"
+sb int add vol4 >/dev/null
+sb int send -u vol4 >/dev/null
+SUMS[int/vol4/$(sessions int vol4 | tail -n 1)]=$(sha "$T/img-int/vol4")
+packs_before=$(keys_of plain | grep -c '/data/')
+SPARSEBAK_AGENT_GC_MIN_AGE=0 sb int -u arch-deduplicate >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-deduplicate"; }
+replaced=$(sed -n 's/.* \([0-9]*\) replaced by .*/\1/p' "$T/out")
+[ "${replaced:-0}" -gt 0 ] || { cat "$T/out"; fail "arch-deduplicate replaced nothing"; }
+packs_after=$(keys_of plain | grep -c '/data/')
+[ "$packs_after" -lt "$packs_before" ] || fail "arch-deduplicate collected no pack ($packs_before -> $packs_after)"
+check_all int internal:s3:rgw 1 vol4
+check_all int internal:s3:rgw 4 vol1
+ok "arch-deduplicate in a bucket: $replaced duplicates now references, packs $packs_before -> $packs_after"
 
 # prune: nothing moves; killed after the target's new generation is
 # committed, and again after the absorbed sessions' commits are deleted,
 # the next command that uses the archive completes it (dom0's journal, the
 # agent's pruning marker); every remaining session restores equal.
 say "prune in a bucket"
-keys_of() { listing "$1" | grep -o '<Key>[^<]*' | sed 's/<Key>//'; }
 s1=$(sessions int vol1 | sed -n 1p)
 SPARSEBAK_AGENT_CRASH_AT=s3-prune-committed expect_fail 1 "did not finish" sb int -u prune vol1 --session="$s1"
 keys_of plain | grep -q '/volumes/vol1/S_.*/pruning-' || fail "no pruning marker after the killed prune"
@@ -222,6 +250,8 @@ SPARSEBAK_AGENT_GC_MIN_AGE=0 sb int -u delete vol2 >"$T/out" 2>&1 || { cat "$T/o
 packs_after=$(keys_of plain | grep -c '/data/')
 [ "$packs_after" -lt "$packs_before" ] || fail "delete collected no pack ($packs_before before, $packs_after after)"
 check_all int internal:s3:rgw 2 vol1
+check_all int internal:s3:rgw 1 vol3
+check_all int internal:s3:rgw 1 vol4
 sb int list | grep -q vol2 && fail "vol2 still listed"
 ok "delete: its marker makes vol2 unreadable, the next delete finishes it; packs $packs_before -> $packs_after; vol1 whole"
 uuid=$(jq -r .uuid "$T/meta-int/archive.json")

@@ -34,7 +34,6 @@ fn settle(ctx: &Ctx, conn: &mut AgentConn) -> Result<()> {
 
 /// `send --dedup`: settle, check, and build the index of the archive.
 pub fn prepare_send(ctx: &Ctx, conn: &mut AgentConn) -> Result<RunDedup> {
-    super::refuse_on_store(&ctx.config.dest, "send --dedup")?;
     refuse_encrypted(ctx, "send --dedup")?;
     settle(ctx, conn)?;
     log::info!("Building the deduplication index from the local manifests…");
@@ -93,7 +92,6 @@ fn refuse_encrypted(ctx: &Ctx, what: &str) -> Result<()> {
 }
 
 pub fn arch_deduplicate(ctx: &Ctx, ui: &dyn Ui) -> Result<DeduplicateReport> {
-    super::refuse_on_store(&ctx.config.dest, "arch-deduplicate")?;
     refuse_encrypted(ctx, "arch-deduplicate")?;
     let mut open = ctx.open(true)?;
     settle(ctx, &mut open.conn)?;

@@ -34,18 +34,6 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
-/// Refuse `what` on an object-store archive (`s3:` destination), which does
-/// not serve it yet (docs/FORMAT.md §21.9), before anything changes here
-/// or there.
-pub fn refuse_on_store(dest: &crate::dest::DestSpec, what: &str) -> Result<()> {
-    anyhow::ensure!(
-        !dest.is_store(),
-        "{what} is not supported yet on an object-store archive ({}); nothing was changed",
-        dest.describe()
-    );
-    Ok(())
-}
-
 use crate::progress::{Progress, Silent};
 use crate::send::SendReport;
 use anyhow::Result;

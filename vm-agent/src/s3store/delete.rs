@@ -120,7 +120,7 @@ pub fn collect_garbage(a: &S3Archive) -> Result<()> {
             };
             if let Ok(s) = sparsebak_common::names::SessionName::new(s) {
                 if let Some(ix) = super::resume::load(a, vol, &s)? {
-                    used.extend(ix.packs);
+                    used.extend(referenced(&ix));
                 }
             }
         }
@@ -129,7 +129,7 @@ pub fn collect_garbage(a: &S3Archive) -> Result<()> {
             let b = get::load(a, vol, &c, "index", &c.index)?;
             let ix = Index::decode(&b, max_chunk)
                 .map_err(|e| AgentError::invalid(format!("index of {s} of {vol}: {e}")))?;
-            used.extend(ix.packs);
+            used.extend(referenced(&ix));
         }
     }
     let dir = a.keys().data_dir();
@@ -189,4 +189,10 @@ pub fn delete_archive(a: &S3Archive, uuid: &str) -> Result<()> {
     }
     a.crash_at("s3-arch-delete-emptied");
     a.client().delete(&header).map_err(|e| a.err(e))
+}
+
+/// The packs an index's entries read (an index may still list a pack no
+/// entry reads any more, after arch-deduplicate).
+fn referenced(ix: &Index) -> impl Iterator<Item = String> + '_ {
+    ix.locs.iter().map(|l| ix.packs[l.pack as usize].clone())
 }

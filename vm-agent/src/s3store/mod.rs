@@ -6,13 +6,15 @@
 //! index → ranged reads of packs ([`get`]). Writers hold the lease of
 //! §21.4 (crate::s3::lease) from open to the end of the session.
 //!
-//! Requests this backend does not serve yet are refused with an error
-//! naming the operation ([`unsupported`]); nothing is half done.
+//! It serves every request the file-system backend does (docs/FORMAT.md
+//! §21.9); only 0.2 archives (`OpenLegacy`) cannot live in a store.
 
 pub mod conf;
+pub mod dedup;
 pub mod delete;
 pub mod get;
 pub mod layout;
+pub mod link;
 pub mod prune;
 pub mod put;
 pub mod resume;
@@ -65,13 +67,6 @@ pub fn s3_err(conf: &StoreConf, e: S3Error) -> AgentError {
         _ => ErrorKind::Io,
     };
     AgentError::new(kind, format!("store s3:{}: {e}", conf.name))
-}
-
-/// A request this backend does not serve yet: refused, naming it.
-pub fn unsupported(what: &str) -> AgentError {
-    AgentError::invalid(format!(
-        "{what} is not supported on an object-store (s3:) archive yet; nothing was changed"
-    ))
 }
 
 /// `s3:NAME` or `s3:NAME/SUB/DIR` (dom0's dest path): the subdir that
@@ -417,13 +412,10 @@ impl Backend for S3Archive {
         delete::delete_archive(self, uuid)
     }
     fn check_hardlinks(&self) -> Result<()> {
-        Err(unsupported(
-            "deduplication (send --dedup, arch-deduplicate)",
-        ))
+        // Sessions share chunk files by reference here (crate::s3store::link).
+        self.require_write()
     }
-    fn dedup(&self, _stream: &mut dyn Read) -> Result<Deduped> {
-        Err(unsupported(
-            "deduplication (send --dedup, arch-deduplicate)",
-        ))
+    fn dedup(&self, stream: &mut dyn Read) -> Result<Deduped> {
+        dedup::dedup(self, stream)
     }
 }

@@ -126,7 +126,7 @@ pub fn prune(
     }
     check_sessions(vol, &head, &committed, present)?;
     let index = merged_index(a, vol, &tc, pruned, &committed, &moves)?;
-    commit_generation(a, vol, &tc, &up, &index, pruned)?;
+    commit_generation(a, vol, &tc, (&up.manifest, &up.info), &index, pruned)?;
     a.crash_at("s3-prune-committed");
     finish(a, vol, false)?;
     Ok(Pruned {
@@ -216,14 +216,17 @@ fn merged_index(
 }
 
 /// Marker, then the new generation's objects, then (the lease checked) its commit.
-fn commit_generation(
+/// Also arch-deduplicate's (crate::s3store::dedup; `pruned` empty): the
+/// target's next generation with this index, manifest and info.
+pub(crate) fn commit_generation(
     a: &S3Archive,
     vol: &VolName,
     tc: &Commit,
-    up: &Upload,
+    up: (&[u8], &[u8]),
     index: &Index,
     pruned: &[SessionName],
 ) -> Result<()> {
+    let (manifest, info) = up;
     let target = SessionName::new(&tc.session).map_err(|e| AgentError::invalid(e.to_string()))?;
     let g = tc.gen + 1;
     let k = a.keys();
@@ -235,13 +238,13 @@ fn commit_generation(
     put("pruning", b"")?;
     let ix = index.encode();
     put("index", &ix)?;
-    put("manifest", &up.manifest)?;
-    put("info", &up.info)?;
+    put("manifest", manifest)?;
+    put("info", info)?;
     let c = Commit {
         session: tc.session.clone(),
         gen: g,
-        manifest: Obj::of(&up.manifest),
-        info: Obj::of(&up.info),
+        manifest: Obj::of(manifest),
+        info: Obj::of(info),
         index: Obj::of(&ix),
         volume: tc.volume.clone(),
         absorbed: pruned.iter().map(|s| s.to_string()).collect(),
@@ -276,7 +279,7 @@ type Objects = (u32, Vec<u32>, Vec<(String, u32, String)>);
 
 /// Delete what the volume's prune markers say is done with (`announce`:
 /// say so, when finishing an interrupted prune).
-fn finish(a: &S3Archive, vol: &VolName, announce: bool) -> Result<()> {
+pub(crate) fn finish(a: &S3Archive, vol: &VolName, announce: bool) -> Result<()> {
     let dir = a.keys().vol_dir(vol);
     let listed = a
         .client()

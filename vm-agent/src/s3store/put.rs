@@ -6,11 +6,13 @@
 //! does not exist.
 
 use super::layout::{random_id, Commit, Index, Loc, Obj};
+use super::link::Links;
 use super::resume::Held;
 use super::{get, s3_err, S3Archive};
 use crate::error::{AgentError, IoContext, Result};
 use crate::s3::PutOutcome;
 use crate::store::{checked_size, classify, member_name, truncated, Phase, Put, StoreStats};
+use sparsebak_common::linkref::ChunkLoc;
 use sparsebak_common::names::{parse_chunk_rel_path, SessionName, VolName};
 use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::SessionFormat;
@@ -188,6 +190,7 @@ fn receive(
     let client = a.new_client()?;
     let conf = a.conf().clone();
     let (tx, rx) = sync_channel::<(String, Vec<u8>)>(0);
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<String>();
     let mut stream = Watch {
         inner: stream,
         broke: false,
@@ -196,6 +199,7 @@ fn receive(
         let up = sc.spawn(move || -> Result<()> {
             for (key, body) in rx {
                 client.put(&key, &body).map_err(|e| s3_err(&conf, e))?;
+                let _ = ack_tx.send(key);
             }
             Ok(())
         });
@@ -206,6 +210,9 @@ fn receive(
             cur: None,
             index: Index::default(),
             held,
+            links: Links::new(ack_rx),
+            vol: p.vol,
+            session: p.session,
         };
         let res = unpack(&mut stream, &mut packer, max_chunk);
         let keep = res.is_err() && stream.broke && p.format == SessionFormat::Folders;
@@ -237,6 +244,9 @@ struct Packer<'a> {
     index: Index,
     /// A resumed session: the chunk files the earlier attempt uploaded.
     held: Option<Held>,
+    links: Links,
+    vol: &'a VolName,
+    session: &'a SessionName,
 }
 
 impl Packer<'_> {
@@ -247,9 +257,9 @@ impl Packer<'_> {
         let pack = match self.cur {
             Some(p) => p,
             None => {
-                self.index
-                    .packs
-                    .push(random_id().ctx("cannot make a pack id")?);
+                let id = random_id().ctx("cannot make a pack id")?;
+                self.links.mine.insert(id.clone());
+                self.index.packs.push(id);
                 let p = self.index.packs.len() as u32 - 1;
                 self.cur = Some(p);
                 p
@@ -272,6 +282,35 @@ impl Packer<'_> {
         Ok(())
     }
 
+    /// A link member (`send --dedup`): a reference to the chunk file it
+    /// names, whose SHA-256 must be `want` (crate::s3store::link).
+    fn link(&mut self, addr: u64, target: &str, want: &[u8; 32], name: &str) -> Result<()> {
+        let loc = ChunkLoc::parse(target).map_err(|e| {
+            AgentError::invalid(format!("link member {name:?}: target refused: {e}"))
+        })?;
+        let (id, l, got) = if loc.vol == *self.vol && loc.session == *self.session {
+            self.links
+                .own(self.a, &self.index, self.cur, &self.buf, &loc)?
+        } else {
+            self.links.committed(self.a, &loc)?
+        };
+        super::link::check(&loc, &got, want)?;
+        self.reference(addr, id, l);
+        Ok(())
+    }
+
+    /// Put `addr` into the index as chunk file `l` of pack `id`.
+    fn reference(&mut self, addr: u64, id: String, l: Loc) {
+        let n = match self.index.packs.iter().position(|p| *p == id) {
+            Some(n) => n as u32,
+            None => {
+                self.index.packs.push(id);
+                self.index.packs.len() as u32 - 1
+            }
+        };
+        self.index.locs.push(Loc { addr, pack: n, ..l });
+    }
+
     /// A keep member: a reference to the held chunk file at `addr`, whose
     /// stored digest must be `want`.
     fn keep(&mut self, addr: u64, want: &[u8; 32], name: &str) -> Result<()> {
@@ -281,14 +320,7 @@ impl Packer<'_> {
             )));
         };
         let (id, l) = h.keep(self.a, addr, want)?;
-        let n = match self.index.packs.iter().position(|p| *p == id) {
-            Some(n) => n as u32,
-            None => {
-                self.index.packs.push(id);
-                self.index.packs.len() as u32 - 1
-            }
-        };
-        self.index.locs.push(Loc { addr, pack: n, ..l });
+        self.reference(addr, id, l);
         Ok(())
     }
 
@@ -320,26 +352,26 @@ fn unpack(
         let mut entry = entry.ctx("malformed tar stream")?;
         let name = member_name(&entry)?;
         let kind = entry.header().entry_type();
-        let link = kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok();
-        let keep = link
-            && entry
-                .link_name_bytes()
-                .is_some_and(|l| *l == *name.as_bytes());
-        if link && !keep {
-            return Err(super::unsupported(
-                "deduplication (a tar member linking a chunk already stored)",
-            ));
-        }
-        if keep {
+        if kind.is_hard_link() && parse_chunk_rel_path(&name).is_ok() {
             let (next, _) = classify(&name, max_chunk, &mut last_addr)?;
-            if next != Phase::Chunks || phase != Phase::Chunks {
+            if next != Phase::Chunks || phase != Phase::Chunks || entry.size() != 0 {
                 return Err(AgentError::invalid(format!(
-                    "tar member {name:?} is out of order"
+                    "tar member {name:?} is out of order or carries data"
                 )));
             }
+            let target = entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let target = target.ok_or_else(|| {
+                AgentError::invalid(format!("link member {name:?} has no target"))
+            })?;
             let want = crate::dedup::member::expected_hash(&mut entry, &name)?;
             let addr = last_addr.expect("a chunk member has an address").0;
-            packer.keep(addr, &want, &name)?;
+            if target == name {
+                packer.keep(addr, &want, &name)?;
+            } else {
+                packer.link(addr, &target, &want, &name)?;
+            }
             stats.files += 1;
             continue;
         }
