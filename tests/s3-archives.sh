@@ -176,9 +176,15 @@ sb vm2 arch-recover --dest=qubes://sbvm/s3:rgw --subdir=enc --source="dir:$T/img
 ok "arch-passwd in a bucket: the new passphrase opens the archive, the old one does not"
 
 # A --tarfile session (stored as packs too).
-say "a --tarfile session, send --dedup, arch-deduplicate"
+say "diff, a --tarfile session, send --dedup, arch-deduplicate"
+sb int diff vol1 >"$T/out" 2>&1 || { cat "$T/out"; fail "diff of an unchanged volume"; }
+grep -q ": 0 of [0-9]* chunks differ" "$T/out" || { cat "$T/out"; fail "diff found differences in an unchanged volume"; }
 sleep 1
 change_image "$T/img-int/vol1"
+rc=0
+sb int diff vol1 >"$T/out" 2>&1 || rc=$?
+[ "$rc" = 4 ] && grep -q ": [1-9][0-9]* of [0-9]* chunks differ" "$T/out" || { cat "$T/out"; fail "diff of a changed volume (exit $rc)"; }
+ok "diff against the bucket: none for the volume as sent, some after a change (exit 4)"
 sb int send -u --tarfile vol1 >/dev/null || fail "send --tarfile after the refusals"
 SUMS[int/vol1/$(sessions int vol1 | tail -n 1)]=$(sha "$T/img-int/vol1")
 check_all int internal:s3:rgw 4 vol1

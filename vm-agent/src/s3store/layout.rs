@@ -136,7 +136,8 @@ impl Index {
                 offset: u64_at(12),
                 len: u32_at(20),
             };
-            if l.pack as usize >= n || u64::from(l.len) > max_chunk {
+            let past_end = l.offset.checked_add(u64::from(l.len)).is_none();
+            if l.pack as usize >= n || u64::from(l.len) > max_chunk || past_end {
                 return Err(format!("bad entry for address {:#x}", l.addr));
             }
             if locs.last().is_some_and(|p: &Loc| p.addr >= l.addr) {
@@ -222,6 +223,9 @@ mod tests {
         let mut far = ix.clone();
         far.locs[1].pack = 2;
         assert!(Index::decode(&far.encode(), 100).is_err());
+        let mut wrap = ix.clone();
+        wrap.locs[1].offset = u64::MAX - 3;
+        assert!(Index::decode(&wrap.encode(), 100).is_err());
         assert_eq!(
             parse_commit_key("S_20260101-000000/commit-00000002").map(|(s, g)| (s.to_string(), g)),
             Some(("S_20260101-000000".into(), 2))
