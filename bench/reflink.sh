@@ -96,7 +96,7 @@ archive() {
 	mkdir -p "$W/$1.archive"
 	export SPARSEBAK_META_DIR=$W/$1.meta
 	"$SB" arch-init --dest="internal:$MP" --subdir="$(realpath --relative-to="$MP" "$W/$1.archive")" \
-		--source="$2" >/dev/null
+		--source="$2" --encrypt=off >/dev/null
 }
 
 ROWS=$W/rows.md

@@ -253,16 +253,19 @@ impl ChunkCodec {
         d
     }
 
-    /// Does a file whose stored digest has just matched its manifest entry
-    /// already prove the entry's content digest? Yes for a format 1 file
-    /// stored raw: its decoded bytes are its own bytes 12.., which the
-    /// SHA-256 of the whole file has authenticated, and the manifest line
-    /// pairs that SHA-256 with the content digest dom0 computed over the
-    /// very bytes it put in that file (docs/FORMAT.md §22.1), so hashing
-    /// them again proves nothing more. Compressed and sealed files are
-    /// decoded and their content digest checked.
+    /// Does a file whose stored digest has just matched its manifest entry,
+    /// and which then decodes, already prove the entry's content digest?
+    /// Yes for a file stored raw: format 1's decoded bytes are the file's
+    /// own bytes 12.., which the SHA-256 of the whole file has
+    /// authenticated; format 2's are the plaintext the AEAD has just
+    /// authenticated (header included) under the nonce and tag the manifest
+    /// records. The manifest line pairs that file with the content digest
+    /// dom0 computed over the very bytes it put in it (docs/FORMAT.md
+    /// §22.1), so hashing them again proves nothing more. Compressed files
+    /// are decoded and their content digest checked. Only meaningful once
+    /// the stored digest matched and decoding succeeded.
     pub fn stored_proves_content(&self, file: &[u8]) -> bool {
-        self.sealing.is_none() && file.len() >= HEADER_LEN && file[4] == RAW
+        file.len() >= HEADER_LEN && file[4] == RAW
     }
 
     /// The chunk file for `data` at `addr`.
@@ -469,6 +472,39 @@ mod tests {
         assert_ne!(c.stored_digest(&a[..20]), c.stored_digest(&a[..21]));
         let plain = ChunkCodec::plain(Compression::default());
         assert_eq!(plain.stored_digest(&a), sha256(&a));
+    }
+
+    /// Only a raw file's content is proven by its stored digest; what
+    /// makes that safe is that the file must first match that digest and
+    /// decode (a byte changed in a raw file fails one or the other).
+    #[test]
+    fn only_raw_files_prove_their_content() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..65536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let plain = ChunkCodec::plain(Compression::default());
+        let raw = plain.encode(&random, ByteOffset(0));
+        let packed = plain.encode(&b"text ".repeat(1000), ByteOffset(0));
+        assert_eq!((raw[4], packed[4]), (RAW, ZSTD));
+        assert!(plain.stored_proves_content(&raw));
+        assert!(!plain.stored_proves_content(&packed));
+        assert!(!plain.stored_proves_content(&raw[..5]));
+        let mut bad = raw.clone();
+        bad[100] ^= 1;
+        assert_ne!(plain.stored_digest(&bad), plain.stored_digest(&raw));
+        let c = sealed_codec("v");
+        let sraw = c.encode(&random, ByteOffset(0));
+        assert!(c.stored_proves_content(&sraw));
+        let mut bad = sraw.clone();
+        bad[HEADER_LEN + NONCE_LEN + 100] ^= 1;
+        assert_eq!(c.stored_digest(&bad), c.stored_digest(&sraw));
+        assert!(c.decode(&bad, ByteOffset(0), 65536).is_err());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! Per chunk, in this order: the stored file's length is bounded, its SHA-256
 //! must equal the manifest's stored hash, it is decoded with its declared
 //! length bounded by the chunk size, and the decoded bytes must match the
-//! manifest's content hash (a format 1 file stored raw is its content, which
-//! the stored hash has just proven: [`ChunkCodec::stored_proves_content`]).
+//! manifest's content hash (a file stored raw is its content, which the
+//! stored hash and decoding have just proven:
+//! [`ChunkCodec::stored_proves_content`]).
 //! Only then is anything written.
 
 use crate::chunk::{sha256, ChunkCodec};
