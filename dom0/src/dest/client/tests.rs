@@ -1,7 +1,10 @@
 //! Unit tests of the agent client over scripted replies.
 
 use super::*;
-use sparsebak_common::proto::ErrorKind;
+use sparsebak_common::names::VolName;
+use sparsebak_common::proto::{
+    write_frame, ErrorKind, FEATURE_READ_META, META_PIECE, PROTOCOL_VERSION,
+};
 
 fn vol() -> VolName {
     VolName::new("vol").unwrap()
