@@ -194,6 +194,29 @@ impl ArchiveHeader {
         }
         Ok(h)
     }
+
+    /// The header `new_json` if it may replace this one by `RewrapKey`
+    /// (arch-passwd): this archive is encrypted and the new header differs
+    /// from it only in its wrapped key and MAC. Whoever stores headers (the
+    /// agent's backends) cannot check the MAC; dom0 does when it opens the
+    /// archive.
+    pub fn rewrapped(&self, new_json: &[u8]) -> Result<ArchiveHeader, String> {
+        let new = ArchiveHeader::parse(new_json)?;
+        let same_but_key = ArchiveHeader {
+            key: self.key.clone(),
+            mac: self.mac.clone(),
+            ..new.clone()
+        };
+        if !self.encrypted() {
+            return Err("the archive is not encrypted: it has no wrapped key to replace".into());
+        }
+        if same_but_key != *self {
+            return Err(
+                "the new header differs from the archive's in more than its wrapped key".into(),
+            );
+        }
+        Ok(new)
+    }
 }
 
 #[cfg(test)]
@@ -240,5 +263,101 @@ mod tests {
         let mut bad: serde_json::Value = serde_json::to_value(&h).unwrap();
         bad["chunk_size"] = 1000.into();
         assert!(ArchiveHeader::parse(&serde_json::to_vec(&bad).unwrap()).is_err());
+    }
+
+    fn encrypted_header() -> ArchiveHeader {
+        let mut h = ArchiveHeader::new(
+            "u".into(),
+            ChunkSize::from_factor(1).unwrap(),
+            Compression::default(),
+            "t".into(),
+        );
+        h.format_version = FORMAT_VERSION_ENCRYPTED;
+        h.encryption = ENCRYPTION_XCHACHA.into();
+        h.key = Some(KeyWrap {
+            kdf: "argon2id".into(),
+            version: 19,
+            memory_kib: 65536,
+            iterations: 3,
+            parallelism: 1,
+            salt: "00".repeat(16),
+            nonce: "11".repeat(24),
+            wrapped: "22".repeat(48),
+        });
+        h.mac = Some("33".repeat(32));
+        h
+    }
+
+    #[test]
+    fn rewrap_accepts_a_new_key_and_mac_only() {
+        let old = encrypted_header();
+        let mut new = old.clone();
+        let k = new.key.as_mut().unwrap();
+        k.salt = "44".repeat(16);
+        k.wrapped = "55".repeat(48);
+        k.memory_kib = 262144;
+        new.mac = Some("66".repeat(32));
+        let json = serde_json::to_vec(&new).unwrap();
+        assert_eq!(old.rewrapped(&json).unwrap(), new);
+    }
+
+    #[test]
+    fn rewrap_refuses_any_other_change() {
+        let old = encrypted_header();
+        let changes: [fn(&mut ArchiveHeader); 5] = [
+            |h| h.uuid = "other".into(),
+            |h| h.chunk_size = ChunkSize::from_factor(2).unwrap(),
+            |h| h.compression = "zlib:4".parse().unwrap(),
+            |h| h.created_utc = "t2".into(),
+            // A new key does not carry another change through.
+            |h| {
+                h.key.as_mut().unwrap().salt = "77".repeat(16);
+                h.uuid = "u2".into();
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut new = old.clone();
+            change(&mut new);
+            let e = old
+                .rewrapped(&serde_json::to_vec(&new).unwrap())
+                .unwrap_err();
+            assert!(e.contains("more than its wrapped key"), "change {i}: {e}");
+        }
+        // A format 1 header in place of the encrypted one.
+        let mut plain = old.clone();
+        plain.format_version = FORMAT_VERSION;
+        plain.encryption = "none".into();
+        plain.key = None;
+        plain.mac = None;
+        let e = old
+            .rewrapped(&serde_json::to_vec(&plain).unwrap())
+            .unwrap_err();
+        assert!(e.contains("more than its wrapped key"), "{e}");
+        // Not a header at all, or one without its key.
+        assert!(old.rewrapped(b"{").unwrap_err().contains("not valid"));
+        let mut keyless = old.clone();
+        keyless.key = None;
+        let e = old
+            .rewrapped(&serde_json::to_vec(&keyless).unwrap())
+            .unwrap_err();
+        assert!(e.contains("without its wrapped key"), "{e}");
+    }
+
+    #[test]
+    fn rewrap_of_a_plain_archive_is_refused() {
+        let plain = ArchiveHeader::new(
+            "u".into(),
+            ChunkSize::from_factor(1).unwrap(),
+            Compression::default(),
+            "t".into(),
+        );
+        let e = plain
+            .rewrapped(&serde_json::to_vec(&plain).unwrap())
+            .unwrap_err();
+        assert!(e.contains("not encrypted"), "{e}");
+        let e = plain
+            .rewrapped(&serde_json::to_vec(&encrypted_header()).unwrap())
+            .unwrap_err();
+        assert!(e.contains("not encrypted"), "{e}");
     }
 }

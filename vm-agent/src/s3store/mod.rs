@@ -236,19 +236,10 @@ impl S3Archive {
     /// sees whole, old or new.
     fn rewrap_key(&mut self, header_json: &str) -> Result<()> {
         self.check_lease()?;
-        let new = ArchiveHeader::parse(header_json.as_bytes()).map_err(AgentError::invalid)?;
-        let old = self.header()?;
-        let same_but_key = ArchiveHeader {
-            key: old.key.clone(),
-            mac: old.mac.clone(),
-            ..new.clone()
-        };
-        if !old.encrypted() || same_but_key != *old {
-            return Err(AgentError::invalid(
-                "the new header differs from the archive's in more than its wrapped key, \
-                 or the archive is not encrypted",
-            ));
-        }
+        let new = self
+            .header()?
+            .rewrapped(header_json.as_bytes())
+            .map_err(AgentError::invalid)?;
         let key = self.keys().header();
         self.client
             .put(&key, header_json.as_bytes())

@@ -431,3 +431,63 @@ fn open_refuses_a_dest_that_escapes_through_a_symlink() {
     ag.bye();
     assert_eq!(fs::read_dir(&fx.dest).unwrap().count(), 0);
 }
+
+/// `RewrapKey` (arch-passwd) replaces the header only by one that differs
+/// from it in the wrapped key and MAC (`ArchiveHeader::rewrapped`, the one
+/// check both backends use): a header changing anything else, a plain
+/// header, or no header at all is refused and the archive is left as it
+/// was; a new key alone is stored.
+#[test]
+fn rewrap_key_replaces_nothing_but_the_wrapped_key() {
+    let fx = Fixture::uninit();
+    let mut h: serde_json::Value = serde_json::from_str(&header_json()).unwrap();
+    h["format_version"] = 2.into();
+    h["encryption"] = "xchacha20poly1305".into();
+    h["key"] = serde_json::json!({
+        "kdf": "argon2id", "version": 19, "memory_kib": 65536, "iterations": 3,
+        "parallelism": 1, "salt": "00".repeat(16), "nonce": "11".repeat(24),
+        "wrapped": "22".repeat(48)
+    });
+    h["mac"] = "33".repeat(32).into();
+    let mut ag = fx.agent(true);
+    let init = Request::InitArchive {
+        header: h.to_string(),
+    };
+    assert_eq!(ag.call(&init), Response::Ok);
+    let before = fx.snapshot();
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut n = h.clone();
+        edit(&mut n);
+        Request::RewrapKey {
+            header: n.to_string(),
+        }
+    };
+    let refused = [
+        with(&|n| n["uuid"] = "another".into()),
+        with(&|n| {
+            n["key"]["salt"] = "44".repeat(16).into();
+            n["created_utc"] = "2027-01-01T00:00:00Z".into();
+        }),
+        Request::RewrapKey {
+            header: header_json(),
+        },
+        with(&|n| n["key"] = serde_json::Value::Null),
+        Request::RewrapKey { header: "{".into() },
+    ];
+    for req in refused {
+        expect_error(ag.call(&req), ErrorKind::Invalid);
+    }
+    fx.assert_unchanged(&before, &[]);
+    let rewrap = with(&|n| {
+        n["key"]["salt"] = "44".repeat(16).into();
+        n["key"]["wrapped"] = "55".repeat(48).into();
+        n["mac"] = "66".repeat(32).into();
+    });
+    assert_eq!(ag.call(&rewrap), Response::Ok);
+    ag.bye();
+    let Request::RewrapKey { header } = rewrap else {
+        unreachable!()
+    };
+    let stored = fs::read_to_string(fx.archive_dir().join(sparsebak_common::HEADER_FILE)).unwrap();
+    assert_eq!(stored, header);
+}
