@@ -74,9 +74,8 @@ pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
     w.write_all(payload)
 }
 
-/// Read one frame of at most `max` bytes. `Ok(None)` on a clean EOF before
-/// the length; a truncated frame or an oversized length is an error.
-pub fn read_frame<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
+/// Read a frame's 4-byte length. `Ok(None)` on a clean EOF before it.
+fn read_len<R: Read>(r: &mut R) -> io::Result<Option<usize>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -93,24 +92,35 @@ pub fn read_frame<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>>
             Err(e) => return Err(e),
         }
     }
-    let len = u32::from_be_bytes(len) as usize;
+    Ok(Some(u32::from_be_bytes(len) as usize))
+}
+
+fn too_large(len: usize, max: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("frame of {len} bytes exceeds the limit of {max}"),
+    )
+}
+
+/// Read one frame of at most `max` bytes. `Ok(None)` on a clean EOF before
+/// the length; a truncated frame or an oversized length is an error.
+/// The payload is read into reserved, uninitialised capacity (no zero-fill
+/// of every frame before the copy).
+pub fn read_frame<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let Some(len) = read_len(r)? else {
+        return Ok(None);
+    };
     if len > max {
+        return Err(too_large(len, max));
+    }
+    let mut buf = Vec::with_capacity(len);
+    let got = r.take(len as u64).read_to_end(&mut buf)?;
+    if got < len {
         return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {max}"),
+            io::ErrorKind::UnexpectedEof,
+            format!("pipe closed inside a frame of {len} bytes"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("pipe closed inside a frame of {len} bytes"),
-            )
-        } else {
-            e
-        }
-    })?;
     Ok(Some(buf))
 }
 
@@ -181,10 +191,16 @@ impl<W: Write> Write for FrameWriter<W> {
 }
 
 /// Reads a data stream as a plain byte stream, up to its closing empty frame.
+///
+/// It reads each frame's payload straight into the caller's buffer, so a
+/// stream costs no copy beyond the caller's own (a frame is not gathered
+/// first). A frame over [`MAX_FRAME`] is refused at its length, as
+/// [`read_frame`] does; a stream cut inside a frame is an `UnexpectedEof`
+/// error once the bytes before the cut have been handed over.
 pub struct FrameReader<R: Read> {
     inner: R,
-    cur: Vec<u8>,
-    pos: usize,
+    /// Payload bytes of the current frame not read yet.
+    left: usize,
     done: bool,
 }
 
@@ -192,8 +208,7 @@ impl<R: Read> FrameReader<R> {
     pub fn new(inner: R) -> Self {
         FrameReader {
             inner,
-            cur: Vec::new(),
-            pos: 0,
+            left: 0,
             done: false,
         }
     }
@@ -214,27 +229,34 @@ impl<R: Read> FrameReader<R> {
 
 impl<R: Read> Read for FrameReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
+        while self.left == 0 {
             if self.done {
                 return Ok(0);
             }
-            match read_frame(&mut self.inner, MAX_FRAME)? {
+            match read_len(&mut self.inner)? {
                 None => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "pipe closed inside a data stream",
                     ))
                 }
-                Some(f) if f.is_empty() => self.done = true,
-                Some(f) => {
-                    self.cur = f;
-                    self.pos = 0;
-                }
+                Some(0) => self.done = true,
+                Some(len) if len > MAX_FRAME => return Err(too_large(len, MAX_FRAME)),
+                Some(len) => self.left = len,
             }
         }
-        let n = out.len().min(self.cur.len() - self.pos);
-        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let want = out.len().min(self.left);
+        let n = self.inner.read(&mut out[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("pipe closed inside a frame ({} bytes missing)", self.left),
+            ));
+        }
+        self.left -= n;
         Ok(n)
     }
 }
@@ -448,5 +470,50 @@ mod tests {
         assert!(read_frame(&mut &[0u8, 0][..], MAX_FRAME).is_err());
         let mut fr = FrameReader::new(&[][..]);
         assert!(fr.read(&mut [0u8; 4]).is_err());
+        // A frame cut short: what came is handed over, then UnexpectedEof.
+        let mut fr = FrameReader::new(&short[..]);
+        let mut got = Vec::new();
+        let e = fr.read_to_end(&mut got).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        assert_eq!(got, b"he");
+        // An oversized frame inside a stream is refused at its length.
+        let mut fr = FrameReader::new(&big[..]);
+        let e = fr.read(&mut [0u8; 4]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // A frame shorter than its length, at the end of a message stream.
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&10u32.to_be_bytes());
+        msg.extend_from_slice(b"abc");
+        let e = read_frame(&mut &msg[..], MAX_FRAME).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    #[test]
+    fn frames_of_any_size_read_in_pieces_of_any_size() {
+        let mut pipe = Vec::new();
+        let mut want = Vec::new();
+        for (i, n) in [1usize, 7, 4096, 3, 70_000].into_iter().enumerate() {
+            let part: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
+            write_frame(&mut pipe, &part).unwrap();
+            want.extend_from_slice(&part);
+        }
+        write_frame(&mut pipe, &[]).unwrap();
+        write_frame(&mut pipe, b"next").unwrap();
+        for step in [1usize, 5, 4096, 1 << 20] {
+            let mut fr = FrameReader::new(&pipe[..]);
+            let mut back = Vec::new();
+            let mut buf = vec![0u8; step];
+            loop {
+                let n = fr.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+            }
+            assert!(fr.is_done());
+            assert_eq!(back, want, "step {step}");
+            let mut rest = fr.into_inner();
+            assert_eq!(read_frame(&mut rest, 10).unwrap().unwrap(), b"next");
+        }
     }
 }
