@@ -13,6 +13,10 @@
 # against this gateway; see below.
 # Part 3: sparsebak archives in a bucket of this gateway, end to end
 # (tests/s3-archives.sh).
+# Part 4: restore-qube from a bucket: qubes on a file-reflink pool (XFS on
+# a loop device, qvm-* stand-ins), sent twice, every session restored into
+# the qube and under a new name, sha256-equal to the source at that session
+# (dom0/tests/it/reflink/qubes_s3.rs, `#[ignore]`d in a plain cargo test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tests/check-lib.sh
@@ -70,6 +74,14 @@ ok "S3 client against the real gateway and the fault proxy: 15 tests in $(secs $
 tb=$(ms)
 S3_BUCKET=sparsebak-archives tests/s3-archives.sh
 ok "archives in a bucket: $(secs $(($(ms) - tb))) s"
+
+# Part 4: restore-qube from a bucket (the it binary and the test build of
+# the agent are built by Part 3's `cargo test --workspace --no-run`).
+[ "$(code -X PUT "$S3_ENDPOINT/sparsebak-qubes")" = 200 ] || fail "cannot create bucket sparsebak-qubes: $(cat "$work/body")"
+tq=$(ms)
+S3_BUCKET=sparsebak-qubes timeout 300 cargo test -q -p sparsebak --test it reflink::qubes_s3 -- --ignored 2>&1 | tee "$work/cargo-qubes.log"
+grep -qE '^test result: ok\. 1 passed' "$work/cargo-qubes.log" || fail "restore-qube from a bucket did not pass"
+ok "restore-qube from a bucket (reflink pool on XFS, 2 sessions, into the qube and --as): $(secs $(($(ms) - tq))) s"
 
 t2=$(ms)
 tests/ceph/stop.sh "$ceph"

@@ -449,3 +449,4 @@ fn an_incremental_send_reads_what_changed() {
 }
 
 mod qubes;
+mod qubes_s3;

@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 
 /// The stand-ins' state, a file-reflink pool `varlibqubes` at the pool's
 /// directory, and the environment that puts them on PATH.
-struct Qubes {
+pub(super) struct Qubes {
     standins: PathBuf,
-    state: PathBuf,
+    pub(super) state: PathBuf,
     path: String,
+    /// More environment for every sparsebak run (an object store's).
+    pub(super) env: Vec<(String, String)>,
 }
 
 impl Qubes {
-    fn new(e: &Env, p: &Pool) -> Qubes {
+    pub(super) fn new(e: &Env, p: &Pool) -> Qubes {
         let standins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/standins");
         let state = e.path("qvm-state");
         std::fs::create_dir(&state).unwrap();
@@ -31,6 +33,7 @@ impl Qubes {
             standins,
             state,
             path,
+            env: Vec::new(),
         };
         q.make(&[
             "--pool",
@@ -41,7 +44,7 @@ impl Qubes {
         q
     }
 
-    fn make(&self, args: &[&str]) {
+    pub(super) fn make(&self, args: &[&str]) {
         let st = std::process::Command::new(self.standins.join("make-qube"))
             .args(args)
             .env("QVM_STANDIN_STATE", &self.state)
@@ -51,33 +54,34 @@ impl Qubes {
         assert!(st.success(), "make-qube {args:?}");
     }
 
-    fn run(&self, e: &Env, args: &[&str]) -> Out {
+    pub(super) fn run(&self, e: &Env, args: &[&str]) -> Out {
         let st = self.state.to_string_lossy().into_owned();
         let xml = self.state.join("qubes.xml").to_string_lossy().into_owned();
-        let env = [
+        let mut env = vec![
             ("PATH", self.path.as_str()),
             ("QVM_STANDIN_STATE", st.as_str()),
             ("SPARSEBAK_QUBES_XML", xml.as_str()),
             // qubes-prefs default_pool of a file-reflink install.
             ("QVM_STANDIN_POOL", "varlibqubes"),
         ];
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         run_sparsebak(args, &e.meta, &env)
     }
 
-    fn ok(&self, e: &Env, args: &[&str]) -> String {
+    pub(super) fn ok(&self, e: &Env, args: &[&str]) -> String {
         let o = self.run(e, args);
         assert_eq!(o.code, 0, "{args:?}: {o:#?}");
         o.stdout
     }
 
-    fn uuid(&self, q: &str) -> String {
+    pub(super) fn uuid(&self, q: &str) -> String {
         std::fs::read_to_string(self.state.join("qubes").join(q).join("uuid"))
             .unwrap()
             .trim()
             .to_string()
     }
 
-    fn set(&self, q: &str, file: &str, value: &str) {
+    pub(super) fn set(&self, q: &str, file: &str, value: &str) {
         std::fs::write(self.state.join("qubes").join(q).join(file), value).unwrap();
     }
 }
@@ -95,7 +99,7 @@ fn two_qubes(e: &Env, p: &Pool) -> Qubes {
     q
 }
 
-fn fed_private(p: &Pool) -> PathBuf {
+pub(super) fn fed_private(p: &Pool) -> PathBuf {
     p.dir.join("vm-templates/fed/private.img")
 }
 
@@ -123,7 +127,7 @@ fn btrfs_qubes_by_name() {
 }
 
 /// The shas of work's private, fed's root and fed's private.
-fn shas(p: &Pool) -> [String; 3] {
+pub(super) fn shas(p: &Pool) -> [String; 3] {
     [
         sha256_file(&p.work()),
         sha256_file(&p.tpl()),
