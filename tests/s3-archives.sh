@@ -210,8 +210,9 @@ sb int send -u vol4 >/dev/null
 SUMS[int/vol4/$(sessions int vol4 | tail -n 1)]=$(sha "$T/img-int/vol4")
 packs_before=$(keys_of plain | grep -c '/data/')
 SPARSEBAK_AGENT_GC_MIN_AGE=0 sb int -u arch-deduplicate >"$T/out" 2>&1 || { cat "$T/out"; fail "arch-deduplicate"; }
-replaced=$(sed -n 's/.* \([0-9]*\) replaced by .*/\1/p' "$T/out")
-[ "${replaced:-0}" -gt 0 ] || { cat "$T/out"; fail "arch-deduplicate replaced nothing"; }
+replaced=$(sed -n 's/.* \([0-9]*\) replaced by references to the kept copy.*/\1/p' "$T/out")
+[ "${replaced:-0}" -gt 0 ] || { cat "$T/out"; fail "arch-deduplicate replaced nothing (or did not say it made references)"; }
+! grep -q "hard link" "$T/out" || { cat "$T/out"; fail "arch-deduplicate in a bucket speaks of hard links"; }
 packs_after=$(keys_of plain | grep -c '/data/')
 [ "$packs_after" -lt "$packs_before" ] || fail "arch-deduplicate collected no pack ($packs_before -> $packs_after)"
 check_all int internal:s3:rgw 1 vol4

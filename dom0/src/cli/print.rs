@@ -431,6 +431,37 @@ pub fn verified(v: &Verified, archive: &str) -> Done {
     Done::Damaged
 }
 
+/// arch-deduplicate's summary line. In an object store a duplicate is not
+/// a hard link but an index entry pointing at the kept copy, and its bytes
+/// are freed only with the pack that holds them (docs/FORMAT.md §21.5).
+fn dedup_summary(d: &DeduplicateReport) -> String {
+    let r = &d.report;
+    let head = format!(
+        "Examined {} chunk files ({} distinct) in {:.1}s: {} duplicates",
+        r.chunks,
+        r.distinct,
+        d.elapsed.as_secs_f64(),
+        r.ops
+    );
+    if d.object_store {
+        format!(
+            "{head}, {} replaced by references to the kept copy, {} already references; \
+             {} no longer referenced (a pack is deleted once no session refers to any of it \
+             and it is older than the store's lease).",
+            r.linked,
+            r.already,
+            Bytes(r.bytes_saved)
+        )
+    } else {
+        format!(
+            "{head}, {} replaced by hard links, {} already linked; {} saved.",
+            r.linked,
+            r.already,
+            Bytes(r.bytes_saved)
+        )
+    }
+}
+
 pub fn arch_deleted(d: &Deleted) {
     println!(
         "Archive {} deleted. Its configuration is kept as {} for reference; \
@@ -441,17 +472,8 @@ pub fn arch_deleted(d: &Deleted) {
 }
 
 pub fn deduplicated(d: &DeduplicateReport) -> Done {
+    println!("{}", dedup_summary(d));
     let r = &d.report;
-    println!(
-        "Examined {} chunk files ({} distinct) in {:.1}s: {} duplicates, {} replaced by hard links, {} already linked; {} saved.",
-        r.chunks,
-        r.distinct,
-        d.elapsed.as_secs_f64(),
-        r.ops,
-        r.linked,
-        r.already,
-        Bytes(r.bytes_saved)
-    );
     if r.problem_count == 0 {
         return Done::Ok;
     }
@@ -506,4 +528,48 @@ pub fn checked(r: &CheckReport, json: bool) -> Result<Done> {
         n => eprintln!("sparsebak: arch-check of {what}: {n} problems"),
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::archive::DedupReport;
+
+    /// arch-deduplicate says what it did where the archive lives: hard
+    /// links on a file system; on an object store, index entries pointing
+    /// at the kept copy, whose freed bytes go with their pack (regression:
+    /// it said "hard links" on S3).
+    #[test]
+    fn dedup_summary_says_what_was_done_where() {
+        let report = DedupReport {
+            chunks: 40,
+            distinct: 27,
+            ops: 13,
+            linked: 11,
+            already: 2,
+            bytes_saved: 11 << 20,
+            ..Default::default()
+        };
+        let mut d = DeduplicateReport {
+            report,
+            elapsed: std::time::Duration::from_millis(1500),
+            object_store: false,
+        };
+        let fs = dedup_summary(&d);
+        assert_eq!(
+            fs,
+            "Examined 40 chunk files (27 distinct) in 1.5s: 13 duplicates, 11 replaced by hard \
+             links, 2 already linked; 11.0 MiB saved."
+        );
+        d.object_store = true;
+        let s3 = dedup_summary(&d);
+        assert!(!s3.contains("hard link"), "{s3}");
+        assert!(
+            s3.contains(
+                "13 duplicates, 11 replaced by references to the kept copy, 2 already references; \
+                 11.0 MiB no longer referenced (a pack is deleted once"
+            ),
+            "{s3}"
+        );
+    }
 }

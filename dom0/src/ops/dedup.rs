@@ -76,6 +76,10 @@ pub fn avoid_damaged(d: &mut RunDedup, vol: &VolName, refused: Option<DestError>
 pub struct DeduplicateReport {
     pub report: DedupReport,
     pub elapsed: Duration,
+    /// The archive is in an object store: a duplicate became an index
+    /// entry pointing at the kept copy, not a hard link (docs/FORMAT.md
+    /// §21.5), and its bytes are freed with the pack that held them.
+    pub object_store: bool,
 }
 
 /// Format 2 binds every chunk to its volume and address, so no chunk file
@@ -113,6 +117,7 @@ pub fn arch_deduplicate(ctx: &Ctx, ui: &dyn Ui) -> Result<DeduplicateReport> {
     Ok(DeduplicateReport {
         report,
         elapsed: t0.elapsed(),
+        object_store: ctx.config.dest.is_store(),
     })
 }
 
