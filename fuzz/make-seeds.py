@@ -177,6 +177,13 @@ def main():
         frame(json.dumps({"reply": "meta_piece", "size": 10, "len": 6})), frame(b"efghij"),
         frame(json.dumps({"reply": "meta_piece", "size": 10, "len": 0})), frame(b""),
     ]))
+    put("agent_replies", "resume", b"".join([
+        frame(json.dumps({"reply": "hello", "protocol": 1, "agent_version": "0.3.0",
+                          "features": ["resume"]})),
+        frame(json.dumps({"reply": "resume_held", "count": 2, "more": True})),
+        frame(struct.pack(">Q", 0) + b"\x11" * 32 + struct.pack(">Q", 0x10000) + b"\x22" * 32),
+        frame(json.dumps({"reply": "resume_held", "count": 0, "more": False})), frame(b""),
+    ]))
     put("lvs", "report", json.dumps({"report": [{"lv": [
         {"lv_name": "pool00", "lv_attr": "twi-aotz--", "lv_size": "107374182400B",
          "pool_lv": "", "thin_id": ""},
@@ -196,6 +203,29 @@ def main():
         json.dumps({"owner": "00112233445566778899aabbccddeeff", "host": "sys-backup",
                     "pid": 4242, "lease_secs": 600, "state": "held"}))
     put("s3_replies", "date", "Sat, 05 Dec 2026 08:17:48 GMT")
+
+    put("s3_replies", "error",
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
+        '<Message>The specified key does not exist &amp; never did.</Message>'
+        '<RequestId>tx0</RequestId></Error>')
+
+    # s3store: a session generation's index (a limit byte, then the index),
+    # its commit, object names of a listing, a sealed chunk file in a pack.
+    packs = ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"]
+    ents = [(0, 0, 0, 700), (0x10000, 0, 700, 60), (0x30000, 1, 0, 4096)]
+    ix = b"SBIDX01\n" + struct.pack("<I", len(packs)) + "".join(packs).encode()
+    ix += b"".join(struct.pack("<QIQI", a, p, o, n) for a, p, o, n in ents)
+    put("s3_index", "index", b"\x02" + ix)
+    put("s3_index", "empty", b"\x01" + b"SBIDX01\n" + struct.pack("<I", 0))
+    obj = lambda n: {"sha256": H, "size": n}
+    put("s3_objects", "commit", json.dumps({
+        "session": S2, "gen": 1, "manifest": obj(300), "info": obj(400), "index": obj(len(ix) - 1),
+        "volume": json.dumps({"volsize": 1048576, "uuid": "u"})}))
+    put("s3_objects", "pruned", json.dumps({
+        "session": S3, "gen": 2, "manifest": obj(300), "info": obj(400), "index": obj(100),
+        "volume": "{}", "absorbed": [S1, S2]}))
+    put("s3_objects", "key", "%s/commit-0000000a" % S1)
+    put("s3_objects", "sealed", b"SBC\x02" + bytes(range(12)) + b"\x5a" * 40)
 
     put("thin_delta", "delta",
         '<superblock uuid="" time="2" transaction="3" data_block_size="128" nr_data_blocks="0">\n'

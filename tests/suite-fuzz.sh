@@ -7,8 +7,17 @@
 #   FUZZ_TARGETS="proto names" tests/suite-fuzz.sh   only these targets
 #   FUZZ_ARGS="-max_len=65536" tests/suite-fuzz.sh  more libFuzzer flags
 #
-# Needs a nightly toolchain (libFuzzer's instrumentation); without one it
-# prints "skipped" and passes. cargo-fuzz is installed if missing. Nothing
+#   FUZZ_TOOLCHAIN=stable tests/suite-fuzz.sh   force the toolchain
+#
+# cargo-fuzz passes -Z flags (sanitizer, coverage instrumentation) that only
+# a nightly compiler takes. The suite uses the nightly toolchain when one is
+# installed, else the stable one with RUSTC_BOOTSTRAP=1 (which lets stable
+# take -Z flags; this is how CI runs it: CI has only stable rustup), and
+# says which. FUZZ_TOOLCHAIN names the toolchain instead (a rustup name;
+# RUSTC_BOOTSTRAP=1 is set for any that is not nightly). It never skips: a
+# toolchain that is missing or cannot build the targets is a failure.
+# cargo-fuzz is installed if missing (`cargo install cargo-fuzz --locked`,
+# built with the same toolchain). Nothing
 # is written into the repo tree: the build goes to FUZZ_TARGET_DIR (default
 # under ~/.cache, kept between runs), the corpus is a temporary copy of the
 # seeds, and the inputs of a failing run are kept in a directory under
@@ -19,27 +28,44 @@ cd "$(dirname "$0")/.."
 # shellcheck source=tests/check-lib.sh
 . tests/check-lib.sh
 
-if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-    echo "skipped: no nightly toolchain (rustup run nightly rustc --version fails)"
-    exit 0
+command -v rustup >/dev/null || fail "no rustup: the fuzz suite needs a Rust toolchain managed by rustup"
+tc=${FUZZ_TOOLCHAIN:-}
+if [ -z "$tc" ]; then
+    if rustup run nightly rustc --version >/dev/null 2>&1; then
+        tc=nightly
+    else
+        tc=stable
+    fi
 fi
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+rustc_v=$(rustup run "$tc" rustc --version 2>&1) ||
+    fail "toolchain '$tc' cannot run rustc: $rustc_v"
+# Plain variables, not exported yet: cargo-fuzz itself is built without it.
+case $rustc_v in
+    *-nightly*) boot=() how="" ;;
+    *) boot=(RUSTC_BOOTSTRAP=1) how=" with RUSTC_BOOTSTRAP=1" ;;
+esac
+echo "fuzz: toolchain $tc ($rustc_v)$how"
+if ! cargo "+$tc" fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"
-    cargo install cargo-fuzz --locked
+    env -u RUSTC_BOOTSTRAP cargo "+$tc" install cargo-fuzz --locked ||
+        fail "cannot install cargo-fuzz (cargo +$tc install cargo-fuzz --locked)"
 fi
+cargo "+$tc" fuzz --version >/dev/null 2>&1 || fail "cargo +$tc fuzz does not run after installing it"
+[ "${#boot[@]}" -eq 0 ] || export "${boot[@]}"
+fz=(cargo "+$tc" fuzz)
 
 secs=${FUZZ_SECONDS:-20}
 if ! [[ $secs =~ ^[0-9]+$ ]] || [ "$secs" -eq 0 ]; then
     fail "FUZZ_SECONDS must be a positive number, not '$secs'"
 fi
 target_dir=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsebak/fuzz-target}
-triple=$(rustup run nightly rustc -vV | sed -n 's/^host: //p')
+triple=$(rustup run "$tc" rustc -vV | sed -n 's/^host: //p')
 bin_dir="$target_dir/$triple/release"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-mapfile -t all < <(cd fuzz && cargo +nightly fuzz list)
+mapfile -t all < <(cd fuzz && "${fz[@]}" list)
 [ "${#all[@]}" -gt 0 ] || fail "cargo fuzz list found no targets"
 read -r -a targets <<<"${FUZZ_TARGETS:-${all[*]}}"
 read -r -a extra <<<"${FUZZ_ARGS:-}"
@@ -47,7 +73,7 @@ read -r -a extra <<<"${FUZZ_ARGS:-}"
 start=$(date +%s)
 # 16 codegen units: a much faster cold build than cargo-fuzz's default of
 # 1, for slightly slower runs (fine for a short CI run).
-build=(cargo +nightly fuzz build --codegen-units 16 --target-dir "$target_dir")
+build=("${fz[@]}" build --codegen-units 16 --target-dir "$target_dir")
 if [ -n "${FUZZ_TARGETS:-}" ]; then
     for t in "${targets[@]}"; do
         (cd fuzz && "${build[@]}" "$t") || fail "fuzz target $t does not build"
@@ -89,7 +115,7 @@ report() {
     local a
     for a in "$keep"/*; do
         [ "$(basename "$a")" = fuzz.log ] && continue
-        echo "  artifact of $t: $a (reproduce: cd fuzz && cargo +nightly fuzz run $t $a)" >&2
+        echo "  artifact of $t: $a (reproduce: cd fuzz && ${boot[*]}${boot:+ }cargo +$tc fuzz run $t $a)" >&2
     done
     echo "  full log: $keep/fuzz.log" >&2
 }

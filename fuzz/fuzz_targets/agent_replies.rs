@@ -1,7 +1,8 @@
 //! dom0's reader of agent replies (`sparsebak::dest::AgentConn`) over
 //! arbitrary bytes, as a hostile backup VM or ssh host could send them:
 //! Hello, Open, ListSessions, a ReadFiles stream, ReadMeta pieces and
-//! SessionDigests pages (strictly ascending, bounded).
+//! SessionDigests pages (strictly ascending, bounded) and ResumeCheck
+//! pieces (whole records, at most a piece).
 //! Never a panic or a hang; a file reply is at most a frame, and a metadata
 //! piece at most `META_PIECE` bytes and inside the size it announces.
 #![no_main]
@@ -9,8 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use sparsebak::dest::client::FileReply;
 use sparsebak::dest::AgentConn;
-use sparsebak_common::names::VolName;
-use sparsebak_common::proto::{Request, MAX_FRAME, META_PIECE};
+use sparsebak_common::names::{SessionName, VolName};
+use sparsebak_common::proto::{Request, MAX_FRAME, META_PIECE, RESUME_PIECE, RESUME_RECORD};
 use std::io::{sink, Cursor};
 
 fn pipes(data: &[u8]) -> (Box<Cursor<Vec<u8>>>, Box<std::io::Sink>) {
@@ -51,6 +52,18 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(d) = c.session_digests(&vol) {
             assert!(d.sessions.windows(2).all(|w| w[0].name < w[1].name));
             assert!(d.sessions.len() <= 100_000 + sparsebak_common::proto::DIGEST_PAGE);
+        }
+    }
+    // After Hello: what an unfinished session holds, piece by piece.
+    let (r, w) = pipes(data);
+    if let Ok(mut c) = sparsebak::fuzzing::connected(r, w) {
+        let s = SessionName::new("S_20260101-000000").unwrap();
+        for _ in 0..4 {
+            let Ok(Ok(p)) = c.resume_check(&vol, &s, None) else {
+                break;
+            };
+            assert!(p.records.len().is_multiple_of(RESUME_RECORD));
+            assert!(p.records.len() <= RESUME_PIECE * RESUME_RECORD);
         }
     }
 });

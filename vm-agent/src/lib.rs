@@ -64,6 +64,16 @@ pub mod fuzzing {
     pub fn s3_unescape(s: &str) -> Result<String, String> {
         crate::s3::xml::unescape(s)
     }
+    /// `<Code>` and `<Message>` of an error answer with HTTP `status`.
+    pub fn s3_error_fields(status: u16, body: &[u8]) -> (String, String) {
+        crate::s3::call::error_fields(status, body)
+    }
+
+    /// The stored digest of a chunk file read back from the archive, as
+    /// `ResumeCheck` reports it (docs/FORMAT.md §19).
+    pub fn stored_digest(b: &[u8]) -> [u8; 32] {
+        crate::resume::stored_digest_of(b)
+    }
 }
 
 pub use dispatch::{serve, TEST_HOOK_NO_FEATURES, VERSION};

@@ -232,7 +232,7 @@ fn is_tls_refusal(t: &ureq::Transport) -> bool {
 
 /// `<Code>` and `<Message>` of an S3 error body (bounded, best effort:
 /// an error that is not S3's XML still gets its status reported).
-fn error_fields(status: u16, body: &[u8]) -> (String, String) {
+pub(crate) fn error_fields(status: u16, body: &[u8]) -> (String, String) {
     if (200..300).contains(&status) {
         return (String::new(), String::new());
     }

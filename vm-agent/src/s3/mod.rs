@@ -6,7 +6,7 @@
 //!
 //! The object-store backend (crate::s3store, `--dest=…/s3:NAME`) uses it.
 
-mod call;
+pub(crate) mod call;
 pub mod client;
 pub mod creds;
 pub mod error;

@@ -81,12 +81,12 @@ pub fn read_commit(a: &S3Archive, vol: &VolName, s: &SessionName, gen: u32) -> R
                 format!("session {s} of volume {vol} is not in the archive"),
             )
         })?;
-    serde_json::from_slice::<Commit>(&b)
-        .ok()
-        .filter(|c| c.session == s.as_str() && c.gen == gen)
-        .ok_or_else(|| {
-            AgentError::new(ErrorKind::Mismatch, format!("{key} is not a commit of {s}"))
-        })
+    Commit::parse(&b, s, gen).map_err(|m| {
+        AgentError::new(
+            ErrorKind::Mismatch,
+            format!("{key} is not a commit of {s}: {m}"),
+        )
+    })
 }
 
 /// One of a committed session's objects, checked against its commit.
@@ -228,14 +228,7 @@ pub(crate) fn chunk_bytes<'w>(
 /// after it in the same pack, up to [`WINDOW`] bytes.
 fn fetch(a: &S3Archive, ix: &Index, i: usize) -> std::result::Result<(u32, u64, Vec<u8>), String> {
     let first: Loc = ix.locs[i];
-    let mut end = first.offset + u64::from(first.len);
-    for n in &ix.locs[i + 1..] {
-        let next_end = n.offset + u64::from(n.len);
-        if n.pack != first.pack || n.offset != end || next_end - first.offset > WINDOW {
-            break;
-        }
-        end = next_end;
-    }
+    let end = ix.run_end(i, WINDOW);
     let key = a.keys().pack(&ix.packs[first.pack as usize]);
     let data = a
         .client()

@@ -151,6 +151,23 @@ impl Index {
     pub fn find(&self, addr: u64) -> Option<usize> {
         self.locs.binary_search_by_key(&addr, |l| l.addr).ok()
     }
+
+    /// Where one coalesced read from entry `i` ends: entry `i`, then the
+    /// entries after it stored right behind it in the same pack, while the
+    /// whole stays within `window` bytes (entry `i` alone may be longer).
+    /// No overflow for any index [`Index::decode`] accepts.
+    pub fn run_end(&self, i: usize, window: u64) -> u64 {
+        let first = self.locs[i];
+        let mut end = first.offset + u64::from(first.len);
+        for n in &self.locs[i + 1..] {
+            let next_end = n.offset + u64::from(n.len);
+            if n.pack != first.pack || n.offset != end || next_end - first.offset > window {
+                break;
+            }
+            end = next_end;
+        }
+        end
+    }
 }
 
 /// A session generation's commit: what it consists of, each object with its
@@ -188,6 +205,54 @@ impl Obj {
 
 /// Largest commit object read.
 pub const MAX_COMMIT: u64 = 256 * 1024;
+/// Largest manifest accepted, stored and read.
+pub const MAX_MANIFEST: u64 = 1 << 30;
+/// Largest info.json accepted, stored and read (as the file-system backend).
+pub const MAX_INFO: u64 = 1024 * 1024;
+/// Largest index read: 24 bytes a chunk file and 32 a pack, for far more
+/// chunk files than a manifest of [`MAX_MANIFEST`] lists.
+pub const MAX_INDEX: u64 = 1 << 30;
+
+impl Commit {
+    /// A commit object as read from the store for generation `gen` of
+    /// session `s`: refused unless it is that session's and generation's
+    /// commit, each object it names has a SHA-256 of 64 lowercase hex
+    /// digits and a size within its limit (readers fetch that many bytes),
+    /// and each session it absorbed is a valid name older than `s` (a prune
+    /// merges only older sessions; an absorbed session is deleted).
+    pub fn parse(b: &[u8], s: &SessionName, gen: u32) -> std::result::Result<Commit, String> {
+        let c: Commit = serde_json::from_slice(b).map_err(|e| format!("not a commit: {e}"))?;
+        if c.session != s.as_str() || c.gen != gen {
+            return Err(format!(
+                "it names session {:?} generation {}",
+                c.session.chars().take(64).collect::<String>(),
+                c.gen
+            ));
+        }
+        for (what, o, max) in [
+            ("manifest", &c.manifest, MAX_MANIFEST),
+            ("info", &c.info, MAX_INFO),
+            ("index", &c.index, MAX_INDEX),
+        ] {
+            let hex = o.sha256.len() == 64
+                && o.sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !hex {
+                return Err(format!("its {what} sha256 is not 64 hex digits"));
+            }
+            if o.size > max {
+                return Err(format!("its {what} size {} is over {max}", o.size));
+            }
+        }
+        for x in &c.absorbed {
+            if !SessionName::new(x).is_ok_and(|x| x < *s) {
+                return Err("an absorbed session is not a session older than it".into());
+            }
+        }
+        Ok(c)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -237,5 +302,94 @@ mod tests {
         ] {
             assert!(parse_commit_key(bad).is_none(), "{bad}");
         }
+    }
+
+    fn loc(addr: u64, pack: u32, offset: u64, len: u32) -> Loc {
+        Loc {
+            addr,
+            pack,
+            offset,
+            len,
+        }
+    }
+
+    #[test]
+    fn a_coalesced_read_takes_neighbours_in_the_same_pack_up_to_the_window() {
+        let ix = Index {
+            packs: vec!["0".repeat(32), "a".repeat(32)],
+            locs: vec![
+                loc(0, 0, 100, 10),
+                loc(1, 0, 110, 20),
+                loc(2, 0, 130, 5),
+                loc(3, 1, 135, 5),
+                loc(4, 0, 200, 1),
+            ],
+        };
+        assert_eq!(ix.run_end(0, 1000), 135);
+        assert_eq!(ix.run_end(0, 30), 130);
+        assert_eq!(ix.run_end(0, 1), 110, "the first entry alone may be longer");
+        assert_eq!(ix.run_end(3, 1000), 140);
+        assert_eq!(ix.run_end(4, 1000), 201);
+        // At the top of the offsets: no overflow (decode refuses past u64).
+        let top = Index {
+            packs: vec!["0".repeat(32)],
+            locs: vec![loc(0, 0, u64::MAX - 8, 4), loc(1, 0, u64::MAX - 4, 4)],
+        };
+        let top = Index::decode(&top.encode(), 100).unwrap();
+        assert_eq!(top.run_end(0, u64::MAX), u64::MAX);
+    }
+
+    fn commit_bytes(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let o = |n: u64| serde_json::json!({"sha256": "ab".repeat(32), "size": n});
+        let mut v = serde_json::json!({
+            "session": "S_20260102-000000", "gen": 2, "manifest": o(100), "info": o(50),
+            "index": o(36), "volume": "{}", "absorbed": ["S_20260101-000000"],
+        });
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_commit_from_the_store_is_refused_unless_it_is_bounded_and_its_own() {
+        let s = SessionName::new("S_20260102-000000").unwrap();
+        let c = Commit::parse(&commit_bytes(|_| {}), &s, 2).unwrap();
+        assert_eq!(c.absorbed, ["S_20260101-000000"]);
+        assert_eq!(
+            Commit::parse(&serde_json::to_vec(&c).unwrap(), &s, 2),
+            Ok(c)
+        );
+        assert!(Commit::parse(&commit_bytes(|_| {}), &s, 3).is_err());
+        let other = SessionName::new("S_20260103-000000").unwrap();
+        assert!(Commit::parse(&commit_bytes(|_| {}), &other, 2).is_err());
+        type Edit = fn(&mut serde_json::Value);
+        let bad: [(Edit, &str); 8] = [
+            (|v| v["index"]["size"] = u64::MAX.into(), "index size"),
+            (
+                |v| v["manifest"]["size"] = (MAX_MANIFEST + 1).into(),
+                "manifest size",
+            ),
+            (|v| v["info"]["size"] = (MAX_INFO + 1).into(), "info size"),
+            (
+                |v| v["info"]["sha256"] = "AB".repeat(32).into(),
+                "info sha256",
+            ),
+            (|v| v["index"]["sha256"] = "ab".into(), "index sha256"),
+            (
+                |v| v["absorbed"] = serde_json::json!(["S_20260102-000000"]),
+                "absorbed",
+            ),
+            (
+                |v| v["absorbed"] = serde_json::json!(["S_20260103-000000"]),
+                "absorbed",
+            ),
+            (|v| v["absorbed"] = serde_json::json!(["../x"]), "absorbed"),
+        ];
+        for (edit, what) in bad {
+            let e = Commit::parse(&commit_bytes(edit), &s, 2).unwrap_err();
+            assert!(e.contains(what), "{what}: {e}");
+        }
+        assert!(Commit::parse(b"{", &s, 2)
+            .unwrap_err()
+            .starts_with("not a commit"));
     }
 }

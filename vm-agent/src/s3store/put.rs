@@ -5,7 +5,7 @@
 //! A send that dies before it leaves objects no commit names: the session
 //! does not exist.
 
-use super::layout::{random_id, Commit, Index, Loc, Obj};
+use super::layout::{random_id, Commit, Index, Loc, Obj, MAX_INFO, MAX_MANIFEST};
 use super::link::Links;
 use super::resume::Held;
 use super::{get, s3_err, S3Archive};
@@ -18,11 +18,6 @@ use sparsebak_common::proto::ErrorKind;
 use sparsebak_common::SessionFormat;
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, SyncSender};
-
-/// Largest manifest accepted.
-const MAX_MANIFEST: u64 = 1 << 30;
-/// Largest info.json accepted (as the file-system backend).
-const MAX_INFO: u64 = 1024 * 1024;
 
 /// A stored, not yet committed session (generation 1).
 pub struct Pending {

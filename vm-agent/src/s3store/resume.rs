@@ -20,7 +20,7 @@ use sparsebak_common::names::{SessionName, VolName};
 use sparsebak_common::proto::{ErrorKind, RESUME_RECORD};
 
 /// Largest held index read (24 bytes a chunk file: 40 M chunk files).
-const MAX_HELD: u64 = 1 << 30;
+const MAX_HELD: u64 = super::layout::MAX_INDEX;
 
 pub fn held_key(a: &S3Archive, vol: &VolName, s: &SessionName) -> String {
     format!("{}{s}/held", a.keys().vol_dir(vol))
