@@ -27,6 +27,8 @@ command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v desktop-file-validate >/dev/null || need+=(desktop-file-utils)
 command -v visudo >/dev/null || need+=(sudo)
+# tests/suite-fuzz.sh: libfuzzer-sys compiles libFuzzer (C++).
+command -v c++ >/dev/null || need+=(g++)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "setup-host: missing ${need[*]}; install them (needs root)" >&2

@@ -7,21 +7,22 @@
 #   FUZZ_TARGETS="proto names" tests/suite-fuzz.sh   only these targets
 #   FUZZ_ARGS="-max_len=65536" tests/suite-fuzz.sh  more libFuzzer flags
 #
-#   FUZZ_TOOLCHAIN=stable tests/suite-fuzz.sh   force the toolchain
+#   FUZZ_TOOLCHAIN=stable tests/suite-fuzz.sh   this toolchain (a rustup name)
 #
 # cargo-fuzz passes -Z flags (sanitizer, coverage instrumentation) that only
 # a nightly compiler takes. The suite uses the nightly toolchain when one is
 # installed, else the stable one with RUSTC_BOOTSTRAP=1 (which lets stable
-# take -Z flags; this is how CI runs it: CI has only stable rustup), and
-# says which. FUZZ_TOOLCHAIN names the toolchain instead (a rustup name;
-# RUSTC_BOOTSTRAP=1 is set for any that is not nightly). It never skips: a
-# toolchain that is missing or cannot build the targets is a failure.
-# cargo-fuzz is installed if missing (`cargo install cargo-fuzz --locked`,
-# built with the same toolchain). Nothing
-# is written into the repo tree: the build goes to FUZZ_TARGET_DIR (default
-# under ~/.cache, kept between runs), the corpus is a temporary copy of the
-# seeds, and the inputs of a failing run are kept in a directory under
-# ${TMPDIR:-/tmp} whose path is printed. Two targets run at a time.
+# take -Z flags: this is how CI runs it, CI having only stable rustup), and
+# prints which. RUSTC_BOOTSTRAP=1 is set for any toolchain that is not a
+# nightly. It never skips: a toolchain that is missing or cannot build the
+# targets is a failure. cargo-fuzz is installed if missing (`cargo install
+# cargo-fuzz --locked`, ~40 s). tests/run-all.sh sets FUZZ_SECONDS for CI.
+#
+# Nothing is written into the repo tree: the build goes to FUZZ_TARGET_DIR
+# (default under ~/.cache, kept between runs; ~2 GiB), the corpus is a
+# temporary copy of the seeds, and the inputs of a failing run are kept in a
+# directory under ${TMPDIR:-/tmp} whose path is printed. Two targets run at
+# a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +39,7 @@ if [ -z "$tc" ]; then
     fi
 fi
 rustc_v=$(rustup run "$tc" rustc --version 2>&1) ||
-    fail "toolchain '$tc' cannot run rustc: $rustc_v"
+    fail "toolchain '$tc' cannot run rustc: ${rustc_v%%$'\n'*}"
 # Plain variables, not exported yet: cargo-fuzz itself is built without it.
 case $rustc_v in
     *-nightly*) boot=() how="" ;;
