@@ -233,6 +233,14 @@ def main():
         '    <different begin="16" length="1"/>\n    <right_only begin="3200" length="2"/>\n'
         '    <left_only begin="4800" length="16"/>\n  </diff>\n</superblock>\n')
 
+    # A size byte (MiB), then thin_dump --dev-id 3 of a pool.
+    put("thin_dump", "map", b"\x02" + (
+        '<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="16384">\n'
+        '  <device dev_id="3" mapped_blocks="5" transaction="0" creation_time="0" snap_time="1">\n'
+        '    <range_mapping origin_begin="0" data_begin="0" length="4" time="0"/>\n'
+        '    <single_mapping origin_block="10" data_block="20" time="0"/>\n'
+        '  </device>\n</superblock>\n').encode())
+
     u = "0b0e6d9a-4c1f-4a7e-9f7e-2b3c4d5e6f70"
     put("qube_record", "appvm", json.dumps({
         "format": "sparsebak-qube-settings", "version": 1, "uuid": u, "name": "work",
