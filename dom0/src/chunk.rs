@@ -61,7 +61,8 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 thread_local! {
-    static ZSTD_CTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// The compressor of this thread, with its level and checksum flag.
+    static ZSTD_CTX: RefCell<Option<(i32, bool, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     /// One decompression context per thread instead of one per chunk.
     static ZSTD_DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
@@ -83,14 +84,23 @@ fn zstd_decompress(payload: &[u8], expected: usize) -> std::io::Result<Vec<u8>> 
     })
 }
 
-fn compress(data: &[u8], c: Compression) -> Option<Vec<u8>> {
+/// A zstd compressor at `level`, whose frames carry zstd's content
+/// checksum when `checksum` is set.
+fn zstd_compressor(level: i32, checksum: bool) -> Option<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::new(level).ok()?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(checksum))
+        .ok()?;
+    Some(c)
+}
+
+fn compress(data: &[u8], c: Compression, checksum: bool) -> Option<Vec<u8>> {
     match c.codec {
         Codec::Zstd => ZSTD_CTX.with(|cell| {
             let mut slot = cell.borrow_mut();
-            if slot.as_ref().map(|(l, _)| *l) != Some(c.level) {
-                *slot = Some((c.level, zstd::bulk::Compressor::new(c.level).ok()?));
+            if slot.as_ref().map(|(l, k, _)| (*l, *k)) != Some((c.level, checksum)) {
+                *slot = Some((c.level, checksum, zstd_compressor(c.level, checksum)?));
             }
-            slot.as_mut().unwrap().1.compress(data).ok()
+            slot.as_mut().unwrap().2.compress(data).ok()
         }),
         Codec::Zlib => {
             let mut e = flate2::write::ZlibEncoder::new(
@@ -106,13 +116,14 @@ fn compress(data: &[u8], c: Compression) -> Option<Vec<u8>> {
 /// Encode one chunk. Data that does not shrink is stored raw, so
 /// incompressible chunks cost nothing to decode.
 pub fn encode(data: &[u8], c: Compression) -> Vec<u8> {
-    encode_with(data, c, VERSION, 0)
+    encode_with(data, c, false, VERSION, 0)
 }
 
 /// The file of version `version`, with `gap` bytes left zero between the
-/// header and the payload (room for format 2's nonce).
-fn encode_with(data: &[u8], c: Compression, version: u8, gap: usize) -> Vec<u8> {
-    let packed = compress(data, c).filter(|p| p.len() < data.len());
+/// header and the payload (room for format 2's nonce); a zstd frame with
+/// zstd's content checksum when `checksum` is set.
+fn encode_with(data: &[u8], c: Compression, checksum: bool, version: u8, gap: usize) -> Vec<u8> {
+    let packed = compress(data, c, checksum).filter(|p| p.len() < data.len());
     let (codec, payload) = match &packed {
         Some(p) => (
             if c.codec == Codec::Zstd { ZSTD } else { ZLIB },
@@ -169,6 +180,28 @@ pub fn decode(file: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
     unpack(codec, &file[HEADER_LEN..], expected)
 }
 
+/// Zstd's frame magic number, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Does decoding `payload` (of codec `codec`) without error prove the
+/// decoded bytes, given that the payload itself is authenticated? For a raw
+/// payload, which is its content (§22.1), and for one zstd frame, the whole
+/// payload, that carries zstd's content checksum: the decoder checks it
+/// against what it produced (docs/FORMAT.md §22.3). Not for zlib, nor for
+/// frames without the checksum (archives made before it).
+fn decoding_proves(codec: u8, payload: &[u8]) -> bool {
+    match codec {
+        RAW => true,
+        ZSTD => {
+            payload.len() > 4
+                && payload[..4] == ZSTD_MAGIC
+                && payload[4] & 0x04 != 0 // Content_Checksum_flag
+                && zstd::zstd_safe::find_frame_compressed_size(payload) == Ok(payload.len())
+        }
+        _ => false,
+    }
+}
+
 fn unpack(codec: u8, payload: &[u8], expected: usize) -> Result<Vec<u8>, ChunkError> {
     let out = match codec {
         RAW => payload.to_vec(),
@@ -201,6 +234,16 @@ fn unpack(codec: u8, payload: &[u8], expected: usize) -> Result<Vec<u8>, ChunkEr
 pub struct ChunkCodec {
     compression: Compression,
     sealing: Option<(Arc<ArchiveKeys>, String)>,
+    /// New zstd files carry zstd's content checksum (FORMAT.md §22.3).
+    zstd_checksum: bool,
+}
+
+/// A decoded chunk, and whether decoding has proven it (no content digest
+/// to check): see [`ChunkCodec::decode_owned`].
+#[derive(Debug)]
+pub struct Decoded {
+    pub data: Vec<u8>,
+    pub proven: bool,
 }
 
 impl ChunkCodec {
@@ -208,6 +251,7 @@ impl ChunkCodec {
         ChunkCodec {
             compression,
             sealing: None,
+            zstd_checksum: false,
         }
     }
 
@@ -216,7 +260,15 @@ impl ChunkCodec {
         ChunkCodec {
             compression,
             sealing: Some((keys, volume_uuid.to_string())),
+            zstd_checksum: false,
         }
+    }
+
+    /// Encode new zstd files with zstd's content checksum (the archive's
+    /// choice: `Config::zstd_checksum`). Decoding reads either kind.
+    pub fn with_zstd_checksum(mut self, on: bool) -> Self {
+        self.zstd_checksum = on;
+        self
     }
 
     pub fn is_sealed(&self) -> bool {
@@ -253,27 +305,18 @@ impl ChunkCodec {
         d
     }
 
-    /// Does a file whose stored digest has just matched its manifest entry,
-    /// and which then decodes, already prove the entry's content digest?
-    /// Yes for a file stored raw: format 1's decoded bytes are the file's
-    /// own bytes 12.., which the SHA-256 of the whole file has
-    /// authenticated; format 2's are the plaintext the AEAD has just
-    /// authenticated (header included) under the nonce and tag the manifest
-    /// records. The manifest line pairs that file with the content digest
-    /// dom0 computed over the very bytes it put in it (docs/FORMAT.md
-    /// §22.1), so hashing them again proves nothing more. Compressed files
-    /// are decoded and their content digest checked. Only meaningful once
-    /// the stored digest matched and decoding succeeded.
-    pub fn stored_proves_content(&self, file: &[u8]) -> bool {
-        file.len() >= HEADER_LEN && file[4] == RAW
-    }
-
     /// The chunk file for `data` at `addr`.
     pub fn encode(&self, data: &[u8], addr: ByteOffset) -> Vec<u8> {
         let Some((keys, volume)) = &self.sealing else {
-            return encode(data, self.compression);
+            return encode_with(data, self.compression, self.zstd_checksum, VERSION, 0);
         };
-        let mut f = encode_with(data, self.compression, VERSION_SEALED, NONCE_LEN);
+        let mut f = encode_with(
+            data,
+            self.compression,
+            self.zstd_checksum,
+            VERSION_SEALED,
+            NONCE_LEN,
+        );
         let b = Binding {
             volume,
             addr: addr.0,
@@ -284,15 +327,32 @@ impl ChunkCodec {
 
     /// [`ChunkCodec::decode`] of the file at `buf[start..]`, consuming the
     /// buffer: a sealed file is opened in place, without a copy.
+    ///
+    /// `proven`: a file whose stored digest has just matched its manifest
+    /// entry, and which decoded, proves the entry's content digest without
+    /// hashing the decoded bytes again when it is stored raw (§22.1: format
+    /// 1's decoded bytes are the file's own bytes 12.., which the SHA-256 of
+    /// the whole file has authenticated; format 2's are the plaintext the
+    /// AEAD has just authenticated under the nonce and tag the manifest
+    /// records) or is one zstd frame with zstd's content checksum, which
+    /// the decoder has just checked against its output (§22.3). The
+    /// manifest line pairs that file with the content digest dom0 computed
+    /// over the very bytes it encoded into it. Other files (zlib, zstd
+    /// without the checksum) need their content digest checked. Only
+    /// meaningful once the stored digest matched.
     pub fn decode_owned(
         &self,
         mut buf: Vec<u8>,
         start: usize,
         addr: ByteOffset,
         expected: usize,
-    ) -> Result<Vec<u8>, ChunkError> {
+    ) -> Result<Decoded, ChunkError> {
         let Some((keys, volume)) = &self.sealing else {
-            return decode(&buf[start..], expected);
+            let codec = check_header(&buf[start..], VERSION, expected)?;
+            let payload = &buf[start + HEADER_LEN..];
+            let proven = decoding_proves(codec, payload);
+            let data = unpack(codec, payload, expected)?;
+            return Ok(Decoded { data, proven });
         };
         let codec = check_header(&buf[start..], VERSION_SEALED, expected)?;
         let b = Binding {
@@ -301,6 +361,7 @@ impl ChunkCodec {
         };
         let r = open_chunk(keys, b, &mut buf[start..], HEADER_LEN)?;
         let (from, to) = (start + r.start, start + r.end);
+        let proven = decoding_proves(codec, &buf[from..to]);
         if codec == RAW {
             if to - from != expected {
                 return Err(ChunkError::Length {
@@ -310,9 +371,10 @@ impl ChunkCodec {
             }
             buf.truncate(to);
             buf.drain(..from);
-            return Ok(buf);
+            return Ok(Decoded { data: buf, proven });
         }
-        unpack(codec, &buf[from..to], expected)
+        let data = unpack(codec, &buf[from..to], expected)?;
+        Ok(Decoded { data, proven })
     }
 
     /// Decode the chunk file of `addr`, `expected` bytes long. A sealed
@@ -474,33 +536,75 @@ mod tests {
         assert_eq!(plain.stored_digest(&a), sha256(&a));
     }
 
-    /// Only a raw file's content is proven by its stored digest; what
-    /// makes that safe is that the file must first match that digest and
-    /// decode (a byte changed in a raw file fails one or the other).
-    #[test]
-    fn only_raw_files_prove_their_content() {
+    fn random(n: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let random: Vec<u8> = (0..65536)
+        (0..n)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 (x >> 24) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    /// Decoding proves a raw file's content (its stored digest covers it)
+    /// and a checksummed zstd frame's (the decoder checks the checksum);
+    /// zstd frames without it (archives made before §22.3) and zlib do not.
+    /// What makes that safe is that the file must first match its stored
+    /// digest and decode (a byte changed in a raw file fails one or the
+    /// other).
+    #[test]
+    fn raw_files_and_checksummed_frames_prove_their_content() {
+        let random = random(65536);
+        let text = b"text ".repeat(1000);
+        let frame = |f: &[u8]| [vec![7u8], f.to_vec()].concat();
+        let proven = |c: &ChunkCodec, f: &[u8], len| {
+            let d = c.decode_owned(frame(f), 1, ByteOffset(0), len).unwrap();
+            d.proven
+        };
         let plain = ChunkCodec::plain(Compression::default());
         let raw = plain.encode(&random, ByteOffset(0));
-        let packed = plain.encode(&b"text ".repeat(1000), ByteOffset(0));
+        let packed = plain.encode(&text, ByteOffset(0));
         assert_eq!((raw[4], packed[4]), (RAW, ZSTD));
-        assert!(plain.stored_proves_content(&raw));
-        assert!(!plain.stored_proves_content(&packed));
-        assert!(!plain.stored_proves_content(&raw[..5]));
+        assert!(proven(&plain, &raw, 65536));
+        assert!(!proven(&plain, &packed, text.len()));
+        let checked = plain.clone().with_zstd_checksum(true);
+        let cpacked = checked.encode(&text, ByteOffset(0));
+        assert_eq!(cpacked.len(), packed.len() + 4, "4 checksum bytes");
+        assert_ne!(packed[HEADER_LEN + 4] & 4, 4);
+        assert!(proven(&checked, &cpacked, text.len()));
+        // Either codec reads either kind of frame.
+        assert!(proven(&plain, &cpacked, text.len()));
+        assert!(!proven(&checked, &packed, text.len()));
+        let zlib = ChunkCodec::plain("zlib:6".parse().unwrap()).with_zstd_checksum(true);
+        let z = zlib.encode(&text, ByteOffset(0));
+        assert_eq!(z[4], ZLIB);
+        assert!(!proven(&zlib, &z, text.len()));
+        // A frame whose checksum does not match what it decodes to fails
+        // (as it would if the decoder went wrong), and a second frame
+        // after the first is not covered by its checksum: not proven.
+        let mut bad = cpacked.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let e = checked.decode_owned(frame(&bad), 1, ByteOffset(0), text.len());
+        assert!(matches!(e, Err(ChunkError::Decode(_))), "{e:?}");
+        let half = &text[..text.len() / 2];
+        let mut two = checked.encode(half, ByteOffset(0));
+        two.extend_from_slice(&zstd::bulk::compress(half, 3).unwrap());
+        two[8..12].copy_from_slice(&(text.len() as u32).to_le_bytes());
+        let d = checked.decode_owned(frame(&two), 1, ByteOffset(0), text.len());
+        assert!(!d.unwrap().proven);
         let mut bad = raw.clone();
         bad[100] ^= 1;
         assert_ne!(plain.stored_digest(&bad), plain.stored_digest(&raw));
+        // Format 2: the checksum is inside the sealed payload.
         let c = sealed_codec("v");
         let sraw = c.encode(&random, ByteOffset(0));
-        assert!(c.stored_proves_content(&sraw));
+        assert!(proven(&c, &sraw, 65536));
+        assert!(!proven(&c, &c.encode(&text, ByteOffset(0)), text.len()));
+        let sc = sealed_codec("v").with_zstd_checksum(true);
+        assert!(proven(&sc, &sc.encode(&text, ByteOffset(0)), text.len()));
         let mut bad = sraw.clone();
         bad[HEADER_LEN + NONCE_LEN + 100] ^= 1;
         assert_eq!(c.stored_digest(&bad), c.stored_digest(&sraw));
@@ -516,7 +620,8 @@ mod tests {
             frame.extend_from_slice(&f);
             assert_eq!(
                 c.decode_owned(frame.clone(), 1, ByteOffset(0), data.len())
-                    .unwrap(),
+                    .unwrap()
+                    .data,
                 data
             );
             assert!(c
@@ -530,7 +635,8 @@ mod tests {
         assert_eq!(
             plain
                 .decode_owned([vec![0], f].concat(), 1, ByteOffset(0), 3)
-                .unwrap(),
+                .unwrap()
+                .data,
             b"abc"
         );
     }

@@ -109,6 +109,14 @@ pub struct Config {
     pub dest: DestSpec,
     pub chunk_size: ChunkSize,
     pub compression: Compression,
+    /// New zstd chunk files carry zstd's content checksum, which then
+    /// proves their decoded bytes on receive and verify in place of a
+    /// second SHA-256 pass (docs/FORMAT.md §22.3). Set by `arch-init` from
+    /// this version on; absent (false) for archives made before, so every
+    /// chunk file of an archive is encoded the same way and `--dedup`
+    /// keeps finding the same bytes for the same data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zstd_checksum: bool,
     #[serde(default)]
     pub volumes: BTreeMap<VolName, VolumeEntry>,
     /// Qubes added with `add --qube`, by the uuid in their archive volume

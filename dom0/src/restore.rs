@@ -5,12 +5,13 @@
 //! Per chunk, in this order: the stored file's length is bounded, its SHA-256
 //! must equal the manifest's stored hash, it is decoded with its declared
 //! length bounded by the chunk size, and the decoded bytes must match the
-//! manifest's content hash (a file stored raw is its content, which the
-//! stored hash and decoding have just proven:
-//! [`ChunkCodec::stored_proves_content`]).
+//! manifest's content hash, unless decoding has proven them: a file stored
+//! raw is its content, and a zstd frame with zstd's content checksum has
+//! just been checked against its output ([`ChunkCodec::decode_owned`];
+//! docs/FORMAT.md §22.1, §22.3).
 //! Only then is anything written.
 
-use crate::chunk::{sha256, ChunkCodec};
+use crate::chunk::{sha256, ChunkCodec, Decoded};
 use crate::dest::client::{FileData, FileReply};
 use crate::dest::AgentConn;
 use crate::local_meta::SessionInfo;
@@ -278,8 +279,7 @@ fn check_chunk(
             file.len()
         );
     }
-    let proven = codec.stored_proves_content(&file);
-    let data = codec
+    let Decoded { data, proven } = codec
         .decode_owned(file.into_frame(), 1, *addr, *len as usize)
         .map_err(|e| anyhow!("{}: {e}", what()))?;
     if !proven && &codec.content_digest(&data) != content {

@@ -218,6 +218,7 @@ impl LegacyArchive {
             dest: c.dest.clone(),
             chunk_size: c.chunk_size,
             compression: "zlib:4".parse().expect("valid compression"),
+            zstd_checksum: false,
             volumes: Default::default(),
             qubes: Default::default(),
         }

@@ -89,6 +89,7 @@ pub fn arch_init(meta: &Meta, connector: &dyn Connector, o: &InitOptions) -> Res
         dest,
         chunk_size,
         compression,
+        zstd_checksum: true,
         volumes: Default::default(),
         qubes: Default::default(),
     };

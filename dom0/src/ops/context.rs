@@ -126,7 +126,8 @@ impl Ctx<'_> {
         Ok(match self.keys()? {
             None => ChunkCodec::plain(c),
             Some(k) => ChunkCodec::sealed(c, k, volume_uuid),
-        })
+        }
+        .with_zstd_checksum(self.config.zstd_checksum))
     }
 
     /// The codec of a volume that has been sent (restore, verify, diff).

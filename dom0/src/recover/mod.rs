@@ -386,6 +386,9 @@ fn commit(
         dest: opts.dest.clone(),
         chunk_size: header.chunk_size,
         compression: header.compression,
+        // Unknown from the destination: the encoding of archives made
+        // before it existed, which every dom0 reads (FORMAT.md §22.3).
+        zstd_checksum: false,
         volumes: out
             .recovered
             .iter()

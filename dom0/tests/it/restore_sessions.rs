@@ -288,3 +288,61 @@ fn sends_in_the_same_second_do_not_collide() {
         assert_eq!(&got, sha, "session {name}");
     }
 }
+
+/// The zstd frame of a chunk file, and whether it carries zstd's content
+/// checksum (docs/FORMAT.md §22.3); `None` for a file not stored as zstd.
+fn zstd_checksum_flag(file: &std::path::Path) -> Option<bool> {
+    let b = std::fs::read(file).unwrap();
+    (b[4] == 1).then(|| {
+        assert_eq!(&b[12..16], &[0x28, 0xb5, 0x2f, 0xfd], "{}", file.display());
+        b[16] & 4 != 0
+    })
+}
+
+/// An archive made before §22.3 (no `zstd_checksum` in dom0's config)
+/// keeps writing zstd frames without the checksum, whose content hash
+/// receive and verify check; one made by arch-init now writes them with it.
+/// Sessions of either kind, and an archive holding both, restore exactly.
+#[test]
+fn zstd_frames_with_and_without_the_checksum_restore_exactly() {
+    let e = Env::new();
+    e.init(&[]);
+    assert_eq!(e.config()["zstd_checksum"], true);
+    let img = e.img("mixed");
+    write_file(&img, &realistic_bytes(2 * MIB, 21));
+    e.ok(&["add", "mixed"]);
+    // As an archive made before: the flag absent.
+    let cfg_path = e.meta.join("archive.json");
+    let mut cfg = e.config();
+    cfg.as_object_mut().unwrap().remove("zstd_checksum");
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    e.ok(&["send", "-u"]);
+    let old_sha = sha256_file(&img);
+    write_at(&img, 100_000, &text_bytes(300_000, 22));
+    cfg["zstd_checksum"] = serde_json::json!(true);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    e.ok(&["send", "-u"]);
+    let new_sha = sha256_file(&img);
+    let names = e.session_names("mixed");
+    let flags = |s: &str| -> Vec<bool> {
+        let f: Vec<bool> = e
+            .chunk_files("mixed", s)
+            .iter()
+            .filter_map(|p| zstd_checksum_flag(p))
+            .collect();
+        assert!(!f.is_empty(), "session {s} has zstd chunk files");
+        f
+    };
+    assert!(flags(&names[0]).iter().all(|f| !f), "before: no checksum");
+    assert!(flags(&names[1]).iter().all(|f| *f), "now: the checksum");
+    for (name, sha) in names.iter().zip([old_sha, new_sha]) {
+        let got = e.receive_sha("mixed", Some(name), &format!("out-{name}"));
+        assert_eq!(got, sha, "session {name}");
+        let s = format!("--session={name}");
+        let out = e.ok(&["verify", "mixed", &s]);
+        assert!(
+            out.contains(&format!("Verified mixed session {name}")),
+            "{out}"
+        );
+    }
+}
