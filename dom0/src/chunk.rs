@@ -239,11 +239,31 @@ pub struct ChunkCodec {
 }
 
 /// A decoded chunk, and whether decoding has proven it (no content digest
-/// to check): see [`ChunkCodec::decode_owned`].
+/// to check): see [`ChunkCodec::decode_owned`]. A chunk stored raw is the
+/// tail of the buffer it came in, not a copy of it.
 #[derive(Debug)]
 pub struct Decoded {
-    pub data: Vec<u8>,
+    buf: Vec<u8>,
+    at: usize,
     pub proven: bool,
+}
+
+impl Decoded {
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.at..]
+    }
+}
+
+/// A raw payload of `len` bytes is the chunk only if `len` is `expected`.
+fn raw_len(len: usize, expected: usize) -> Result<(), ChunkError> {
+    if len != expected {
+        return Err(ChunkError::Length {
+            declared: len,
+            expected,
+        });
+    }
+    Ok(())
 }
 
 impl ChunkCodec {
@@ -351,8 +371,13 @@ impl ChunkCodec {
             let codec = check_header(&buf[start..], VERSION, expected)?;
             let payload = &buf[start + HEADER_LEN..];
             let proven = decoding_proves(codec, payload);
-            let data = unpack(codec, payload, expected)?;
-            return Ok(Decoded { data, proven });
+            if codec == RAW {
+                raw_len(payload.len(), expected)?;
+                let at = start + HEADER_LEN;
+                return Ok(Decoded { buf, at, proven });
+            }
+            let buf = unpack(codec, payload, expected)?;
+            return Ok(Decoded { buf, at: 0, proven });
         };
         let codec = check_header(&buf[start..], VERSION_SEALED, expected)?;
         let b = Binding {
@@ -363,18 +388,16 @@ impl ChunkCodec {
         let (from, to) = (start + r.start, start + r.end);
         let proven = decoding_proves(codec, &buf[from..to]);
         if codec == RAW {
-            if to - from != expected {
-                return Err(ChunkError::Length {
-                    declared: to - from,
-                    expected,
-                });
-            }
+            raw_len(to - from, expected)?;
             buf.truncate(to);
-            buf.drain(..from);
-            return Ok(Decoded { data: buf, proven });
+            return Ok(Decoded {
+                buf,
+                at: from,
+                proven,
+            });
         }
-        let data = unpack(codec, &buf[from..to], expected)?;
-        Ok(Decoded { data, proven })
+        let buf = unpack(codec, &buf[from..to], expected)?;
+        Ok(Decoded { buf, at: 0, proven })
     }
 
     /// Decode the chunk file of `addr`, `expected` bytes long. A sealed
@@ -621,7 +644,7 @@ mod tests {
             assert_eq!(
                 c.decode_owned(frame.clone(), 1, ByteOffset(0), data.len())
                     .unwrap()
-                    .data,
+                    .bytes(),
                 data
             );
             assert!(c
@@ -636,7 +659,7 @@ mod tests {
             plain
                 .decode_owned([vec![0], f].concat(), 1, ByteOffset(0), 3)
                 .unwrap()
-                .data,
+                .bytes(),
             b"abc"
         );
     }

@@ -9,6 +9,7 @@
 //! holding configuration, metadata, the destination and LVM), [`cli`]
 //! (argument parsing and printing only).
 
+pub mod alloc;
 pub mod chunk;
 pub mod cli;
 pub mod config;

@@ -249,7 +249,7 @@ fn check_chunk(
     codec: &ChunkCodec,
     item: &Item,
     reply: Option<FileReply>,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<Decoded>> {
     let Item::Chunk {
         addr,
         len,
@@ -279,10 +279,10 @@ fn check_chunk(
             file.len()
         );
     }
-    let Decoded { data, proven } = codec
+    let data = codec
         .decode_owned(file.into_frame(), 1, *addr, *len as usize)
         .map_err(|e| anyhow!("{}: {e}", what()))?;
-    if !proven && &codec.content_digest(&data) != content {
+    if !data.proven && &codec.content_digest(data.bytes()) != content {
         bail!("{}: decoded content does not match its hash", what());
     }
     Ok(Some(data))
@@ -321,7 +321,7 @@ fn check_batch(
             };
             let res =
                 check_chunk(vol, cs, codec, &item, reply).and_then(|data| match (out, data) {
-                    (Some(o), Some(d)) => o.data(*addr, &d),
+                    (Some(o), Some(d)) => o.data(*addr, d.bytes()),
                     (Some(o), None) => o.zero(*addr, *len),
                     (None, _) => Ok(()),
                 });

@@ -46,6 +46,7 @@ pub enum Done {
 }
 
 pub fn main() -> ExitCode {
+    crate::alloc::tune();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
