@@ -103,6 +103,9 @@ def render(r):
         return "\n".join(out) + "\n"
     wb = int(r["write_bytes"])
     lim = [("dd_read", "read `dd bs=4M`", None), ("zstd", "`zstd -3 -T0`", None), ("dd_write", "write `dd conv=fdatasync`", wb)]
+    direct = p.wall("dd_write_direct")[0] is not None
+    if direct:
+        lim.append(("dd_write_direct", "write `dd oflag=direct`", wb))
     w("Machine limits on the same file, same run: " + "; ".join(
         f"{label} {p.wall(n)[0]:.2f} s ({p.mbps(n, nb):.0f} MB/s)" for n, label, nb in lim) + ".")
     w("")
@@ -115,6 +118,9 @@ def render(r):
     ]
     for label, v, t in rows:
         w(f"| {label} | {v:.2f} | >= {t} | {report.yes(v >= t)} |")
+    if direct:
+        v = p.mbps("sparsebak.receive") / p.mbps("dd_write_direct", wb)
+        w(f"| (no target) receive / dd write oflag=direct (the disk without the page cache) | {v:.2f} | | |")
     for op in ("full", "receive", "verify"):
         sb = p.wall(f"sparsebak.{op}")[0]
         others = [(t, p.wall(f"{t}.{op}")[0]) for t in tools if t != "sparsebak" and p.wall(f"{t}.{op}")[0]]
