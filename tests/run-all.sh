@@ -24,7 +24,8 @@ cargo test --workspace
 
 # tests/suite-fuzz.sh: 10 s a target in CI. On stable (CI has no nightly;
 # the suite uses RUSTC_BOOTSTRAP=1) a cold build of all 22 targets plus the
-# runs took 8 min 20 s on a loaded 2-core machine (build 6 min 14 s).
+# runs took 8 min 10-20 s on a loaded 2-core machine (build ~6 min 10 s,
+# runs ~2 min), plus ~35 s to install cargo-fuzz.
 export FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 for t in tests/suite-*.sh; do
     [ -e "$t" ] || continue
