@@ -9,6 +9,11 @@
 //!   BACKEND:PORT:DEVICE_ID`, `*` as DEVICE_ID for any device in the port
 //!   (qvm-device(1), device identity); auto-attach is its default.
 //!
+//! An assignment is removed in the same two forms: before 4.3 `qvm-device
+//! CLASS detach QUBE BACKEND:PORT`, which removes a halted qube's
+//! persistent assignment (qubes-core-admin `DeviceCollection.detach`);
+//! from 4.3 `qvm-device CLASS unassign QUBE BACKEND:PORT:DEVICE_ID`.
+//!
 //! Which one is asked of `qvm-device --version` (QubesArgumentParser
 //! prints `qvm-device (SUMMARY) VERSION` first). An assignment the
 //! installed Qubes cannot express (a mode or a device identity on R4.2)
@@ -82,6 +87,25 @@ pub fn argv(cli: DeviceCli, qube: &str, d: &DeviceAssignment) -> Result<Vec<Stri
     Ok(argv)
 }
 
+/// The command that removes assignment `d`, as qubes.xml has it, from
+/// (halted) `qube`.
+pub fn unassign_argv(cli: DeviceCli, qube: &str, d: &DeviceAssignment) -> Vec<String> {
+    let (verb, target) = match cli {
+        DeviceCli::Attach => ("detach", d.device.clone()),
+        DeviceCli::Assign => (
+            "unassign",
+            format!("{}:{}", d.device, d.identity.as_deref().unwrap_or("*")),
+        ),
+    };
+    vec![
+        "qvm-device".into(),
+        d.class.clone(),
+        verb.into(),
+        qube.into(),
+        target,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +167,25 @@ mod tests {
         );
         let why = argv(DeviceCli::Attach, "work", &usb).unwrap_err();
         assert!(why.contains("auto-attach"), "{why}");
+    }
+
+    #[test]
+    fn each_qubes_form_of_removal() {
+        assert_eq!(
+            unassign_argv(DeviceCli::Attach, "work", &pci()),
+            ["qvm-device", "pci", "detach", "work", "dom0:00_14.0"]
+        );
+        assert_eq!(
+            unassign_argv(DeviceCli::Assign, "work", &pci()),
+            ["qvm-device", "pci", "unassign", "work", "dom0:00_14.0:*"]
+        );
+        let usb = DeviceAssignment {
+            identity: Some("0x0781:0x5581::u080650".into()),
+            ..pci()
+        };
+        assert_eq!(
+            unassign_argv(DeviceCli::Assign, "work", &usb)[4],
+            "dom0:00_14.0:0x0781:0x5581::u080650"
+        );
     }
 }

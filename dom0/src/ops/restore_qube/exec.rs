@@ -80,6 +80,7 @@ fn qube_of(s: &Step) -> &str {
         | Step::RemoveTags { qube, .. }
         | Step::Firewall { qube, .. }
         | Step::Device { qube, .. }
+        | Step::Unassign { qube, .. }
         | Step::Write { qube, .. }
         | Step::Bind { qube, .. } => qube,
     }
@@ -144,6 +145,16 @@ impl Exec<'_, '_> {
                 if let Err(e) = q.run(&args) {
                     report.warnings.push(format!(
                         "qube {qube}: {} failed: {e:#}; assign that device by hand",
+                        argv.join(" ")
+                    ));
+                }
+            }
+            Step::Unassign { qube, argv, .. } => {
+                let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+                if let Err(e) = q.run(&args) {
+                    report.warnings.push(format!(
+                        "qube {qube}: {} failed: {e:#}; remove that assignment by hand \
+                         (qvm-device CLASS list {qube})",
                         argv.join(" ")
                     ));
                 }

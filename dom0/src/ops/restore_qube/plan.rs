@@ -1,7 +1,7 @@
 //! The plan of a restore: every step, decided and checked before anything
 //! changes (a plan that cannot be carried out is refused whole).
 
-use super::devices::{argv as device_argv, device_cli, DeviceCli};
+use super::devices::{argv as device_argv, device_cli, unassign_argv, DeviceCli};
 use super::fetch::Found;
 use super::RestoreQubeOptions;
 use crate::config::SourceSpec;
@@ -68,6 +68,14 @@ pub enum Step {
         qube: String,
         argv: Vec<String>,
     },
+    /// Remove an existing qube's device assignment that the record does
+    /// not have (or has in another form) with this `qvm-device` command;
+    /// `again` makes it again, for the output. A failure is a warning.
+    Unassign {
+        qube: String,
+        argv: Vec<String>,
+        again: Option<Vec<String>>,
+    },
     /// Write `session` of archive volume `archive` into the qube's
     /// `volume`; `fresh`: the qube was just created (its empty LV is
     /// written directly), otherwise the LV is kept renamed.
@@ -126,6 +134,17 @@ impl fmt::Display for Step {
             }
             Step::Device { qube, argv } => {
                 write!(f, "assign a device to {qube}: {}", argv.join(" "))
+            }
+            Step::Unassign { qube, argv, again } => {
+                write!(
+                    f,
+                    "remove a device assignment from {qube}: {}",
+                    argv.join(" ")
+                )?;
+                if let Some(a) = again {
+                    write!(f, " (to make it again: {})", a.join(" "))?;
+                }
+                Ok(())
             }
             Step::Write {
                 qube,
@@ -368,26 +387,50 @@ impl Planner<'_> {
     /// missing, or that this Qubes cannot express, is left out with a
     /// warning.
     pub(super) fn device(&mut self, target: &str, d: &DeviceAssignment) -> Result<()> {
-        let what = format!("qube {target}: {} device {}", d.class, d.device);
-        let (backend, _) = d.backend_port();
-        if backend != "dom0" && !self.will_exist.contains(backend) {
-            self.warnings.push(format!(
-                "{what}: its backend qube {backend} does not exist: not assigned"
-            ));
-            return Ok(());
-        }
-        let cli = match self.device_cli {
-            Some(c) => c,
-            None => *self.device_cli.insert(device_cli(self.qvm)?),
-        };
-        match device_argv(cli, target, d) {
-            Ok(argv) => self.steps.push(Step::Device {
-                qube: target.into(),
-                argv,
-            }),
-            Err(why) => self.warnings.push(format!("{what}: {why}: not assigned")),
+        match self.device_step(target, d)? {
+            Ok(step) => self.steps.push(step),
+            Err(why) => self.warnings.push(format!(
+                "qube {target}: {} device {}: {why}: not assigned",
+                d.class, d.device
+            )),
         }
         Ok(())
+    }
+
+    /// The step re-creating assignment `d`, or why there can be none.
+    pub(super) fn device_step(
+        &mut self,
+        target: &str,
+        d: &DeviceAssignment,
+    ) -> Result<Result<Step, String>> {
+        let (backend, _) = d.backend_port();
+        if backend != "dom0" && !self.will_exist.contains(backend) {
+            return Ok(Err(format!("its backend qube {backend} does not exist")));
+        }
+        let cli = self.device_cli()?;
+        Ok(device_argv(cli, target, d).map(|argv| Step::Device {
+            qube: target.into(),
+            argv,
+        }))
+    }
+
+    /// A step removing assignment `d` (as qubes.xml has it) from `target`.
+    pub(super) fn unassign(&mut self, target: &str, d: &DeviceAssignment) -> Result<()> {
+        let cli = self.device_cli()?;
+        self.steps.push(Step::Unassign {
+            qube: target.into(),
+            argv: unassign_argv(cli, target, d),
+            again: device_argv(cli, target, d).ok(),
+        });
+        Ok(())
+    }
+
+    /// The installed qvm-device's form, asked once.
+    fn device_cli(&mut self) -> Result<DeviceCli> {
+        Ok(match self.device_cli {
+            Some(c) => c,
+            None => *self.device_cli.insert(device_cli(self.qvm)?),
+        })
     }
 }
 

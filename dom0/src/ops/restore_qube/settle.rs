@@ -3,17 +3,24 @@
 //! step of its own so the plan (and `--dry-run`) shows every change:
 //! label, template (an AppVM's), properties set or reset to their default,
 //! features set or unset, tags added or removed, the firewall rules
-//! replaced, missing device assignments made. Its name and class are never
-//! changed (a class that differs is refused before this). Assignments the
-//! qube has that the record does not are left as they are, with a warning:
-//! a device is hardware on this machine, and unassigning one could stop a
-//! netvm from starting.
+//! replaced, device assignments made the record's. Its name and class are
+//! never changed (a class that differs is refused before this).
+//!
+//! Device assignments: one the record has and the qube lacks is made; one
+//! the qube has in another form (mode, options, identity) is removed and
+//! made as recorded; one the record does not have is removed. Each removal
+//! is a step that says how to make it again: a device is this machine's
+//! hardware (a netvm's network card, restored on other hardware, sits on
+//! another PCI port), so the user sees every one, `--dry-run` first, and
+//! `--data-only` keeps them all. A recorded form this Qubes cannot make,
+//! or whose backend qube is missing, leaves the current assignment as it
+//! is, with a warning.
 
 use super::plan::{Planner, Step};
 use crate::qubes::devices::assignments;
 use crate::qubes::export::NOT_EXPORTED;
 use crate::qubes::query::{self, QubeInfo};
-use crate::qubes::record::{check_value, QubeRecord};
+use crate::qubes::record::{check_value, DeviceAssignment, QubeRecord};
 use anyhow::Result;
 
 impl Planner<'_> {
@@ -114,48 +121,50 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// Recorded assignments the qube lacks are made; one it has in another
-    /// form (mode, options, identity) and those it has beyond the record
-    /// are left as they are, with a warning.
+    /// The qube's device assignments made the record's (see the module's
+    /// documentation).
     fn devices_of(&mut self, q: &QubeInfo, r: &QubeRecord) -> Result<()> {
         let name = q.name.as_str();
         let read = self.qvm.qubes_xml().and_then(|x| assignments(&x, &q.uuid));
         let now = match read {
-            Ok(a) => a.devices,
-            Err(e) if r.devices.is_empty() => {
-                log::debug!("qube {name}: devices not compared: {e:#}");
-                return Ok(());
-            }
+            Ok(a) => a,
             Err(e) => {
                 self.warnings.push(format!(
-                    "qube {name}: its device assignments could not be read ({e:#}): the \
-                     recorded ones are not re-created; check them with qvm-device"
+                    "qube {name}: its device assignments could not be read ({e:#}): they are not \
+                     compared with the record, and the recorded ones are not re-created; check \
+                     them with qvm-device"
                 ));
                 return Ok(());
             }
         };
-        let same_port = |a: &crate::qubes::record::DeviceAssignment,
-                         b: &crate::qubes::record::DeviceAssignment| {
-            a.class == b.class && a.device == b.device
-        };
-        for d in &r.devices {
-            match now.iter().find(|c| same_port(c, d)) {
-                Some(c) if c == d => {}
-                Some(_) => self.warnings.push(format!(
-                    "qube {name}: {} device {} is assigned otherwise than recorded; left as it is",
-                    d.class, d.device
-                )),
-                None => self.device(name, d)?,
+        for why in &now.left_out {
+            self.warnings.push(format!(
+                "qube {name}: a device assignment sparsebak cannot read is left as it is ({why})"
+            ));
+        }
+        let same_port =
+            |a: &DeviceAssignment, b: &DeviceAssignment| a.class == b.class && a.device == b.device;
+        for c in &now.devices {
+            if !r.devices.iter().any(|d| same_port(c, d)) {
+                self.unassign(name, c)?;
             }
         }
-        for c in now
-            .iter()
-            .filter(|c| !r.devices.iter().any(|d| same_port(c, d)))
-        {
-            self.warnings.push(format!(
-                "qube {name}: {} device {} is assigned but not in the record; left as it is",
-                c.class, c.device
-            ));
+        for d in &r.devices {
+            match now.devices.iter().find(|c| same_port(c, d)) {
+                Some(c) if c == d => {}
+                Some(c) => match self.device_step(name, d)? {
+                    Ok(step) => {
+                        self.unassign(name, c)?;
+                        self.steps.push(step);
+                    }
+                    Err(why) => self.warnings.push(format!(
+                        "qube {name}: {} device {} is assigned otherwise than recorded, and the \
+                         recorded form cannot be made ({why}): left as it is",
+                        d.class, d.device
+                    )),
+                },
+                None => self.device(name, d)?,
+            }
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! restore-qube into a qube that exists: its settings are made the
-//! record's (every change a step, exact commands asserted), or kept with
-//! --data-only; --dry-run changes nothing; a class that differs is refused.
+//! record's (every change a step, exact commands asserted; a device
+//! assignment the record does not have removed), or kept with --data-only;
+//! --dry-run changes nothing; a class that differs is refused.
 
 use super::harness::{volume_bytes, World};
 use super::restore_qube::{assert_same, bytes_of, named, restore, setup};
@@ -71,7 +72,12 @@ fn an_existing_qubes_settings_are_made_the_records_with_each_change_shown() {
     let shown: Vec<String> = plan.steps.iter().map(|s| s.to_string()).collect();
     assert!(
         shown.contains(&"reset work property memory to its default".to_string())
-            && shown.contains(&"unset work feature service.extra".to_string()),
+            && shown.contains(&"unset work feature service.extra".to_string())
+            && shown.contains(
+                &"remove a device assignment from work: qvm-device pci detach work dom0:00_1f.0 \
+                  (to make it again: qvm-device pci attach --persistent work dom0:00_1f.0)"
+                    .to_string()
+            ),
         "{shown:?}"
     );
     assert_eq!(
@@ -99,14 +105,14 @@ fn an_existing_qubes_settings_are_made_the_records_with_each_change_shown() {
             "qvm-firewall work del --rule-no 0",
             "qvm-firewall work del --rule-no 0",
             "qvm-firewall work del --rule-no 0",
+            "qvm-device pci detach work dom0:00_1f.0",
         ]
     );
-    assert!(
-        r.warnings
-            .iter()
-            .any(|x| x.contains("pci device dom0:00_1f.0") && x.contains("not in the record")),
-        "{:?}",
-        r.warnings
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(
+        q.get("work", "devices"),
+        "",
+        "no assignment the record lacks"
     );
     assert_eq!(q.get("work", "prefs"), prefs_then);
     assert_eq!(q.get("work", "tags"), tags_then);
@@ -140,6 +146,11 @@ fn data_only_keeps_the_settings_and_another_class_is_refused() {
         r.warnings
     );
     assert_eq!(q.get("work", "prefs"), prefs_now);
+    assert_eq!(
+        q.get("work", "devices"),
+        "pci\tdom0\t00_1f.0\t\trequired",
+        "--data-only keeps the assignments too"
+    );
     assert_same(
         &w.lvm.written("vg", "vm-work-private"),
         bytes_of(&sent.second, "vm-work-private"),
